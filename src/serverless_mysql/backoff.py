@@ -1,0 +1,128 @@
+"""Jittered backoff strategies and a retry budget bounded by attempts and by time.
+
+The formulas are AWS's "Exponential Backoff And Jitter"
+(https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/), with delays in seconds:
+
+- full jitter: ``uniform(0, min(cap, base * 2**attempt))``
+- decorrelated jitter: ``min(cap, uniform(base, 3 * previous))`` with ``previous`` seeded with ``base``
+
+``attempt`` counts retries of one loop, starting at 1; each loop starts afresh, so one exhausted loop never
+shortens the next (serverless-mysql keeps its counter across calls and then retries zero times).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+__all__ = ["Backoff", "BackoffFn", "DecorrelatedJitter", "FullJitter", "RetryBudget", "make_backoff"]
+
+BackoffFn = Callable[[int, float], float]
+"""A custom strategy: ``(attempt, previous_delay) -> delay`` in seconds."""
+
+
+class Backoff(Protocol):
+    """A backoff strategy: the delay before retry number ``attempt`` (1-based), given the previous delay."""
+
+    name: str
+
+    def __call__(self, attempt: int, previous: float) -> float:
+        """Return the delay in seconds before retry ``attempt``."""
+        ...
+
+
+@dataclass(frozen=True)
+class FullJitter:
+    """AWS Full Jitter: ``uniform(0, min(cap, base * 2**attempt))``."""
+
+    base: float
+    cap: float
+    rng: random.Random = field(default_factory=random.Random, compare=False)
+    name: str = "full"
+
+    def __call__(self, attempt: int, previous: float) -> float:
+        """Return the delay in seconds before retry ``attempt``."""
+        # 2**attempt overflows floats past ~1000 retries; the cap has long been reached by then.
+        ceiling = self.cap if attempt > 60 else min(self.cap, self.base * 2**attempt)
+        return self.rng.uniform(0.0, ceiling)
+
+
+@dataclass(frozen=True)
+class DecorrelatedJitter:
+    """AWS Decorrelated Jitter: ``min(cap, uniform(base, 3 * previous))``, the first ``previous`` being ``base``."""
+
+    base: float
+    cap: float
+    rng: random.Random = field(default_factory=random.Random, compare=False)
+    name: str = "decorrelated"
+
+    def __call__(self, attempt: int, previous: float) -> float:
+        """Return the delay in seconds before retry ``attempt``."""
+        prev = previous if previous >= self.base else self.base
+        return min(self.cap, self.rng.uniform(self.base, 3.0 * prev))
+
+
+@dataclass(frozen=True)
+class CustomBackoff:
+    """A user's ``(attempt, previous_delay) -> delay`` callable, with its result checked."""
+
+    fn: BackoffFn
+    name: str = "custom"
+
+    def __call__(self, attempt: int, previous: float) -> float:
+        """Return the user's delay, checked to be a finite number of seconds >= 0."""
+        delay = self.fn(attempt, previous)
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not math.isfinite(delay) or delay < 0:
+            raise ValueError(f"custom backoff returned {delay!r}; it must return a finite number of seconds >= 0")
+        return float(delay)
+
+
+def make_backoff(spec: str | BackoffFn, *, base: float, cap: float, rng: random.Random | None = None) -> Backoff:
+    """Build a strategy from an option value: ``"full"``, ``"decorrelated"`` or a callable."""
+    rng = rng or random.Random()
+    if spec == "full":
+        return FullJitter(base, cap, rng)
+    if spec == "decorrelated":
+        return DecorrelatedJitter(base, cap, rng)
+    if callable(spec):
+        return CustomBackoff(spec)
+    raise ValueError(f"unknown backoff {spec!r}; expected 'full', 'decorrelated' or a callable")
+
+
+@dataclass
+class RetryBudget:
+    """Counts the retries of one loop and bounds them by number and by a monotonic deadline.
+
+    ``next_delay()`` returns the delay before the next retry, or ``None`` when the loop must stop: either the
+    count is spent, or sleeping would reach the deadline (the delay is never cut short to squeeze in a last
+    attempt that would have no time to run).
+    """
+
+    strategy: Backoff
+    max_retries: int
+    deadline: float | None = None
+    clock: Callable[[], float] = time.monotonic
+    attempt: int = 0
+    previous: float = 0.0
+    slept: float = 0.0
+
+    def next_delay(self) -> float | None:
+        """The delay before the next retry, or ``None`` if the count or the time budget is spent."""
+        if self.attempt >= self.max_retries:
+            return None
+        delay = self.strategy(self.attempt + 1, self.previous)
+        if self.deadline is not None and self.clock() + delay >= self.deadline:
+            return None
+        self.attempt += 1
+        self.previous = delay
+        self.slept += delay
+        return delay
+
+    @property
+    def out_of_time(self) -> bool:
+        """True when the deadline has passed."""
+        return self.deadline is not None and self.clock() >= self.deadline

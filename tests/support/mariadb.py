@@ -1,0 +1,889 @@
+"""Private, throwaway MariaDB servers for the test-suite and the benchmark.
+
+Every :class:`MariaDBServer` is a real ``mariadbd`` process listening on a free loopback port (``127.0.0.1``)
+with its own temporary data directory, started with ``--no-defaults`` so the machine's ``my.cnf`` is never read
+and the system server (usually on port 3306) is never touched.
+
+Speed: ``mariadb-install-db`` runs at most once per mariadbd build. The resulting template datadir is cached in
+``$SMYSQL_TEST_CACHE_DIR`` (default: ``<tempdir>/smysql-mariadb-<uid>``), keyed by the mariadbd binary and version,
+and copied for every new server, so a server start is a copy plus a boot (a few hundred milliseconds).
+
+Connections:
+
+* ``server.port`` is the application port. Its ``max_connections`` limit is exactly the one you asked for.
+* Root helpers (:meth:`MariaDBServer.root`, :meth:`~MariaDBServer.execute`, :meth:`~MariaDBServer.processlist`,
+  ...) use a second loopback port, MariaDB's ``extra_port`` (``server.admin_port``). Connections there are counted
+  against ``extra_max_connections`` instead of ``max_connections``, so inspecting a server never takes a slot
+  from the application, and never shows up in ``Threads_connected``. They do show up in the processlist as
+  ``root``; pass ``user=...`` to filter them out.
+
+Environment variables:
+
+``SMYSQL_TEST_URL``
+    Use your own, already running server instead of private ones, e.g. ``mysql://root:pw@127.0.0.1:3306/smysql_test``.
+    The account must be able to create users and databases and to kill threads; the host must be a loopback
+    address. The database (URL path, default ``smysql_test``) is created if missing; users created by the tests are
+    dropped at the end. Starting, stopping, crashing or restarting that server, or starting extra servers, is
+    impossible: those calls raise :class:`PrivateServerRequired` (the test-suite turns that into a skip).
+``SMYSQL_TEST_CACHE_DIR``
+    Where the template datadir is cached.
+``SMYSQL_MARIADBD`` / ``SMYSQL_MARIADB_INSTALL_DB``
+    Paths of the ``mariadbd`` and ``mariadb-install-db`` binaries, when they are not in the usual places.
+
+The module imports neither pytest nor the library under test; ``bench/`` uses it too::
+
+    from tests.support.mariadb import MariaDBServer
+
+    with MariaDBServer(max_connections=20) as server:
+        user = server.create_user()
+        ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import ipaddress
+import itertools
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+from urllib.parse import quote, unquote, urlsplit
+
+import pymysql
+import pymysql.cursors
+from pymysql.connections import Connection
+
+__all__ = [
+    "ENV_URL",
+    "AppUser",
+    "ExternalServer",
+    "MariaDBError",
+    "MariaDBNotInstalled",
+    "MariaDBServer",
+    "MariaDBStartError",
+    "PrivateServerRequired",
+    "external_url",
+    "session_server",
+    "template_datadir",
+]
+
+ENV_URL: Final = "SMYSQL_TEST_URL"
+ENV_CACHE_DIR: Final = "SMYSQL_TEST_CACHE_DIR"
+ENV_MARIADBD: Final = "SMYSQL_MARIADBD"
+ENV_INSTALL_DB: Final = "SMYSQL_MARIADB_INSTALL_DB"
+
+LOOPBACK: Final = "127.0.0.1"
+DEFAULT_DATABASE: Final = "app"
+EXTERNAL_DEFAULT_DATABASE: Final = "smysql_test"
+MIN_MAX_CONNECTIONS: Final = 10  # MariaDB silently clamps smaller values to 10
+ADMIN_MAX_CONNECTIONS: Final = 100
+
+# Bump when the template-building recipe changes, so stale caches are not reused.
+_TEMPLATE_FORMAT: Final = 1
+# InnoDB options that must be identical for mariadb-install-db and mariadbd.
+_INNODB_ARGS: Final = (
+    "--innodb-buffer-pool-size=16M",
+    "--innodb-log-file-size=4M",
+    "--innodb-use-native-aio=0",  # many servers at once would exhaust the kernel's aio-max-nr
+)
+_SERVER_ARGS: Final = (
+    *_INNODB_ARGS,
+    "--innodb-temp-data-file-path=ibtmp1:4M:autoextend",
+    "--innodb-flush-log-at-trx-commit=2",  # survives SIGKILL (crash()); only an OS crash could lose data
+    "--innodb-doublewrite=0",
+    "--skip-name-resolve",
+    "--skip-log-bin",
+    "--performance-schema=OFF",
+    "--event-scheduler=OFF",
+    "--userstat=1",
+    "--max-connect-errors=1000000000",  # aborted handshakes must never block 127.0.0.1
+    "--character-set-server=utf8mb4",
+    "--collation-server=utf8mb4_general_ci",
+    "--skip-external-locking",
+)
+# install-db creates root@<hostname> (unusable with --skip-name-resolve, and it spams the error log) and, on some
+# versions, anonymous users. Keep only the loopback root accounts.
+_TEMPLATE_SQL: Final = """\
+DELETE FROM mysql.global_priv WHERE User = '' OR (User = 'root' AND Host NOT IN ('localhost', '127.0.0.1', '::1'));
+DELETE FROM mysql.proxies_priv WHERE Host NOT IN ('localhost', '127.0.0.1', '::1');
+"""
+_ROOT_HOSTS: Final = ("localhost", "127.0.0.1", "::1")
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_USER_NAME = re.compile(r"[A-Za-z0-9_]{1,32}")
+_user_counter = itertools.count(1)
+_PORT_IN_USE = ("Address already in use", "Do you already have another server running")
+
+
+class MariaDBError(RuntimeError):
+    """Base class of this module's errors."""
+
+
+class MariaDBNotInstalled(MariaDBError):
+    """mariadbd / mariadb-install-db cannot be found."""
+
+
+class MariaDBStartError(MariaDBError):
+    """The server died or did not accept connections in time; the message ends with the error log's tail."""
+
+
+class PrivateServerRequired(MariaDBError):
+    """The operation needs a private server, but the tests run against ``SMYSQL_TEST_URL``."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Binaries and the cached template datadir
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _find_binary(env: str, names: Sequence[str], extra_dirs: Sequence[str]) -> Path:
+    configured = os.environ.get(env)
+    if configured:
+        path = Path(configured)
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+        raise MariaDBNotInstalled(f"${env}={configured!r} is not an executable file")
+    search_path = os.pathsep.join([os.environ.get("PATH", ""), *extra_dirs])
+    for name in names:
+        found = shutil.which(name, path=search_path)
+        if found:
+            return Path(found)
+    raise MariaDBNotInstalled(
+        f"{names[0]} not found (looked in $PATH and {', '.join(extra_dirs)}). The integration tests need a local "
+        f"MariaDB server binary: install the 'mariadb-server' package (e.g. `apt-get install mariadb-server`; "
+        f"`make` does it for you), set ${env}, or point ${ENV_URL} at a running server."
+    )
+
+
+def mariadbd_path() -> Path:
+    return _find_binary(ENV_MARIADBD, ("mariadbd", "mysqld"), ("/usr/sbin", "/usr/local/sbin", "/usr/libexec"))
+
+
+def install_db_path() -> Path:
+    return _find_binary(
+        ENV_INSTALL_DB, ("mariadb-install-db", "mysql_install_db"), ("/usr/bin", "/usr/local/bin", "/usr/scripts")
+    )
+
+
+def _user_args() -> list[str]:
+    # mariadbd refuses to run as root unless told so explicitly.
+    return ["--user=root"] if os.geteuid() == 0 else []
+
+
+def _cache_root() -> Path:
+    configured = os.environ.get(ENV_CACHE_DIR)
+    root = Path(configured) if configured else Path(tempfile.gettempdir()) / f"smysql-mariadb-{os.geteuid()}"
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if root.stat().st_uid != os.geteuid():
+        raise MariaDBError(f"template cache {root} belongs to another user; set ${ENV_CACHE_DIR}")
+    return root
+
+
+_template_lock = threading.Lock()
+_template_cache: dict[str, Path] = {}
+
+
+def template_datadir() -> Path:
+    """Return a pristine, freshly installed datadir (cached on disk; built once per mariadbd build). Never modify it."""
+    mariadbd = mariadbd_path()
+    with _template_lock:
+        st = mariadbd.stat()
+        version = subprocess.run(
+            [str(mariadbd), "--no-defaults", "--version"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        key_material = repr((_TEMPLATE_FORMAT, str(mariadbd), st.st_size, st.st_mtime_ns, version, _INNODB_ARGS))
+        key = hashlib.sha256(key_material.encode()).hexdigest()[:16]
+        cached = _template_cache.get(key)
+        if cached is not None and (cached / "ok").exists():
+            return cached / "data"
+        root = _cache_root()
+        final = root / f"template-{key}"
+        with open(root / f"template-{key}.lock", "w") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)  # other processes (xdist workers, bench) wait for one build
+            if not (final / "ok").exists():
+                shutil.rmtree(final, ignore_errors=True)
+                _build_template(final, root)
+        _template_cache[key] = final
+        return final / "data"
+
+
+def _build_template(final: Path, root: Path) -> None:
+    install_db = install_db_path()
+    build = Path(tempfile.mkdtemp(prefix="build-", dir=root))
+    try:
+        sql = build / "template.sql"
+        sql.write_text(_TEMPLATE_SQL)
+        cmd = [
+            str(install_db),
+            "--no-defaults",
+            f"--datadir={build / 'data'}",
+            *_user_args(),
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            "--skip-name-resolve",
+            f"--extra-file={sql}",
+            *_INNODB_ARGS,
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL, cwd=build)
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
+            raise MariaDBError(f"mariadb-install-db failed with exit code {proc.returncode}:\n{tail}")
+        sql.unlink()
+        (build / "ok").write_text("ok\n")
+        os.rename(build, final)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Users
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppUser:
+    """An application account: ``GRANT ALL`` on one database, nothing global (except PROCESS when asked)."""
+
+    name: str
+    password: str = field(repr=False)
+    host: str
+    port: int
+    database: str
+
+    def connect_kwargs(self) -> dict[str, object]:
+        """Keyword arguments for ``pymysql.connect(**kw)`` or ``ServerlessMySQL(**kw)``."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "user": self.name,
+            "password": self.password,
+            "database": self.database,
+        }
+
+    def connect(self, **kw: Any) -> Connection[pymysql.cursors.DictCursor]:
+        """A new PyMySQL connection as this user (DictCursor); ``kw`` overrides the defaults."""
+        params: dict[str, Any] = {**self.connect_kwargs(), "cursorclass": pymysql.cursors.DictCursor, **kw}
+        return pymysql.connect(**params)
+
+    def url(self) -> str:
+        """``mysql://user:password@host:port/database``, percent-encoded."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return (
+            f"mysql://{quote(self.name, safe='')}:{quote(self.password, safe='')}@{host}:{self.port}"
+            f"/{quote(self.database, safe='')}"
+        )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Servers
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _free_ports(n: int) -> list[int]:
+    """Distinct free loopback ports (all sockets held open together, then released)."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((LOOPBACK, 0))
+            socks.append(s)
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _sql_string(value: str) -> str:
+    return "'" + pymysql.converters.escape_string(value) + "'"
+
+
+def _quietly_close(conn: Connection[Any]) -> None:
+    with contextlib.suppress(Exception):
+        if conn.open:
+            conn.close()
+
+
+class _Resources:
+    """What must be released even if a server object is leaked (used by ``weakref.finalize``; no ref to the server)."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.tmpdir: Path | None = None
+
+    def release(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
+        tmpdir, self.tmpdir = self.tmpdir, None
+        if tmpdir is not None:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+class MariaDBServer:
+    """A private ``mariadbd`` on loopback with a throwaway datadir. Use as a context manager, or start()/cleanup().
+
+    ``basedir`` is the directory that holds this server's files (``data/``, socket, pid file, error log); by default a
+    fresh temporary directory, deleted by :meth:`cleanup`. A given ``basedir`` is never deleted.
+    """
+
+    private: bool = True
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = 100,
+        extra_args: Sequence[str] = (),
+        port: int | None = None,
+        basedir: Path | None = None,
+    ) -> None:
+        if max_connections < MIN_MAX_CONNECTIONS:
+            raise ValueError(f"MariaDB's minimum max_connections is {MIN_MAX_CONNECTIONS} (got {max_connections})")
+        if isinstance(extra_args, str):
+            raise TypeError("extra_args must be a sequence of arguments, not a string")
+        self.max_connections = max_connections
+        self.extra_args: tuple[str, ...] = tuple(extra_args)
+        self.host: str = LOOPBACK
+        self.database: str = DEFAULT_DATABASE
+        self.root_user: str = "root"
+        self._root_password = secrets.token_hex(16)
+        self._fixed_port = port is not None
+        ports = _free_ports(2)
+        self.port: int = port if port is not None else ports[0]
+        self.admin_port: int = ports[1] if ports[1] != self.port else _free_ports(1)[0]
+        self._resources = _Resources()
+        self._finalizer = weakref.finalize(self, self._resources.release)
+        if basedir is None:
+            self._basedir = Path(tempfile.mkdtemp(prefix="smysql-mariadb-"))
+            self._resources.tmpdir = self._basedir
+        else:
+            self._basedir = Path(basedir)
+            self._basedir.mkdir(parents=True, exist_ok=True)
+        self._initialized = (self._basedir / "data").exists()
+        self._lock = threading.RLock()
+        self._monitor: Connection[pymysql.cursors.DictCursor] | None = None
+        self._zombies: list[Connection[Any]] = []
+        self.last_start_seconds: float | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.host}:{self.port} pid={self.pid}>"
+
+    # ---- paths -----------------------------------------------------------------------------------------------
+
+    @property
+    def basedir(self) -> Path:
+        return self._basedir
+
+    @property
+    def datadir(self) -> Path:
+        return self._basedir / "data"
+
+    @property
+    def socket_path(self) -> Path:
+        return self._basedir / "mariadbd.sock"
+
+    @property
+    def error_log_path(self) -> Path:
+        return self._basedir / "error.log"
+
+    @property
+    def pid(self) -> int | None:
+        proc = self._resources.proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+    # ---- lifecycle -------------------------------------------------------------------------------------------
+
+    def command(self) -> list[str]:
+        """The mariadbd command line (without the one-off ``--init-file`` of the first start)."""
+        return [
+            str(mariadbd_path()),
+            "--no-defaults",  # must be first
+            *_user_args(),
+            f"--datadir={self.datadir}",
+            f"--tmpdir={self._basedir / 'tmp'}",
+            f"--socket={self.socket_path}",
+            f"--pid-file={self._basedir / 'mariadbd.pid'}",
+            f"--log-error={self.error_log_path}",
+            f"--bind-address={LOOPBACK}",
+            f"--port={self.port}",
+            f"--extra-port={self.admin_port}",
+            f"--extra-max-connections={ADMIN_MAX_CONNECTIONS}",
+            f"--max-connections={self.max_connections}",
+            *_SERVER_ARGS,
+            *self.extra_args,
+        ]
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start mariadbd and wait until root can log in; raise :class:`MariaDBStartError` with the log tail if not."""
+        with self._lock:
+            if self.running:
+                return
+            t0 = time.monotonic()
+            if not self._initialized:
+                shutil.copytree(template_datadir(), self.datadir)
+            (self._basedir / "tmp").mkdir(exist_ok=True)
+            for attempt in itertools.count():
+                try:
+                    self._spawn_and_wait(timeout)
+                    break
+                except MariaDBStartError:
+                    # Someone grabbed our port between choosing it and binding it: choose again (first start only).
+                    port_taken = any(s in self._log_tail(20) for s in _PORT_IN_USE)
+                    if self._initialized or self._fixed_port or not port_taken or attempt >= 4:
+                        raise
+                    self.port, self.admin_port = _free_ports(2)
+            self._initialized = True
+            self.last_start_seconds = time.monotonic() - t0
+
+    def _spawn_and_wait(self, timeout: float) -> None:
+        cmd = self.command()
+        init_file: Path | None = None
+        if not self._initialized:
+            # Runs before the server accepts connections: there is no window with a password-less root.
+            init_file = self._basedir / "init.sql"
+            fd = os.open(init_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                for host in _ROOT_HOSTS:
+                    f.write(f"ALTER USER 'root'@'{host}' IDENTIFIED BY {_sql_string(self._root_password)};\n")
+                f.write(f"CREATE DATABASE IF NOT EXISTS `{self.database}` CHARACTER SET utf8mb4;\n")
+            cmd.insert(2, f"--init-file={init_file}")
+        log_offset = self.error_log_path.stat().st_size if self.error_log_path.exists() else 0
+        try:
+            with open(self.error_log_path, "ab") as log:
+                proc = subprocess.Popen(
+                    cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, cwd=self._basedir
+                )
+            self._resources.proc = proc
+            deadline = time.monotonic() + timeout
+            delay = 0.01
+            while True:
+                if proc.poll() is not None:
+                    self._resources.proc = None
+                    raise MariaDBStartError(
+                        f"mariadbd exited with code {proc.returncode} during startup "
+                        f"(port {self.port}).\n{self._log_tail(40, log_offset)}"
+                    )
+                try:
+                    self._connect_root(connect_timeout=2).close()
+                    return
+                except pymysql.err.OperationalError:
+                    pass
+                if time.monotonic() > deadline:
+                    self._resources.release_process_only = True  # type: ignore[attr-defined]
+                    self._kill_process(signal.SIGKILL, 10)
+                    raise MariaDBStartError(
+                        f"mariadbd did not accept connections within {timeout:.0f}s (port {self.port}).\n"
+                        f"{self._log_tail(40, log_offset)}"
+                    )
+                time.sleep(delay)
+                delay = min(delay * 1.5, 0.1)
+        finally:
+            if init_file is not None:
+                init_file.unlink(missing_ok=True)
+
+    def _kill_process(self, sig: signal.Signals, timeout: float) -> bool:
+        """Send ``sig`` to our mariadbd (by pid) and wait for it; True if it exited."""
+        proc = self._resources.proc
+        if proc is None:
+            return True
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return False
+        self._resources.proc = None
+        return True
+
+    def _drop_connections(self) -> None:
+        if self._monitor is not None:
+            _quietly_close(self._monitor)
+            self._monitor = None
+        self.close_zombies()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM (graceful shutdown), wait, then SIGKILL if needed. Idempotent. Keeps the datadir."""
+        with self._lock:
+            self._drop_connections()
+            if not self._kill_process(signal.SIGTERM, timeout):
+                self._kill_process(signal.SIGKILL, 10)
+
+    def crash(self) -> None:
+        """SIGKILL the server (no shutdown at all) and wait until it is gone. Zombie connections are dropped."""
+        with self._lock:
+            if not self.running:
+                raise MariaDBError("crash(): the server is not running")
+            self._kill_process(signal.SIGKILL, 10)
+            self._drop_connections()
+
+    def restart(self, timeout: float = 30.0) -> None:
+        """Stop if running, then start again on the same datadir and ports."""
+        with self._lock:
+            self.stop()
+            self.start(timeout)
+
+    def cleanup(self) -> None:
+        """Stop and delete the temporary directory (unless ``basedir`` was given)."""
+        self.stop()
+        self._finalizer()
+
+    def __enter__(self) -> MariaDBServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.cleanup()
+
+    # ---- logs --------------------------------------------------------------------------------------------------
+
+    def error_log(self) -> str:
+        try:
+            return self.error_log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def _log_tail(self, lines: int, offset: int = 0) -> str:
+        try:
+            with open(self.error_log_path, "rb") as f:
+                f.seek(offset)
+                text = f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return "(no error log)"
+        return "--- mariadbd error log (tail) ---\n" + "\n".join(text.splitlines()[-lines:])
+
+    # ---- root helpers ------------------------------------------------------------------------------------------
+
+    def _root_endpoint(self) -> tuple[str, int]:
+        return self.host, self.admin_port
+
+    def _connect_root(self, **kw: Any) -> Connection[pymysql.cursors.DictCursor]:
+        host, port = self._root_endpoint()
+        params: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "user": self.root_user,
+            "password": self._root_password,
+            "autocommit": True,
+            "cursorclass": pymysql.cursors.DictCursor,
+            "charset": "utf8mb4",
+            "connect_timeout": 5,
+            **kw,
+        }
+        return pymysql.connect(**params)
+
+    def root(self, **kw: Any) -> Connection[pymysql.cursors.DictCursor]:
+        """A new root connection (autocommit, DictCursor) on the admin port; ``kw`` overrides, e.g. ``port=s.port``."""
+        return self._connect_root(**kw)
+
+    def execute(self, sql: str, args: Any = None) -> list[dict[str, Any]]:
+        """Run one statement as root on a short-lived connection; returns the rows (``[]`` if none).
+
+        Waits until the server has really ended that connection, so it never shows up in later counts.
+        """
+        conn = self._connect_root()
+        thread_id = int(conn.thread_id())
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                rows = list(cur.fetchall()) if cur.description else []
+        finally:
+            conn.close()
+        self._wait_gone([thread_id])
+        return rows
+
+    def _monitor_query(self, sql: str, args: Any = None) -> list[dict[str, Any]]:
+        """Run a statement on the persistent helper connection (reconnecting once if the server restarted)."""
+        with self._lock:
+            for attempt in range(2):
+                try:
+                    if self._monitor is None or not self._monitor.open:
+                        self._monitor = self._connect_root()
+                    with self._monitor.cursor() as cur:
+                        cur.execute(sql, args)
+                        return list(cur.fetchall()) if cur.description else []
+                except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
+                    if self._monitor is not None:
+                        _quietly_close(self._monitor)
+                    self._monitor = None
+                    if attempt:
+                        raise
+            raise AssertionError("unreachable")
+
+    def _wait_gone(self, thread_ids: Sequence[int], timeout: float = 2.0) -> None:
+        if not thread_ids:
+            return
+        placeholders = ", ".join(["%s"] * len(thread_ids))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rows = self._monitor_query(
+                f"SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID IN ({placeholders})",
+                list(thread_ids),
+            )
+            if int(rows[0]["n"]) == 0:
+                return
+            time.sleep(0.005)
+
+    def processlist(self, user: str | None = None) -> list[dict[str, Any]]:
+        """``information_schema.PROCESSLIST`` rows (ID, USER, HOST, DB, COMMAND, TIME, STATE, INFO, ...) ordered by ID,
+        without the helper's own connection; only ``user``'s rows if given."""
+        sql = "SELECT * FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()"
+        if user is None:
+            return self._monitor_query(sql + " ORDER BY ID")
+        return self._monitor_query(sql + " AND USER = %s ORDER BY ID", [user])
+
+    def connection_count(self, user: str | None = None) -> int:
+        """Client connections (no system/daemon threads, not the helper's own); only ``user``'s if given."""
+        return sum(
+            1
+            for row in self.processlist(user)
+            if row["COMMAND"] not in ("Daemon", "Binlog Dump") and row["USER"] not in ("system user", "event_scheduler")
+        )
+
+    def wait_for_connection_count(self, expected: int, user: str | None = None, timeout: float = 5.0) -> int:
+        """Poll until :meth:`connection_count` equals ``expected`` (closing is asynchronous); return the last count."""
+        deadline = time.monotonic() + timeout
+        while True:
+            count = self.connection_count(user)
+            if count == expected or time.monotonic() >= deadline:
+                return count
+            time.sleep(0.01)
+
+    def set_global(self, name: str, value: object) -> None:
+        """``SET GLOBAL name = value`` (``name`` must be a plain identifier)."""
+        if not _IDENTIFIER.fullmatch(name):
+            raise ValueError(f"not a system variable name: {name!r}")
+        self._monitor_query(f"SET GLOBAL {name} = %s", [value])
+
+    def get_global(self, name: str) -> Any:
+        if not _IDENTIFIER.fullmatch(name):
+            raise ValueError(f"not a system variable name: {name!r}")
+        return self._monitor_query(f"SELECT @@GLOBAL.{name} AS v")[0]["v"]
+
+    def status(self, name: str) -> str | None:
+        """A ``SHOW GLOBAL STATUS`` value, e.g. ``status('Threads_connected')``."""
+        rows = self._monitor_query("SHOW GLOBAL STATUS LIKE %s", [name])
+        return str(rows[0]["Value"]) if rows else None
+
+    def kill(self, thread_id: int) -> None:
+        """``KILL <thread_id>`` (the connection, not just the query)."""
+        self._monitor_query("KILL %s", [int(thread_id)])
+
+    # ---- users and zombies -------------------------------------------------------------------------------------
+
+    def create_user(
+        self,
+        name: str | None = None,
+        password: str | None = None,
+        *,
+        process: bool = False,
+        max_user_connections: int = 0,
+    ) -> AppUser:
+        """Create ``name@'%'`` with ALL on the database only (no SUPER, nothing global); PROCESS if ``process``;
+        ``MAX_USER_CONNECTIONS`` if > 0. Unique name / random password when not given."""
+        if name is None:
+            name = f"u{next(_user_counter)}_{secrets.token_hex(3)}"
+        if not _USER_NAME.fullmatch(name):
+            raise ValueError(f"user names are 1-32 characters of [A-Za-z0-9_] here (got {name!r})")
+        if password is None:
+            password = secrets.token_urlsafe(16)
+        if max_user_connections < 0:
+            raise ValueError("max_user_connections must be >= 0")
+        limits = f" WITH MAX_USER_CONNECTIONS {int(max_user_connections)}" if max_user_connections else ""
+        self._before_create_user(name)
+        conn = self._connect_root()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"CREATE USER %s@'%%' IDENTIFIED BY %s{limits}", [name, password])
+                cur.execute(f"GRANT ALL PRIVILEGES ON `{self.database}`.* TO %s@'%%'", [name])
+                if process:
+                    cur.execute("GRANT PROCESS ON *.* TO %s@'%%'", [name])
+        finally:
+            conn.close()
+        return AppUser(name=name, password=password, host=self.host, port=self.port, database=self.database)
+
+    def _before_create_user(self, name: str) -> None:
+        pass
+
+    def open_zombies(self, user: AppUser, n: int) -> list[int]:
+        """Open ``n`` connections as ``user`` and abandon them (command ``Sleep``); return their thread ids.
+
+        The connections are kept referenced here (PyMySQL closes on garbage collection) until
+        :meth:`close_zombies`. Nothing is sent after the handshake, not even ``SET autocommit``.
+        """
+        ids: list[int] = []
+        for _ in range(n):
+            params: dict[str, Any] = {**user.connect_kwargs(), "autocommit": None, "connect_timeout": 5}
+            conn = pymysql.connect(**params)
+            with self._lock:
+                self._zombies.append(conn)
+            ids.append(int(conn.thread_id()))
+        return ids
+
+    @property
+    def zombie_count(self) -> int:
+        return len(self._zombies)
+
+    def close_zombies(self) -> None:
+        """Close every zombie opened through this object (ignoring connections the server already dropped)."""
+        with self._lock:
+            zombies, self._zombies = self._zombies, []
+        for conn in zombies:
+            _quietly_close(conn)
+
+
+class ExternalServer(MariaDBServer):
+    """The user's own server from ``SMYSQL_TEST_URL``: same helpers, but no lifecycle control (no start/stop/crash/
+    restart, no error log, no datadir). Call :meth:`prepare` first and :meth:`cleanup` at the end (drops the users
+    created through this object)."""
+
+    private = False
+
+    def __init__(self, url: str) -> None:  # noqa: D107 - deliberately not calling MariaDBServer.__init__
+        parts = urlsplit(url)
+        if parts.scheme not in ("mysql", "mariadb"):
+            raise ValueError(f"${ENV_URL} must look like mysql://user:password@127.0.0.1:3306/database")
+        hostname = parts.hostname or LOOPBACK
+        if hostname != "localhost":
+            try:
+                loopback = ipaddress.ip_address(hostname).is_loopback
+            except ValueError:
+                loopback = False
+            if not loopback:
+                raise ValueError(f"${ENV_URL} must point at a loopback address (127.0.0.1 or ::1), not {hostname!r}")
+        self.host = LOOPBACK if hostname == "localhost" else hostname
+        self.port = parts.port or 3306
+        self.admin_port = self.port
+        self.root_user = unquote(parts.username or "root")
+        self._root_password = unquote(parts.password or "")
+        database = unquote(parts.path.lstrip("/")) or EXTERNAL_DEFAULT_DATABASE
+        if not _IDENTIFIER.fullmatch(database):
+            raise ValueError(f"database name in ${ENV_URL} must be a plain identifier, not {database!r}")
+        self.database = database
+        self.max_connections = 0
+        self.extra_args = ()
+        self._lock = threading.RLock()
+        self._monitor = None
+        self._zombies = []
+        self._created_users: list[str] = []
+        self.last_start_seconds = None
+
+    def __repr__(self) -> str:
+        return f"<ExternalServer {self.root_user}@{self.host}:{self.port}/{self.database}>"
+
+    def _impossible(self, what: str) -> PrivateServerRequired:
+        return PrivateServerRequired(f"{what} needs a private MariaDB server, but ${ENV_URL} is set")
+
+    @property
+    def basedir(self) -> Path:
+        raise self._impossible("basedir")
+
+    @property
+    def datadir(self) -> Path:
+        raise self._impossible("datadir")
+
+    @property
+    def pid(self) -> int | None:
+        return None
+
+    @property
+    def running(self) -> bool:
+        return True
+
+    def prepare(self) -> None:
+        """Check that the server is reachable and create the test database if needed."""
+        self.execute(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
+        self.max_connections = int(self.get_global("max_connections"))
+
+    def start(self, timeout: float = 30.0) -> None:
+        raise self._impossible("start()")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        raise self._impossible("stop()")
+
+    def crash(self) -> None:
+        raise self._impossible("crash()")
+
+    def restart(self, timeout: float = 30.0) -> None:
+        raise self._impossible("restart()")
+
+    def error_log(self) -> str:
+        raise self._impossible("error_log()")
+
+    def command(self) -> list[str]:
+        raise self._impossible("command()")
+
+    def _before_create_user(self, name: str) -> None:
+        self._created_users.append(name)
+
+    def cleanup(self) -> None:
+        """Close zombies and the helper connection; drop the users created through this object."""
+        with self._lock:
+            self.close_zombies()
+            users, self._created_users = self._created_users, []
+            for name in users:
+                with contextlib.suppress(pymysql.err.Error):
+                    self.execute("DROP USER IF EXISTS %s@'%%'", [name])
+            if self._monitor is not None:
+                _quietly_close(self._monitor)
+                self._monitor = None
+
+    def __enter__(self) -> ExternalServer:
+        self.prepare()
+        return self
+
+
+def external_url() -> str | None:
+    """The value of ``SMYSQL_TEST_URL``, or None when tests should use private servers."""
+    return os.environ.get(ENV_URL) or None
+
+
+def session_server(max_connections: int = 100) -> MariaDBServer:
+    """A ready server for a whole test session: the external one if ``SMYSQL_TEST_URL`` is set, else a private one.
+
+    Release it with ``cleanup()``.
+    """
+    url = external_url()
+    if url is not None:
+        external = ExternalServer(url)
+        external.prepare()
+        return external
+    server = MariaDBServer(max_connections=max_connections)
+    try:
+        server.start()
+    except BaseException:
+        server.cleanup()
+        raise
+    return server
+
+
+@contextlib.contextmanager
+def private_server(**kw: Any) -> Iterator[MariaDBServer]:
+    """``with private_server(max_connections=10) as s: ...`` - raises PrivateServerRequired when external."""
+    if external_url() is not None:
+        raise PrivateServerRequired(f"a private MariaDB server is needed, but ${ENV_URL} is set")
+    with MariaDBServer(**kw) as server:
+        yield server
