@@ -28,7 +28,10 @@ BackoffFn = Callable[[int, float], float]
 class Backoff(Protocol):
     """A backoff strategy: the delay before retry number ``attempt`` (1-based), given the previous delay."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """``"full"``, ``"decorrelated"`` or ``"custom"``, as passed to ``on_retry``."""
+        ...
 
     def __call__(self, attempt: int, previous: float) -> float:
         """Return the delay in seconds before retry ``attempt``."""

@@ -63,7 +63,7 @@ class RetriesExhaustedError(ConnectError):
     """Every connect retry failed with a retryable error (server full, refused, ...)."""
 
 
-class DeadlineExceededError(ServerlessMySQLError, TimeoutError):
+class DeadlineExceededError(ServerlessMySQLError):
     """The invocation's time budget ran out before the operation could finish.
 
     ``waited`` is how long the operation ran, in seconds; ``last_error`` is the last database error seen (also

@@ -490,7 +490,6 @@ class MariaDBServer:
                 except pymysql.err.OperationalError:
                     pass
                 if time.monotonic() > deadline:
-                    self._resources.release_process_only = True  # type: ignore[attr-defined]
                     self._kill_process(signal.SIGKILL, 10)
                     raise MariaDBStartError(
                         f"mariadbd did not accept connections within {timeout:.0f}s (port {self.port}).\n"
@@ -762,7 +761,7 @@ class ExternalServer(MariaDBServer):
 
     private = False
 
-    def __init__(self, url: str) -> None:  # noqa: D107 - deliberately not calling MariaDBServer.__init__
+    def __init__(self, url: str) -> None:  # deliberately not calling super().__init__()
         parts = urlsplit(url)
         if parts.scheme not in ("mysql", "mariadb"):
             raise ValueError(f"${ENV_URL} must look like mysql://user:password@127.0.0.1:3306/database")
