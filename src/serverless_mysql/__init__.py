@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from .client import Rows, ServerlessMySQL, Stats
+from .credentials import Credentials, CredentialsProvider
 from .errors import (
     ConfigError,
     ConfigTypeError,
@@ -22,10 +24,15 @@ __all__ = [
     "ConfigTypeError",
     "ConnectError",
     "ConnectionLostError",
+    "Credentials",
     "CredentialsError",
+    "CredentialsProvider",
     "DeadlineExceededError",
     "RetriesExhaustedError",
+    "Rows",
+    "ServerlessMySQL",
     "ServerlessMySQLError",
+    "Stats",
     "TransactionAbortedError",
     "__version__",
 ]

@@ -90,3 +90,91 @@ class TransactionAbortedError(ConnectionLostError):
 
     Nothing of the transaction was committed. The library never reconnects in the middle of a transaction.
     """
+
+
+# ------------------------------------------------------------------------------------ error classification
+# Server and client error numbers (PyMySQL keeps them in ``exc.args[0]``).
+ER_CON_COUNT_ERROR = 1040
+ER_OUT_OF_RESOURCES = 1041
+ER_ACCESS_DENIED_ERROR = 1045
+ER_SERVER_SHUTDOWN = 1053
+ER_NO_SUCH_THREAD = 1094
+ER_KILL_DENIED_ERROR = 1095
+ER_ABORTING_CONNECTION = 1152
+ER_TOO_MANY_USER_CONNECTIONS = 1203
+ER_LOCK_WAIT_TIMEOUT = 1205
+ER_LOCK_DEADLOCK = 1213
+ER_USER_LIMIT_REACHED = 1226
+ER_QUERY_INTERRUPTED = 1317
+ER_CONNECTION_KILLED = 1927  # MariaDB
+ER_LOCKING_SERVICE_DEADLOCK = 3132
+ER_LOCKING_SERVICE_TIMEOUT = 3133
+ER_CLIENT_INTERACTION_TIMEOUT = 4031  # MySQL >= 8.0.24
+CR_CONN_HOST_ERROR = 2003
+CR_SERVER_GONE_ERROR = 2006
+CR_SERVER_LOST = 2013
+
+# Worth another connect attempt: the server is full, out of resources, restarting or unreachable for now.
+_RETRYABLE_CONNECT = frozenset(
+    {
+        ER_CON_COUNT_ERROR,
+        ER_OUT_OF_RESOURCES,
+        ER_TOO_MANY_USER_CONNECTIONS,
+        ER_SERVER_SHUTDOWN,
+        CR_CONN_HOST_ERROR,
+        CR_SERVER_GONE_ERROR,
+        CR_SERVER_LOST,
+    }
+)
+# The connection is gone; whether the statement ran is unknown unless it provably was never sent.
+_CONNECTION_LOST = frozenset(
+    {
+        CR_SERVER_GONE_ERROR,
+        CR_SERVER_LOST,
+        ER_SERVER_SHUTDOWN,
+        ER_ABORTING_CONNECTION,
+        ER_CONNECTION_KILLED,
+        ER_CLIENT_INTERACTION_TIMEOUT,
+    }
+)
+# The server rolled the statement back and kept the connection: safe to re-run outside a transaction.
+_TRANSIENT_QUERY = frozenset(
+    {
+        ER_LOCK_WAIT_TIMEOUT,
+        ER_LOCK_DEADLOCK,
+        ER_QUERY_INTERRUPTED,
+        ER_LOCKING_SERVICE_DEADLOCK,
+        ER_LOCKING_SERVICE_TIMEOUT,
+    }
+)
+
+
+def error_number(exc: BaseException) -> int | None:
+    """The MySQL error number carried by a PyMySQL exception, or ``None``."""
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) and not isinstance(args[0], bool) else None
+
+
+def is_retryable_connect_error(exc: BaseException) -> bool:
+    """True for connect failures that another attempt may fix (1040, 1041, 1203, 1226 for connections, 2003, ...)."""
+    code = error_number(exc)
+    if code == ER_USER_LIMIT_REACHED:
+        # 1226 is also raised for MAX_QUERIES_PER_HOUR and friends, which no retry fixes.
+        return "max_user_connections" in str(exc)
+    return code in _RETRYABLE_CONNECT
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """True when ``exc`` means the connection is unusable (gone away, lost, killed, timed out by the server)."""
+    import pymysql  # noqa: PLC0415 - pymysql is always loaded by the time a statement fails
+
+    if isinstance(exc, pymysql.err.InterfaceError):
+        return True  # PyMySQL raises InterfaceError(0, "") on a closed socket
+    if isinstance(exc, pymysql.err.InternalError) and "Packet sequence number wrong" in str(exc):
+        return True
+    return error_number(exc) in _CONNECTION_LOST
+
+
+def is_transient_query_error(exc: BaseException) -> bool:
+    """True for statement errors the server rolled back (deadlock, lock wait timeout, interrupted)."""
+    return error_number(exc) in _TRANSIENT_QUERY

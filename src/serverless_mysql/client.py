@@ -1,0 +1,732 @@
+"""The managed client: one lazily opened PyMySQL connection per instance, kept alive across warm invocations.
+
+Liveness check. Between statements the MySQL protocol is silent: the server never sends anything unless asked.
+So when the socket of an idle connection is readable, the server has spoken out of turn: it closed the connection
+(KILL, ``wait_timeout``, shutdown) or sent its farewell error packet. Before every statement the client polls the
+socket with a zero timeout (one ``poll()`` system call, no round trip) and replaces a dead connection before the
+caller's statement is sent. ``ping_after_idle`` adds a real ping after a long idle gap for networks that drop
+connections silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import select
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import pymysql
+import pymysql.cursors
+from pymysql.constants import SERVER_STATUS
+
+from . import errors as E
+from .backoff import RetryBudget, make_backoff
+from .config import Config
+from .housekeeping import Housekeeper, Usage, parse_zombies, plan, usage_sql
+from .transactions import Transaction
+
+if TYPE_CHECKING:
+    from pymysql.connections import Connection
+
+__all__ = ["Rows", "ServerlessMySQL", "Stats"]
+
+logger = logging.getLogger(__name__)
+
+_READ_ONLY = re.compile(r"^\s*(?:/\*.*?\*/\s*)*(SELECT|SHOW|DESCRIBE|DESC|EXPLAIN|WITH)\b", re.IGNORECASE | re.DOTALL)
+# A "read" with a side effect is not safe to run twice.
+_NOT_A_PLAIN_READ = re.compile(
+    r"\bFOR\s+UPDATE\b|\bLOCK\s+IN\s+SHARE\s+MODE\b|\bINTO\b|\b(?:GET_LOCK|RELEASE_LOCK|RELEASE_ALL_LOCKS|NEXTVAL|SETVAL|"
+    r"LAST_INSERT_ID)\s*\(|\b(?:INSERT|UPDATE|DELETE|REPLACE)\b",
+    re.IGNORECASE,
+)
+_MAX_LOST_RERUNS = 2  # re-runs of one statement after lost connections: bounded, whatever the server does
+
+
+def is_plain_read(sql: str) -> bool:
+    """True for a statement that only reads, so running it twice is harmless (``SELECT`` without locks etc.)."""
+    return bool(_READ_ONLY.match(sql)) and not _NOT_A_PLAIN_READ.search(sql)
+
+
+class Rows(list[dict[str, Any]]):
+    """The rows of a statement as dicts, plus ``affected_rows``, ``insert_id`` and ``columns``."""
+
+    affected_rows: int = 0
+    insert_id: int = 0
+    columns: tuple[str, ...] = ()
+
+
+@dataclass
+class Stats:
+    """Cumulative counters of one client (:meth:`ServerlessMySQL.get_stats` returns a copy)."""
+
+    connects: int = 0
+    connect_attempts: int = 0
+    connect_retries: int = 0
+    reconnects: int = 0
+    queries: int = 0
+    query_retries: int = 0
+    housekeeping_runs: int = 0
+    housekeeping_statements: int = 0
+    housekeeping_seconds: float = 0.0
+    zombies_killed: int = 0
+    kill_errors: int = 0
+    housekeeping_errors: int = 0
+    pressure_quits: int = 0
+    rollbacks_on_end: int = 0
+    last_utilization: float | None = None
+
+
+class ServerlessMySQL:
+    """A MySQL/MariaDB client made for AWS Lambda; see the README for every option.
+
+    Example:
+    -------
+    >>> db = ServerlessMySQL(host="db.example.com", user="app", password="...", database="shop")  # doctest: +SKIP
+    >>> rows = db.query("SELECT id, name FROM items WHERE id = %s", (42,))  # doctest: +SKIP
+    >>> db.end()  # doctest: +SKIP
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self._config = Config.from_options(**options)
+        cfg = self._config
+        self._clock: Callable[[], float] = cfg.clock or time.monotonic
+        self._sleep: Callable[[float], None] = cfg.sleep or time.sleep
+        import random as _random  # noqa: PLC0415 - the default jitter source
+
+        rng = cfg.random or _random.Random()
+        self._backoff = make_backoff(cfg.backoff, base=cfg.base, cap=cfg.cap, rng=rng)
+        self._query_backoff = make_backoff(cfg.query_retry_backoff, base=cfg.base, cap=cfg.cap, rng=rng)
+        self._housekeeper = Housekeeper(
+            conn_utilization=cfg.conn_utilization,
+            used_conns_freq=cfg.used_conns_freq,
+            max_conns_freq=cfg.max_conns_freq,
+            rng=rng,
+        )
+        self._rds_proxy = cfg.is_rds_proxy
+        self._lock = threading.RLock()
+        self._conn: Connection[Any] | None = None
+        self._last_used = 0.0
+        self._counter = 0
+        self._error_count = 0
+        self._deadline: float | None = None
+        self._stats = Stats()
+        self._tx: Transaction | None = None
+        self._lost_transaction = False
+
+    # ------------------------------------------------------------------------------------------ public API
+    def connect(self) -> None:
+        """Open the connection now if there is none (or it died); otherwise do nothing."""
+        with self._locked():
+            self._ensure_connection()
+
+    def query(self, sql: str, args: Any = None, *, idempotent: bool | None = None) -> Rows:
+        """Run one statement and return its rows as dicts.
+
+        Parameters
+        ----------
+        sql
+            The statement, with PyMySQL placeholders: ``%s`` (``args`` a sequence) or ``%(name)s`` (a mapping).
+        args
+            Values for the placeholders; escaped by PyMySQL, never interpolated by hand.
+        idempotent
+            Whether the statement may run twice. ``None`` (the default) treats plain reads as idempotent. After
+            the connection is lost mid-statement, only idempotent statements outside transactions are re-run.
+
+        Raises
+        ------
+        ConnectionLostError
+            The connection was lost and the statement may have run; it was not re-run.
+        TransactionAbortedError
+            The connection was lost inside a transaction (nothing of it was committed).
+        DeadlineExceededError
+            The time budget from :meth:`set_deadline` ran out.
+        pymysql.MySQLError
+            Errors of the statement itself (syntax, duplicate key, ...) pass through unchanged.
+        """
+        with self._locked():
+            return self._query(sql, args, idempotent=idempotent)
+
+    def end(self) -> None:
+        """Per-invocation housekeeping; the connection normally stays open for the next invocation.
+
+        Rolls back a transaction left open, then (every so often, see the README) measures utilization, kills
+        the user's zombie connections and gives up this connection when the server is near its limit. Never
+        opens a connection, and never raises for a housekeeping failure (it is logged, counted in
+        :meth:`get_stats` and passed to ``on_error``).
+        """
+        with self._locked(deadline=False):
+            conn = self._conn
+            if conn is None:
+                return
+            self._counter += 1
+            self._lost_transaction = False
+            if not self._alive(conn):
+                self._discard(conn, "dead at end()")
+                return
+            if not self._rollback_leftover(conn, "end()"):
+                return
+            if not self._config.manage_conns or self._rds_proxy:
+                return
+            now = self._clock()
+            if not self._housekeeper.due(now):
+                return
+            started = now
+            try:
+                self._housekeep(conn, now)
+            except Exception as exc:
+                self._bump(housekeeping_errors=1)
+                logger.warning("housekeeping failed: %s", _describe(exc), extra={"event": "housekeeping_error"})
+                self._emit("on_error", exc)
+            finally:
+                self._bump(housekeeping_seconds=self._clock() - started)
+
+    def quit(self) -> None:
+        """Close the connection gracefully (COM_QUIT), rolling back an open transaction first."""
+        with self._locked(deadline=False):
+            conn = self._conn
+            if conn is None:
+                return
+            if self._alive(conn):
+                self._rollback_leftover(conn, "quit()")
+            self._close(self._conn)
+
+    def terminate(self) -> None:
+        """Close the connection at once, without housekeeping or waiting for locks (safe in a signal handler)."""
+        owned = self._lock.acquire(blocking=False)
+        try:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                _close_quietly(conn)
+                logger.debug("connection terminated", extra={"event": "terminate"})
+        finally:
+            if owned:
+                self._lock.release()
+
+    def transaction(self, *, isolation_level: str | None = None, read_only: bool = False) -> Transaction:
+        """A transaction: ``with db.transaction() as tx: tx.query(...)``, or the serverless-mysql chain form.
+
+        See :class:`~serverless_mysql.transactions.Transaction`.
+        """
+        return Transaction(self, isolation_level=isolation_level, read_only=read_only)
+
+    def escape(self, value: object) -> str:
+        """Escape ``value`` as an SQL literal (prefer placeholders in :meth:`query`)."""
+        conn = self._conn
+        if conn is not None and conn.open:
+            return conn.escape(value)
+        return str(pymysql.converters.escape_item(value, "utf8mb4"))
+
+    @staticmethod
+    def escape_id(name: str) -> str:
+        """Quote an identifier (table or column name) with backticks."""
+        if not isinstance(name, str) or not name or "\x00" in name:
+            raise ValueError("an identifier must be a non-empty str without NUL characters")
+        return "`" + name.replace("`", "``") + "`"
+
+    def set_deadline(self, seconds: float | None) -> None:
+        """Bound every wait from now on by ``seconds`` (``None`` removes the bound).
+
+        Connect retries, backoff sleeps, reconnects, query retries, housekeeping and socket reads all stop in
+        time to raise :class:`DeadlineExceededError` before the budget is spent.
+        """
+        self._deadline = None if seconds is None else self._clock() + max(0.0, seconds)
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline, or ``None`` without one."""
+        return None if self._deadline is None else self._deadline - self._clock()
+
+    @property
+    def in_transaction(self) -> bool:
+        """True while a transaction is open on the connection."""
+        conn = self._conn
+        return self._tx is not None or (conn is not None and conn.open and _server_in_transaction(conn))
+
+    def get_client(self) -> Connection[Any] | None:
+        """The underlying PyMySQL connection, or ``None``."""
+        return self._conn
+
+    def get_counter(self) -> int:
+        """How many times :meth:`end` ran on the current connection."""
+        return self._counter
+
+    def get_error_count(self) -> int:
+        """Connection errors over this instance's lifetime (failed connects, lost connections)."""
+        return self._error_count
+
+    def get_config(self) -> dict[str, Any]:
+        """A copy of the options, password masked."""
+        return self._config.public_dict()
+
+    def get_stats(self) -> Stats:
+        """A snapshot of the cumulative counters."""
+        return replace(self._stats, last_utilization=self._housekeeper.last_utilization)
+
+    def __repr__(self) -> str:
+        state = "connected" if self._conn is not None else "not connected"
+        return f"<ServerlessMySQL {self._config.host}:{self._config.port} user={self._config.user!r} {state}>"
+
+    # ------------------------------------------------------------------------------------------ locking
+    def _acquire(self, *, deadline: bool = True) -> None:
+        """Take the instance lock; waiting for it is bounded by the deadline."""
+        left = self.remaining() if deadline else None
+        if left is None:
+            self._lock.acquire()
+        elif left <= 0 or not self._lock.acquire(timeout=left):
+            raise E.DeadlineExceededError(
+                "deadline reached while waiting for the connection (another thread holds it)", waited=max(0.0, left)
+            )
+
+    @contextmanager
+    def _locked(self, *, deadline: bool = True) -> Iterator[None]:
+        self._acquire(deadline=deadline)
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    # ------------------------------------------------------------------------------------------ connecting
+    def _ensure_connection(self) -> Connection[Any]:
+        conn = self._conn
+        if conn is not None:
+            if self._alive(conn):
+                return conn
+            self._discard(conn, "found dead before use")
+            self._bump(reconnects=1)
+        return self._open()
+
+    def _alive(self, conn: Connection[Any]) -> bool:
+        sock = getattr(conn, "_sock", None)
+        if sock is None:
+            return False
+        try:
+            poller = select.poll()
+            poller.register(sock, select.POLLIN | select.POLLPRI)
+            if poller.poll(0):
+                return False  # the server spoke out of turn: EOF or a farewell packet
+        except (OSError, ValueError):
+            return False
+        ping_after = self._config.ping_after_idle
+        if ping_after is not None and self._clock() - self._last_used >= ping_after:
+            try:
+                self._apply_timeouts(conn)
+                conn.ping(reconnect=False)
+            except pymysql.MySQLError:
+                return False
+        return True
+
+    def _connect_kwargs(self, refresh: bool) -> dict[str, Any]:
+        cfg = self._config
+        values: dict[str, Any] = {name: getattr(cfg, name) for name in ("host", "port", "user", "password", "database")}
+        extra: dict[str, Any] = {}
+        if cfg.credentials is not None:
+            creds = cfg.credentials.get_credentials(refresh=refresh)
+            for name in values:
+                supplied = getattr(creds, name)
+                if supplied is not None and name not in cfg.explicit:
+                    values[name] = supplied
+            extra.update(creds.connect_args)
+        return {
+            "charset": "utf8mb4",
+            "autocommit": True,
+            **extra,
+            **cfg.connect_args,
+            **values,
+            "cursorclass": pymysql.cursors.DictCursor,
+        }
+
+    def _open(self) -> Connection[Any]:
+        cfg = self._config
+        budget = RetryBudget(self._backoff, cfg.max_retries, self._deadline, self._clock)
+        started = self._clock()
+        refresh = refreshed = False
+        while True:
+            kwargs = self._connect_kwargs(refresh)
+            refresh = False
+            timeout = self._bounded(cfg.connect_timeout)
+            if timeout is None:  # deadline already spent
+                waited = self._clock() - started
+                raise E.DeadlineExceededError(f"deadline reached after {waited:.3f}s of connecting", waited=waited)
+            # The handshake reads use read_timeout: bound them like the TCP connect, then restore after.
+            kwargs.update(connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout)
+            self._bump(connect_attempts=1)
+            try:
+                conn: Connection[Any] = pymysql.connect(**kwargs)
+            except pymysql.MySQLError as exc:
+                self._error_count += 1
+                code = E.error_number(exc)
+                logger.debug(
+                    "connect attempt failed",
+                    extra={"event": "connect_error", "errno": code, "attempt": budget.attempt + 1},
+                )
+                can_refresh = cfg.credentials is not None and getattr(cfg.credentials, "refreshable", False)
+                if code == E.ER_ACCESS_DENIED_ERROR and can_refresh and not refreshed:
+                    refresh = refreshed = True  # the password may have rotated: fetch it again, once
+                    continue
+                if not E.is_retryable_connect_error(exc):
+                    self._emit("on_connect_error", exc)
+                    raise E.ConnectError(
+                        f"cannot connect to {cfg.host}:{cfg.port}: {_describe(exc)}",
+                        attempts=budget.attempt + 1,
+                        elapsed=self._clock() - started,
+                    ) from exc
+                delay = budget.next_delay()
+                if delay is None:
+                    self._emit("on_connect_error", exc)
+                    raise self._retry_failure(budget, started, exc) from exc
+                self._bump(connect_retries=1)
+                self._housekeeper.force_next = True  # the server is full: measure at the next end()
+                self._emit("on_retry", exc, budget.attempt, delay, self._backoff.name)
+                logger.debug("connect retry", extra={"event": "connect_retry", "errno": code, "delay": delay})
+                self._sleep(delay)
+                continue
+            setattr(conn, "_read_timeout", cfg.read_timeout)  # noqa: B010 - not in PyMySQL's public API
+            setattr(conn, "_write_timeout", cfg.write_timeout)  # noqa: B010
+            self._conn = conn
+            self._counter = 0
+            self._last_used = self._clock()
+            self._housekeeper.force_next = True
+            self._bump(connects=1)
+            logger.debug(
+                "connected",
+                extra={"event": "connect", "thread_id": _thread_id(conn), "attempts": budget.attempt + 1},
+            )
+            self._emit("on_connect", conn)
+            return conn
+
+    def _retry_failure(self, budget: RetryBudget, started: float, exc: BaseException) -> E.ServerlessMySQLError:
+        waited = self._clock() - started
+        if budget.attempt < self._config.max_retries:
+            return E.DeadlineExceededError(
+                f"deadline reached after {waited:.3f}s and {budget.attempt + 1} connect attempts; "
+                f"last error: {_describe(exc)}",
+                waited=waited,
+                last_error=exc,
+            )
+        return E.RetriesExhaustedError(
+            f"gave up connecting after {budget.attempt + 1} attempts in {waited:.3f}s; last error: {_describe(exc)}",
+            attempts=budget.attempt + 1,
+            elapsed=waited,
+        )
+
+    def _bounded(self, timeout: float | None) -> float | None:
+        """``timeout`` cut to the time left; ``None`` when no time is left at all."""
+        left = self.remaining()
+        if left is None:
+            return timeout
+        if left <= 0.001:
+            return None
+        return left if timeout is None else min(timeout, left)
+
+    def _apply_timeouts(self, conn: Connection[Any]) -> None:
+        cfg = self._config
+        if self._deadline is None:
+            read, write = cfg.read_timeout, cfg.write_timeout
+        else:
+            read = self._bounded(cfg.read_timeout)
+            write = self._bounded(cfg.write_timeout)
+            if read is None or write is None:
+                raise E.DeadlineExceededError("deadline reached before the statement could be sent", waited=0.0)
+        setattr(conn, "_read_timeout", read)  # noqa: B010 - PyMySQL applies it before its next socket read
+        setattr(conn, "_write_timeout", write)  # noqa: B010
+
+    def _discard(self, conn: Connection[Any] | None, reason: str, *, mark_lost_tx: bool = True) -> None:
+        if conn is None:
+            return
+        if mark_lost_tx and (_server_in_transaction(conn) or self._tx is not None):
+            self._lost_transaction = True  # the next statement must not silently run in autocommit
+        _close_quietly(conn)
+        if self._conn is conn:
+            self._conn = None
+            self._counter = 0
+        self._error_count += 1
+        logger.debug("connection discarded", extra={"event": "discard", "reason": reason})
+
+    def _close(self, conn: Connection[Any] | None) -> None:
+        if conn is None:
+            return
+        _close_quietly(conn)
+        if self._conn is conn:
+            self._conn = None
+            self._counter = 0
+        logger.debug("connection closed", extra={"event": "close"})
+        self._emit("on_close")
+
+    # ------------------------------------------------------------------------------------------ statements
+    def _query(self, sql: str, args: Any, *, idempotent: bool | None) -> Rows:
+        if not isinstance(sql, str):
+            raise TypeError(f"sql must be a str, not {type(sql).__name__}")
+        in_tx = self._tx is not None
+        safe_to_rerun = is_plain_read(sql) if idempotent is None else idempotent
+        reruns = 0
+        retry = RetryBudget(self._query_backoff, self._config.max_query_retries, self._deadline, self._clock)
+        while True:
+            if in_tx:
+                conn = self._conn
+                if conn is None or not self._alive(conn):
+                    self._discard(conn, "lost inside a transaction")
+                    raise E.TransactionAbortedError(
+                        "the connection was lost inside a transaction; it was rolled back on the server"
+                    )
+            else:
+                conn = self._ensure_connection()
+                if self._lost_transaction:  # a transaction begun with a plain START TRANSACTION died while idle
+                    self._lost_transaction = False
+                    raise E.TransactionAbortedError(
+                        "the connection was lost inside a transaction; it was rolled back; this statement did not run"
+                    )
+            self._apply_timeouts(conn)
+            try:
+                return self._execute(conn, sql, args)
+            except pymysql.MySQLError as exc:
+                if E.is_connection_lost(exc):
+                    was_in_tx = in_tx or _server_in_transaction(conn)
+                    self._discard(conn, "lost during a statement", mark_lost_tx=False)
+                    self._raise_if_deadline(exc)
+                    if was_in_tx:
+                        raise E.TransactionAbortedError(
+                            f"the connection was lost inside a transaction ({_describe(exc)}); "
+                            "nothing of it was committed"
+                        ) from exc
+                    never_sent = E.error_number(exc) == E.CR_SERVER_GONE_ERROR  # the write itself failed
+                    timed_out = "timed out" in str(exc)
+                    if (never_sent or safe_to_rerun) and not timed_out and reruns < _MAX_LOST_RERUNS:
+                        reruns += 1
+                        self._bump(reconnects=1)
+                        logger.debug("re-running statement after a lost connection", extra={"event": "rerun"})
+                        continue
+                    raise E.ConnectionLostError(
+                        f"the connection was lost during the statement ({_describe(exc)}); it may have been "
+                        "applied, so it was not re-run"
+                    ) from exc
+                if E.is_transient_query_error(exc) and not in_tx and not _server_in_transaction(conn):
+                    delay = retry.next_delay()
+                    if delay is not None:
+                        self._bump(query_retries=1)
+                        self._emit("on_query_retry", exc, retry.attempt, delay, self._query_backoff.name)
+                        self._sleep(delay)
+                        continue
+                raise
+
+    def _execute(self, conn: Connection[Any], sql: str, args: Any) -> Rows:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            rows = Rows(cur.fetchall())
+            rows.affected_rows = max(cur.rowcount, 0)
+            rows.insert_id = cur.lastrowid or 0
+            rows.columns = tuple(d[0] for d in cur.description or ())
+        self._last_used = self._clock()
+        self._bump(queries=1)
+        return rows
+
+    def _raise_if_deadline(self, exc: BaseException) -> None:
+        left = self.remaining()
+        if left is not None and left <= 0.01:
+            raise E.DeadlineExceededError(
+                f"deadline reached during a statement ({_describe(exc)})", waited=0.0, last_error=exc
+            ) from exc
+
+    def _rollback_leftover(self, conn: Connection[Any], where: str) -> bool:
+        """Roll back a transaction left open so that no later invocation can commit it; False if that failed."""
+        if not _server_in_transaction(conn):
+            return True
+        logger.warning("rolling back a transaction left open at %s", where, extra={"event": "rollback_leftover"})
+        self._bump(rollbacks_on_end=1)
+        try:
+            self._apply_timeouts(conn)
+            conn.rollback()
+        except Exception as exc:  # any failure: the connection must not survive with an open transaction
+            self._discard(conn, "rollback failed")
+            self._emit("on_error", exc)
+            return False
+        return True
+
+    # ------------------------------------------------------------------------------------------ transactions
+    def _begin(self, tx: Transaction, statement: str, isolation: str | None) -> None:
+        """Called by Transaction: take the connection exclusively (until _finish) and start the transaction."""
+        self._acquire()
+        try:
+            if self._tx is not None:
+                raise RuntimeError(
+                    "a transaction is already open on this client; nested transactions are not supported"
+                )
+            self._lost_transaction = False
+            conn = self._ensure_connection()
+            self._apply_timeouts(conn)
+            try:
+                if isolation is not None:
+                    conn.query(f"SET TRANSACTION ISOLATION LEVEL {isolation}")  # validated against a fixed list
+                conn.query(statement)
+            except pymysql.MySQLError as exc:
+                if E.is_connection_lost(exc):
+                    self._discard(conn, "lost at START TRANSACTION", mark_lost_tx=False)
+                    self._raise_if_deadline(exc)
+                    raise E.TransactionAbortedError(
+                        f"the connection was lost starting a transaction ({_describe(exc)})"
+                    ) from exc
+                raise
+            self._tx = tx
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _finish(self, tx: Transaction, *, commit: bool) -> None:
+        """Called by Transaction: COMMIT or ROLLBACK, then release the connection."""
+        if self._tx is not tx:
+            raise RuntimeError("this transaction is not the one open on the client")
+        try:
+            conn = self._conn
+            if conn is None:
+                raise E.TransactionAbortedError("the connection was lost inside the transaction; nothing was committed")
+            if commit:
+                try:
+                    self._apply_timeouts(conn)
+                    conn.commit()
+                except pymysql.MySQLError as exc:
+                    if E.is_connection_lost(exc):
+                        self._discard(conn, "lost at COMMIT")
+                        raise E.TransactionAbortedError(
+                            f"the connection was lost at COMMIT ({_describe(exc)}); the commit may or may not have "
+                            "been applied"
+                        ) from exc
+                    self._rollback_or_close(conn)
+                    raise
+            else:
+                self._rollback_or_close(conn)
+        finally:
+            self._tx = None
+            self._lost_transaction = False
+            self._lock.release()
+
+    def _rollback_or_close(self, conn: Connection[Any]) -> None:
+        if not conn.open:
+            self._discard(conn, "closed before ROLLBACK")
+            return
+        try:
+            self._apply_timeouts(conn)
+        except E.DeadlineExceededError:
+            self._discard(conn, "no time left for ROLLBACK")  # closing the connection rolls back on the server
+            return
+        try:
+            conn.rollback()
+        except Exception as exc:
+            self._discard(conn, "ROLLBACK failed")  # never leave an open transaction behind
+            self._emit("on_error", exc)
+
+    # ------------------------------------------------------------------------------------------ housekeeping
+    def _housekeep(self, conn: Connection[Any], now: float) -> None:
+        cfg = self._config
+        hk = self._housekeeper
+        with_limits = hk.limits_stale(now)
+        own_ids = frozenset({_thread_id(conn)})
+        self._apply_timeouts(conn)
+        with conn.cursor() as cur:
+            cur.execute(usage_sql(with_limits=with_limits), (int(cfg.zombie_min_timeout),))
+            row = cur.fetchone()
+        self._bump(housekeeping_runs=1, housekeeping_statements=1)
+        assert row is not None  # an aggregate always returns one row
+        if with_limits:
+            hk.store_limits(now, int(row["max_connections"]), int(row["max_user_connections"]))
+        assert hk.limits is not None
+        usage = Usage(
+            max_connections=hk.limits[0],
+            max_user_connections=hk.limits[1],
+            total=int(row["total"]),
+            user_total=int(row["user_total"]),
+            zombies=parse_zombies(row["zombies"], own_ids),
+        )
+        hk.record(now, usage)
+        decision = plan(
+            usage,
+            conn_utilization=cfg.conn_utilization,
+            zombie_max_timeout=cfg.zombie_max_timeout,
+            max_kills=cfg.max_kills,
+        )
+        logger.debug(
+            "housekeeping",
+            extra={
+                "event": "housekeeping",
+                "used": usage.used,
+                "limit": usage.limit,
+                "utilization": round(usage.utilization, 3),
+                "zombies": len(usage.zombies),
+                "to_kill": len(decision.kill),
+            },
+        )
+        freed = self._kill(conn, decision.kill)
+        if decision.quit_if_nothing_freed and freed == 0:
+            logger.debug("giving up the connection under pressure", extra={"event": "pressure_quit"})
+            self._bump(pressure_quits=1)
+            self._close(conn)
+
+    def _kill(self, conn: Connection[Any], zombies: tuple[Any, ...]) -> int:
+        freed = 0
+        for zombie in zombies:
+            try:
+                self._apply_timeouts(conn)
+                with conn.cursor() as cur:
+                    cur.execute("KILL %s", (zombie.thread_id,))
+            except pymysql.MySQLError as exc:
+                self._bump(housekeeping_statements=1, kill_errors=1)
+                if E.error_number(exc) == E.ER_NO_SUCH_THREAD:
+                    freed += 1  # someone else killed it first: the slot is free all the same
+                    continue
+                self._emit("on_kill_error", exc, zombie.thread_id)
+                if E.is_connection_lost(exc):
+                    self._discard(conn, "lost during KILL")
+                    break
+                if E.error_number(exc) == E.ER_KILL_DENIED_ERROR:
+                    break  # not our thread after all; the others will be refused too
+                continue
+            self._bump(housekeeping_statements=1, zombies_killed=1)
+            freed += 1
+            logger.debug("killed zombie", extra={"event": "kill", "thread_id": zombie.thread_id, "idle": zombie.idle})
+            self._emit("on_kill", zombie.thread_id, zombie.idle)
+        return freed
+
+    # ------------------------------------------------------------------------------------------ helpers
+    def _bump(self, **deltas: float) -> None:
+        stats = self._stats
+        for name, delta in deltas.items():
+            setattr(stats, name, getattr(stats, name) + delta)
+
+    def _emit(self, event: str, *args: Any) -> None:
+        handler = getattr(self._config, event)
+        if handler is None:
+            return
+        try:
+            handler(*args)
+        except Exception:  # a faulty event handler must not break connection management
+            logger.warning("event handler %s raised", event, exc_info=True, extra={"event": "handler_error"})
+
+
+def _server_in_transaction(conn: Connection[Any]) -> bool:
+    """The last status the server reported (no round trip); stays set after the socket is gone."""
+    return bool((getattr(conn, "server_status", 0) or 0) & SERVER_STATUS.SERVER_STATUS_IN_TRANS)
+
+
+def _thread_id(conn: Connection[Any]) -> int:
+    return int(getattr(conn, "server_thread_id", (0,))[0])
+
+
+def _close_quietly(conn: Connection[Any]) -> None:
+    try:
+        if conn.open:
+            conn.close()  # COM_QUIT, so the server frees the slot at once
+    except Exception:  # noqa: S110 - closing a broken socket may fail; it is gone either way
+        pass
+    with contextlib.suppress(Exception):
+        conn._force_close()  # type: ignore[attr-defined]
+
+
+def _describe(exc: BaseException) -> str:
+    """``errno: message`` for a PyMySQL error, else the class name and text (never the connect arguments)."""
+    code = E.error_number(exc)
+    if code is not None and len(exc.args) > 1:
+        return f"({code}) {exc.args[1]}"
+    return f"{type(exc).__name__}: {exc}"

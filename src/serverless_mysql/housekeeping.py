@@ -1,0 +1,163 @@
+"""``end()`` housekeeping: measure connection utilization, kill the user's zombies, give up the connection.
+
+One statement measures everything (serverless-mysql needs up to three): the server's limits, the number of
+client connections, and the user's own sleeping connections older than ``zombie_min_timeout``, oldest first.
+What to do is then decided here, in plain Python (:func:`plan`), with the reference's defects fixed:
+
+- Utilization counts the connected user's connections against ``LEAST(max_user_connections, max_connections)``
+  when the account has a connection limit, otherwise all client connections against ``max_connections``;
+  system and daemon threads (``event_scheduler``, replication) never count.
+- Zombie ages are taken over the user's own ``Sleep`` connections only, never including this connection.
+- Under pressure, just enough zombies are killed to get back under the threshold (oldest first, at most
+  ``max_kills``); the connection is given up only when there was nothing to kill or every KILL was refused.
+  "Unknown thread id" (1094: another environment killed it first) counts as freed, not as a failure.
+- It runs adaptively: rarely while utilization is low, on every ``end()`` when it is near the threshold, and
+  right after a connect (a cold start or a connect that had to retry is exactly when the fleet grows).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+
+__all__ = ["Housekeeper", "Plan", "Usage", "Zombie", "plan", "usage_sql"]
+
+logger = logging.getLogger(__name__)
+
+_USER = "SUBSTRING_INDEX(USER(), '@', 1)"  # the user actually connected as, even after rotation
+_EXCLUDED = (
+    "p.COMMAND NOT IN ('Daemon', 'Binlog Dump', 'Binlog Dump GTID') "
+    "AND p.USER NOT IN ('system user', 'event_scheduler')"
+)
+# Literals are single-quoted: servers running ANSI_QUOTES reject double quotes (serverless-mysql #66).
+_USAGE_SQL = (
+    "SELECT {limits}COUNT(*) AS total, "
+    f"COALESCE(SUM(p.USER = {_USER}), 0) AS user_total, "
+    f"GROUP_CONCAT(IF(p.USER = {_USER} AND p.COMMAND = 'Sleep' AND p.ID <> CONNECTION_ID() AND p.TIME >= %s, "
+    "CONCAT(p.ID, ':', p.TIME), NULL) ORDER BY p.TIME DESC SEPARATOR ',') AS zombies "
+    f"FROM information_schema.PROCESSLIST p WHERE {_EXCLUDED}"
+)
+_LIMITS = "@@max_connections AS max_connections, @@max_user_connections AS max_user_connections, "
+
+
+def usage_sql(*, with_limits: bool) -> str:
+    """The housekeeping statement; its one parameter is ``zombie_min_timeout`` in whole seconds."""
+    return _USAGE_SQL.format(limits=_LIMITS if with_limits else "")
+
+
+@dataclass(frozen=True)
+class Zombie:
+    """A sleeping connection of the same user, idle for ``idle`` seconds."""
+
+    thread_id: int
+    idle: int
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What the housekeeping statement measured."""
+
+    max_connections: int
+    max_user_connections: int
+    total: int
+    user_total: int
+    zombies: tuple[Zombie, ...] = ()
+
+    @property
+    def limit(self) -> int:
+        """The limit that applies: the account's connection limit when it has one, else the server's."""
+        if self.max_user_connections > 0:
+            return min(self.max_user_connections, self.max_connections)
+        return self.max_connections
+
+    @property
+    def used(self) -> int:
+        """Connections counted against :attr:`limit`."""
+        return self.user_total if self.max_user_connections > 0 else self.total
+
+    @property
+    def utilization(self) -> float:
+        """``used / limit``."""
+        return self.used / self.limit if self.limit > 0 else 1.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What ``end()`` should do: kill these zombies, and/or give up its own connection."""
+
+    kill: tuple[Zombie, ...] = ()
+    quit_if_nothing_freed: bool = False
+    over_threshold: bool = False
+
+
+def parse_zombies(text: str | bytes | None, exclude: frozenset[int] = frozenset()) -> tuple[Zombie, ...]:
+    """Parse the statement's ``id:idle,id:idle`` list (already ordered oldest first)."""
+    if not text:
+        return ()
+    if isinstance(text, bytes):
+        text = text.decode("ascii")
+    out = []
+    for item in text.split(","):
+        thread_id, _, idle = item.partition(":")
+        if thread_id and idle and int(thread_id) not in exclude:
+            out.append(Zombie(int(thread_id), int(idle)))
+    return tuple(out)
+
+
+def plan(usage: Usage, *, conn_utilization: float, zombie_max_timeout: float, max_kills: int) -> Plan:
+    """Decide what to kill given ``usage`` (a pure function: the whole policy, testable without a server)."""
+    if usage.utilization > conn_utilization:
+        # Kill just enough to get back to the threshold: each KILL may hit a frozen environment about to thaw.
+        target = math.floor(conn_utilization * usage.limit)
+        needed = max(1, usage.used - target)
+        return Plan(kill=usage.zombies[: min(needed, max_kills)], quit_if_nothing_freed=True, over_threshold=True)
+    old = tuple(z for z in usage.zombies if z.idle >= zombie_max_timeout)
+    return Plan(kill=old[:max_kills])
+
+
+@dataclass
+class Housekeeper:
+    """Decides when housekeeping runs and remembers the server's limits between runs."""
+
+    conn_utilization: float
+    used_conns_freq: float | None
+    max_conns_freq: float
+    rng: random.Random = field(default_factory=random.Random)
+    last_run: float = -math.inf
+    last_utilization: float | None = None
+    limits: tuple[int, int] | None = None
+    limits_at: float = -math.inf
+    force_next: bool = True
+
+    # Adaptive mode: the chance that an end() measures, by how close the last measurement was to the threshold.
+    LOW_CHANCE = 0.1
+    MID_CHANCE = 0.5
+
+    def due(self, now: float) -> bool:
+        """Whether this ``end()`` should measure utilization."""
+        if self.used_conns_freq is not None:
+            return now - self.last_run >= self.used_conns_freq
+        if self.force_next or self.last_utilization is None:
+            return True
+        closeness = self.last_utilization / self.conn_utilization
+        if closeness >= 0.75:
+            return True
+        chance = self.MID_CHANCE if closeness >= 0.5 else self.LOW_CHANCE
+        return self.rng.random() < chance
+
+    def limits_stale(self, now: float) -> bool:
+        """Whether the cached server limits are older than ``max_conns_freq``."""
+        return self.limits is None or now - self.limits_at > self.max_conns_freq
+
+    def record(self, now: float, usage: Usage) -> None:
+        """Remember a measurement."""
+        self.last_run = now
+        self.last_utilization = usage.utilization
+        self.force_next = False
+
+    def store_limits(self, now: float, max_connections: int, max_user_connections: int) -> None:
+        """Cache the server's limits."""
+        self.limits = (max_connections, max_user_connections)
+        self.limits_at = now
