@@ -57,7 +57,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -80,6 +80,7 @@ __all__ = [
     "external_url",
     "session_server",
     "template_datadir",
+    "thread_id",
 ]
 
 ENV_URL: Final = "SMYSQL_TEST_URL"
@@ -92,6 +93,7 @@ DEFAULT_DATABASE: Final = "app"
 EXTERNAL_DEFAULT_DATABASE: Final = "smysql_test"
 MIN_MAX_CONNECTIONS: Final = 10  # MariaDB silently clamps smaller values to 10
 ADMIN_MAX_CONNECTIONS: Final = 100
+ER_ACCESS_DENIED: Final = 1045
 
 # Bump when the template-building recipe changes, so stale caches are not reused.
 _TEMPLATE_FORMAT: Final = 1
@@ -196,6 +198,7 @@ def _cache_root() -> Path:
 
 _template_lock = threading.Lock()
 _template_cache: dict[str, Path] = {}
+_version_cache: dict[tuple[str, int, int], str] = {}
 
 
 def template_datadir() -> Path:
@@ -203,10 +206,14 @@ def template_datadir() -> Path:
     mariadbd = mariadbd_path()
     with _template_lock:
         st = mariadbd.stat()
-        version = subprocess.run(
-            [str(mariadbd), "--no-defaults", "--version"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-        key_material = repr((_TEMPLATE_FORMAT, str(mariadbd), st.st_size, st.st_mtime_ns, version, _INNODB_ARGS))
+        binary_id = (str(mariadbd), st.st_size, st.st_mtime_ns)
+        version = _version_cache.get(binary_id)
+        if version is None:
+            version = subprocess.run(
+                [str(mariadbd), "--no-defaults", "--version"], capture_output=True, text=True, check=False
+            ).stdout.strip()
+            _version_cache[binary_id] = version
+        key_material = repr((_TEMPLATE_FORMAT, *binary_id, version, _INNODB_ARGS))
         key = hashlib.sha256(key_material.encode()).hexdigest()[:16]
         cached = _template_cache.get(key)
         if cached is not None and (cached / "ok").exists():
@@ -265,8 +272,11 @@ class AppUser:
     port: int
     database: str
 
-    def connect_kwargs(self) -> dict[str, object]:
-        """Keyword arguments for ``pymysql.connect(**kw)`` or ``ServerlessMySQL(**kw)``."""
+    def connect_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments (host/port/user/password/database) for ``pymysql.connect`` or ``ServerlessMySQL``.
+
+        Typed ``dict[str, Any]`` (not ``object``) so that ``pymysql.connect(**kw)`` type-checks.
+        """
         return {
             "host": self.host,
             "port": self.port,
@@ -310,6 +320,12 @@ def _free_ports(n: int) -> list[int]:
 
 def _sql_string(value: str) -> str:
     return "'" + pymysql.converters.escape_string(value) + "'"
+
+
+def thread_id(conn: Connection[Any]) -> int:
+    """The server's thread id (``CONNECTION_ID()``) of ``conn``, from the handshake: no round trip."""
+    method: Callable[[], int] = conn.thread_id  # untyped in types-PyMySQL
+    return int(method())
 
 
 def _quietly_close(conn: Connection[Any]) -> None:
@@ -371,12 +387,19 @@ class MariaDBServer:
         self._resources = _Resources()
         self._finalizer = weakref.finalize(self, self._resources.release)
         if basedir is None:
-            self._basedir = Path(tempfile.mkdtemp(prefix="smysql-mariadb-"))
+            self._basedir = Path(tempfile.mkdtemp(prefix="smysql-server-"))
             self._resources.tmpdir = self._basedir
         else:
             self._basedir = Path(basedir)
             self._basedir.mkdir(parents=True, exist_ok=True)
         self._initialized = (self._basedir / "data").exists()
+        # A caller-owned basedir may be reused by a later object: keep root's password next to the datadir (0600).
+        self._password_file = None if basedir is None else self._basedir / "root-password"
+        if self._initialized and self._password_file is not None:
+            try:
+                self._root_password = self._password_file.read_text().strip()
+            except FileNotFoundError:
+                raise MariaDBError(f"{self.datadir} exists but was not created by MariaDBServer") from None
         self._lock = threading.RLock()
         self._monitor: Connection[pymysql.cursors.DictCursor] | None = None
         self._zombies: list[Connection[Any]] = []
@@ -468,6 +491,10 @@ class MariaDBServer:
                     f.write(f"ALTER USER 'root'@'{host}' IDENTIFIED BY {_sql_string(self._root_password)};\n")
                 f.write(f"CREATE DATABASE IF NOT EXISTS `{self.database}` CHARACTER SET utf8mb4;\n")
             cmd.insert(2, f"--init-file={init_file}")
+            if self._password_file is not None:
+                fd = os.open(self._password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(self._root_password + "\n")
         log_offset = self.error_log_path.stat().st_size if self.error_log_path.exists() else 0
         try:
             with open(self.error_log_path, "ab") as log:
@@ -487,8 +514,10 @@ class MariaDBServer:
                 try:
                     self._connect_root(connect_timeout=2).close()
                     return
-                except pymysql.err.OperationalError:
-                    pass
+                except pymysql.err.OperationalError as exc:
+                    if exc.args and exc.args[0] == ER_ACCESS_DENIED:  # up, but not our datadir / password
+                        self._kill_process(signal.SIGTERM, 15)
+                        raise MariaDBStartError(f"root cannot log in to the new server: {exc}") from None
                 if time.monotonic() > deadline:
                     self._kill_process(signal.SIGKILL, 10)
                     raise MariaDBStartError(
@@ -598,39 +627,50 @@ class MariaDBServer:
         """A new root connection (autocommit, DictCursor) on the admin port; ``kw`` overrides, e.g. ``port=s.port``."""
         return self._connect_root(**kw)
 
+    def root_url(self, database: str | None = None) -> str:
+        """``mysql://root:...@127.0.0.1:<port>/<database>`` for the application port (e.g. for ``SMYSQL_TEST_URL``).
+
+        Contains the root password: never log it.
+        """
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return (
+            f"mysql://{quote(self.root_user, safe='')}:{quote(self._root_password, safe='')}@{host}:{self.port}"
+            f"/{quote(database or self.database, safe='')}"
+        )
+
     def execute(self, sql: str, args: Any = None) -> list[dict[str, Any]]:
         """Run one statement as root on a short-lived connection; returns the rows (``[]`` if none).
 
         Waits until the server has really ended that connection, so it never shows up in later counts.
         """
         conn = self._connect_root()
-        thread_id = int(conn.thread_id())
+        helper_id = thread_id(conn)
         try:
             with conn.cursor() as cur:
                 cur.execute(sql, args)
                 rows = list(cur.fetchall()) if cur.description else []
         finally:
             conn.close()
-        self._wait_gone([thread_id])
+        self._wait_gone([helper_id])
         return rows
 
     def _monitor_query(self, sql: str, args: Any = None) -> list[dict[str, Any]]:
         """Run a statement on the persistent helper connection (reconnecting once if the server restarted)."""
         with self._lock:
-            for attempt in range(2):
-                try:
-                    if self._monitor is None or not self._monitor.open:
-                        self._monitor = self._connect_root()
-                    with self._monitor.cursor() as cur:
-                        cur.execute(sql, args)
-                        return list(cur.fetchall()) if cur.description else []
-                except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
-                    if self._monitor is not None:
-                        _quietly_close(self._monitor)
-                    self._monitor = None
-                    if attempt:
-                        raise
-            raise AssertionError("unreachable")
+            try:
+                return self._monitor_query_once(sql, args)
+            except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
+                if self._monitor is not None:
+                    _quietly_close(self._monitor)
+                self._monitor = None
+            return self._monitor_query_once(sql, args)
+
+    def _monitor_query_once(self, sql: str, args: Any) -> list[dict[str, Any]]:
+        if self._monitor is None or not self._monitor.open:
+            self._monitor = self._connect_root()
+        with self._monitor.cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall()) if cur.description else []
 
     def _wait_gone(self, thread_ids: Sequence[int], timeout: float = 2.0) -> None:
         if not thread_ids:
@@ -702,7 +742,11 @@ class MariaDBServer:
         max_user_connections: int = 0,
     ) -> AppUser:
         """Create ``name@'%'`` with ALL on the database only (no SUPER, nothing global); PROCESS if ``process``;
-        ``MAX_USER_CONNECTIONS`` if > 0. Unique name / random password when not given."""
+        ``MAX_USER_CONNECTIONS`` if > 0. Unique name / random password when not given.
+
+        Keep passwords ASCII: PyMySQL sends a ``str`` password as latin-1 bytes, while the server hashed the utf-8 of
+        ``IDENTIFIED BY``, so a non-ASCII password is refused with 1045.
+        """
         if name is None:
             name = f"u{next(_user_counter)}_{secrets.token_hex(3)}"
         if not _USER_NAME.fullmatch(name):
@@ -739,7 +783,7 @@ class MariaDBServer:
             conn = pymysql.connect(**params)
             with self._lock:
                 self._zombies.append(conn)
-            ids.append(int(conn.thread_id()))
+            ids.append(thread_id(conn))
         return ids
 
     @property
