@@ -6,6 +6,7 @@ import logging
 
 from .client import Rows, ServerlessMySQL, Stats
 from .credentials import Credentials, CredentialsProvider
+from .decorator import with_mysql
 from .errors import (
     ConfigError,
     ConfigTypeError,
@@ -17,6 +18,8 @@ from .errors import (
     ServerlessMySQLError,
     TransactionAbortedError,
 )
+from .iam import IamAuthCredentials
+from .secrets import SecretsManagerCredentials
 
 __version__ = "0.1.0"
 __all__ = [
@@ -28,14 +31,18 @@ __all__ = [
     "CredentialsError",
     "CredentialsProvider",
     "DeadlineExceededError",
+    "IamAuthCredentials",
     "RetriesExhaustedError",
     "Rows",
+    "SecretsManagerCredentials",
     "ServerlessMySQL",
     "ServerlessMySQLError",
     "Stats",
     "TransactionAbortedError",
     "__version__",
+    "with_mysql",
 ]
+
 
 # Silent unless the application configures logging for "serverless_mysql".
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -581,8 +581,12 @@ class ServerlessMySQL:
             raise RuntimeError("this transaction is not the one open on the client")
         try:
             conn = self._conn
-            if conn is None:
-                raise E.TransactionAbortedError("the connection was lost inside the transaction; nothing was committed")
+            if conn is None:  # lost inside the transaction: the server already rolled it back
+                if commit:
+                    raise E.TransactionAbortedError(
+                        "the connection was lost inside the transaction; nothing was committed"
+                    )
+                return
             if commit:
                 try:
                     self._apply_timeouts(conn)

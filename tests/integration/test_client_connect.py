@@ -1,0 +1,237 @@
+"""Behaviour 1 and 8 of the core client: lazy connect, bounded retries, errors that keep their cause."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pymysql
+import pytest
+
+from serverless_mysql import ConnectError, DeadlineExceededError, RetriesExhaustedError, ServerlessMySQL
+from tests.integration.conftest import ClientFactory, fill, later
+from tests.support.mariadb import AppUser, MariaDBServer
+
+pytestmark = pytest.mark.integration
+
+Factory = Any
+
+
+def test_connect_is_lazy_and_the_connection_is_reused(
+    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory
+) -> None:
+    db = client_factory(app_user)
+    assert mariadb.connection_count(app_user.name) == 0
+    assert db.get_client() is None
+    first = db.query("SELECT CONNECTION_ID() AS id")[0]["id"]
+    db.end()
+    second = db.query("SELECT CONNECTION_ID() AS id")[0]["id"]
+    assert first == second
+    assert mariadb.connection_count(app_user.name) == 1
+    assert db.get_stats().connects == 1
+
+
+def test_retries_too_many_connections_until_a_slot_frees(
+    server_factory: Factory, make_user: Factory, client_factory: ClientFactory
+) -> None:
+    server = server_factory(max_connections=10)
+    hog, app = make_user(server), make_user(server)
+    held = fill(server, hog, 10)
+    retries: list[tuple[int, float, str]] = []
+    db = client_factory(app, cap=0.05, on_retry=lambda err, n, delay, kind: retries.append((n, delay, kind)))
+    later(0.4, held.pop().close)
+    started = time.monotonic()
+    assert db.query("SELECT 1 AS one") == [{"one": 1}]
+    assert time.monotonic() - started >= 0.35
+    assert len(retries) >= 2
+    assert [n for n, _, _ in retries] == list(range(1, len(retries) + 1))
+    assert all(kind == "full" and 0 <= delay <= 0.05 for _, delay, kind in retries)
+    assert db.get_stats().connect_retries == len(retries)
+    for conn in held:
+        conn.close()
+
+
+def test_exhausted_retries_chain_the_last_pymysql_error_and_every_connect_gets_a_full_budget(
+    server_factory: Factory, make_user: Factory, client_factory: ClientFactory
+) -> None:
+    server = server_factory(max_connections=10)
+    hog, app = make_user(server), make_user(server)
+    held = fill(server, hog, 10)
+    db = client_factory(app, max_retries=3, backoff="decorrelated", base=0.001, cap=0.01)
+    for round_ in range(1, 3):
+        with pytest.raises(RetriesExhaustedError) as info:
+            db.connect()
+        err = info.value
+        assert isinstance(err.__cause__, pymysql.err.OperationalError)
+        assert err.errno == 1040
+        assert err.__cause__.args[0] == 1040
+        assert err.attempts == 4
+        assert "Too many connections" in str(err)
+        # serverless-mysql retries zero times after one exhaustion; we retry fully every time.
+        assert db.get_stats().connect_attempts == 4 * round_
+    assert db.get_error_count() == 8
+    for conn in held:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("change", "errno"),
+    # Without global privileges an unknown database is reported as 1044 (access denied to it), not 1049.
+    [({"password": "wrong-password"}, {1045}), ({"database": "no_such_db"}, {1044, 1049})],
+)
+def test_non_retryable_errors_raise_at_once(
+    app_user: AppUser, client_factory: ClientFactory, change: dict[str, str], errno: set[int]
+) -> None:
+    failures: list[BaseException] = []
+    db = client_factory(app_user, **change, on_connect_error=failures.append)
+    with pytest.raises(ConnectError) as info:
+        db.query("SELECT 1")
+    assert not isinstance(info.value, RetriesExhaustedError)
+    assert info.value.errno in errno
+    assert info.value.attempts == 1
+    assert db.get_stats().connect_attempts == 1
+    assert failures and failures[0] is info.value.__cause__
+    assert "wrong-password" not in str(info.value)
+
+
+def test_refused_connects_are_retried_until_the_server_is_up(
+    requires_private_server: None, make_user: Factory, client_factory: ClientFactory
+) -> None:
+    server = MariaDBServer(max_connections=10)
+    try:
+        server.start()
+        app = make_user(server)
+        server.stop()
+        db = client_factory(app, cap=0.1, max_retries=100)
+        later(0.5, server.restart)
+        assert db.query("SELECT 1 AS one") == [{"one": 1}]
+        assert db.get_stats().connect_retries >= 2
+    finally:
+        server.cleanup()
+
+
+def test_deadline_bounds_connect_retries(
+    server_factory: Factory, make_user: Factory, client_factory: ClientFactory
+) -> None:
+    server = server_factory(max_connections=10)
+    hog, app = make_user(server), make_user(server)
+    held = fill(server, hog, 10)
+    db = client_factory(app, max_retries=10_000, cap=0.05)
+    db.set_deadline(0.5)
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceededError) as info:
+        db.query("SELECT 1")
+    elapsed = time.monotonic() - started
+    assert elapsed < 0.6
+    assert info.value.errno == 1040
+    assert isinstance(info.value.last_error, pymysql.err.OperationalError)
+    assert "deadline reached" in str(info.value) and "Too many connections" in str(info.value)
+    for conn in held:
+        conn.close()
+
+
+def test_concurrent_cold_calls_on_a_full_server_all_finish(
+    server_factory: Factory, make_user: Factory, client_factory: ClientFactory
+) -> None:
+    server = server_factory(max_connections=10)
+    hog, app = make_user(server), make_user(server)
+    held = fill(server, hog, 10)
+    db = client_factory(app, cap=0.02, max_retries=200)
+    outcomes: list[object] = []
+
+    def call() -> None:
+        try:
+            outcomes.append(db.query("SELECT 1 AS one"))
+        except Exception as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    later(0.3, held.pop().close)
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads), "a caller hung"
+    assert outcomes == [[{"one": 1}]] * 8
+    assert server.connection_count(app.name) == 1
+    for conn in held:
+        conn.close()
+
+
+def test_concurrent_cold_calls_fail_within_budget_when_no_slot_frees(
+    server_factory: Factory, make_user: Factory, client_factory: ClientFactory
+) -> None:
+    server = server_factory(max_connections=10)
+    hog, app = make_user(server), make_user(server)
+    held = fill(server, hog, 10)
+    db = client_factory(app, cap=0.01, max_retries=5)
+    outcomes: list[object] = []
+
+    def call() -> None:
+        try:
+            outcomes.append(db.query("SELECT 1"))
+        except Exception as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
+    assert len(outcomes) == 6 and all(isinstance(o, RetriesExhaustedError) for o in outcomes)
+    for conn in held:
+        conn.close()
+
+
+def test_caller_statement_errors_pass_through_unchanged(app_user: AppUser, client_factory: ClientFactory) -> None:
+    db = client_factory(app_user)
+    with pytest.raises(pymysql.err.ProgrammingError) as info:
+        db.query("SELEC 1")
+    assert info.value.args[0] == 1064
+    db.query("CREATE TABLE IF NOT EXISTS dup (id INT PRIMARY KEY)")
+    db.query("INSERT INTO dup VALUES (1)")
+    with pytest.raises(pymysql.err.IntegrityError) as dup:
+        db.query("INSERT INTO dup VALUES (%s)", (1,))
+    assert dup.value.args[0] == 1062
+    assert db.query("SELECT COUNT(*) AS n FROM dup") == [{"n": 1}]  # the connection survived both
+    assert db.get_stats().connects == 1
+
+
+def test_rows_carry_affected_rows_insert_id_and_columns(app_user: AppUser, client_factory: ClientFactory) -> None:
+    db = client_factory(app_user)
+    db.query("CREATE TABLE IF NOT EXISTS r (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)")
+    inserted = db.query("INSERT INTO r (v) VALUES (%s), (%s)", ("a", "b"))
+    assert inserted == [] and inserted.affected_rows == 2 and inserted.insert_id >= 1
+    rows = db.query("SELECT id, v FROM r WHERE v = %(v)s", {"v": "b"})
+    assert rows.columns == ("id", "v") and rows[0]["v"] == "b"
+
+
+def test_events_fire_and_a_failing_handler_breaks_nothing(app_user: AppUser, client_factory: ClientFactory) -> None:
+    seen: list[str] = []
+
+    def boom(*_: object) -> None:
+        seen.append("connect")
+        raise RuntimeError("handler bug")
+
+    db = client_factory(app_user, on_connect=boom, on_close=lambda: seen.append("close"))
+    assert db.query("SELECT 1 AS one") == [{"one": 1}]
+    db.quit()
+    assert seen == ["connect", "close"]
+    assert db.get_client() is None
+
+
+def test_instances_are_independent(app_user: AppUser, make_user: Factory, client_factory: ClientFactory) -> None:
+    other = make_user()
+    a, b = client_factory(app_user), client_factory(other)
+    assert a.query("SELECT CURRENT_USER() AS u")[0]["u"].startswith(app_user.name)
+    assert b.query("SELECT CURRENT_USER() AS u")[0]["u"].startswith(other.name)
+
+
+def test_url_option_connects(app_user: AppUser) -> None:
+    db = ServerlessMySQL(url=app_user.url() + "?connect_timeout=3&manage_conns=false")
+    try:
+        assert db.query("SELECT DATABASE() AS d") == [{"d": app_user.database}]
+    finally:
+        db.quit()

@@ -1,0 +1,278 @@
+"""Behaviours 5, 6, 7 and 9: no invocation leaks into the next, transactions are atomic or fail, nothing pins an
+RDS Proxy session, threads share one client safely."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import pymysql
+import pytest
+
+from serverless_mysql import TransactionAbortedError
+from tests.integration.conftest import ClientFactory, later, values
+from tests.support.mariadb import AppUser, MariaDBServer
+
+pytestmark = pytest.mark.integration
+Factory = Any
+
+
+def conn_id(db: Any) -> int:
+    return int(db.query("SELECT CONNECTION_ID() AS id")[0]["id"])
+
+
+@pytest.mark.parametrize("closing", ["end", "quit"])
+def test_open_transaction_is_rolled_back_at_end_and_quit(
+    mariadb: MariaDBServer,
+    app_user: AppUser,
+    client_factory: ClientFactory,
+    table: str,
+    closing: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    db = client_factory(app_user)
+    db.query("START TRANSACTION")
+    db.query(f"INSERT INTO {table} (v) VALUES ('stale')")
+    assert db.in_transaction
+    with caplog.at_level(logging.WARNING, logger="serverless_mysql"):
+        getattr(db, closing)()
+    assert "rolling back a transaction left open" in caplog.text
+    # The next invocation's transaction must not commit the previous invocation's statement (#85).
+    db.query("START TRANSACTION")
+    db.query(f"INSERT INTO {table} (v) VALUES ('fresh')")
+    db.query("COMMIT")
+    assert values(mariadb, table) == ["fresh"]
+    assert db.get_stats().rollbacks_on_end == 1
+
+
+def test_context_manager_commits_and_rolls_back(
+    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+) -> None:
+    db = client_factory(app_user)
+    with db.transaction() as tx:
+        tx.query(f"INSERT INTO {table} (v) VALUES (%s)", ("a",))
+        tx.query(f"INSERT INTO {table} (v) VALUES (%s)", ("b",))
+    with pytest.raises(KeyError), db.transaction() as tx:
+        tx.query(f"INSERT INTO {table} (v) VALUES ('c')")
+        raise KeyError("handler bug")
+    assert values(mariadb, table) == ["a", "b"]
+    assert not db.in_transaction
+
+
+def test_chain_form_commits_and_passes_results(
+    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+) -> None:
+    db = client_factory(app_user)
+    results = (
+        db.transaction()
+        .query(f"INSERT INTO {table} (v) VALUES (%s)", ("parent",))
+        .query(lambda last, all_: (f"INSERT INTO {table} (v) VALUES (%s)", (f"child-of-{last.insert_id}",)))
+        .query(lambda last, all_: None)
+        .query(lambda last, all_: f"SELECT COUNT(*) AS n FROM {table}")
+        .commit()
+    )
+    assert len(results) == 4
+    assert results[2] == [] and results[3] == [{"n": 2}]
+    assert values(mariadb, table) == ["parent", f"child-of-{results[0].insert_id}"]
+
+
+def test_chain_form_rolls_back_and_hands_the_error_to_the_handler(
+    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+) -> None:
+    db = client_factory(app_user)
+    seen: list[BaseException] = []
+    with pytest.raises(pymysql.err.ProgrammingError) as info:
+        (
+            db.transaction()
+            .query(f"INSERT INTO {table} (v) VALUES ('x')")
+            .query("INSERT INTO no_such_table VALUES (1)")
+            .rollback(seen.append)
+            .commit()
+        )
+    assert seen == [info.value]
+    assert values(mariadb, table) == []
+    assert not db.in_transaction
+
+    def broken_step(last: Any, all_: list[Any]) -> None:
+        raise ZeroDivisionError("bug in a step function")
+
+    with pytest.raises(ZeroDivisionError):
+        db.transaction().query(f"INSERT INTO {table} (v) VALUES ('y')").query(broken_step).commit()
+    assert values(mariadb, table) == []
+
+
+def test_connection_lost_inside_a_transaction_aborts_it(
+    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+) -> None:
+    db = client_factory(app_user)
+    with pytest.raises(TransactionAbortedError), db.transaction() as tx:
+        tx.query(f"INSERT INTO {table} (v) VALUES ('A')")
+        mariadb.kill(conn_id(db))
+        mariadb.wait_for_connection_count(0, app_user.name)
+        tx.query(f"INSERT INTO {table} (v) VALUES ('B')")
+    assert values(mariadb, table) == []  # neither A nor B: no autocommit continuation
+    assert db.query("SELECT 1 AS one") == [{"one": 1}]
+
+
+def test_connection_lost_mid_statement_inside_a_transaction(
+    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+) -> None:
+    db = client_factory(app_user)
+    own = conn_id(db)
+    with pytest.raises(TransactionAbortedError) as info, db.transaction() as tx:
+        tx.query(f"INSERT INTO {table} (v) VALUES ('A')")
+        later(0.3, lambda: mariadb.kill(own))
+        tx.query("SELECT SLEEP(2)")  # a read, but inside a transaction: never re-run
+    assert info.value.errno in (2013, 1927)
+    assert values(mariadb, table) == []
+
+
+def test_manual_transaction_lost_while_idle_is_not_continued_in_autocommit(
+    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+) -> None:
+    db = client_factory(app_user)
+    db.query("START TRANSACTION")
+    db.query(f"INSERT INTO {table} (v) VALUES ('A')")
+    mariadb.kill(conn_id(db))
+    mariadb.wait_for_connection_count(0, app_user.name)
+    with pytest.raises(TransactionAbortedError):
+        db.query(f"INSERT INTO {table} (v) VALUES ('B')")
+    db.query(f"INSERT INTO {table} (v) VALUES ('C')")  # a new statement, after the caller was told
+    assert values(mariadb, table) == ["C"]
+
+
+def test_failed_rollback_closes_the_connection(
+    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+) -> None:
+    errors: list[BaseException] = []
+    db = client_factory(app_user, on_error=errors.append)
+    with pytest.raises(ValueError, match="handler bug"), db.transaction() as tx:
+        tx.query(f"INSERT INTO {table} (v) VALUES ('A')")
+        mariadb.kill(conn_id(db))
+        raise ValueError("handler bug")
+    assert db.get_client() is None
+    assert len(errors) == 1
+    assert values(mariadb, table) == []
+
+
+@pytest.mark.parametrize(("level", "sees_commit"), [("read committed", True), ("REPEATABLE READ", False)])
+def test_isolation_level(
+    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str, level: str, sees_commit: bool
+) -> None:
+    mariadb.execute(f"INSERT INTO {table} (id, v) VALUES (1, 'before')")
+    db = client_factory(app_user)
+    with db.transaction(isolation_level=level) as tx:
+        assert tx.query(f"SELECT v FROM {table}") == [{"v": "before"}]
+        mariadb.execute(f"UPDATE {table} SET v = 'after'")
+        assert tx.query(f"SELECT v FROM {table}") == [{"v": "after" if sees_commit else "before"}]
+
+
+def test_read_only_transactions(app_user: AppUser, client_factory: ClientFactory, table: str) -> None:
+    db = client_factory(app_user)
+    with pytest.raises(pymysql.err.OperationalError, match="READ ONLY"), db.transaction(read_only=True) as tx:
+        tx.query(f"INSERT INTO {table} (v) VALUES ('no')")
+    with pytest.raises(ValueError, match="isolation_level"):
+        db.transaction(isolation_level="CHAOS")
+
+
+def test_rds_proxy_mode_sends_nothing_that_pins(
+    server_factory: Factory, make_user: Factory, client_factory: ClientFactory
+) -> None:
+    server = server_factory(max_connections=10)
+    app = make_user(server, process=True)
+    server.open_zombies(app, 3)
+    server.set_global("log_output", "TABLE")
+    server.set_global("general_log", "ON")
+    db = client_factory(app, rds_proxy=True, zombie_min_timeout=0, conn_utilization=0.1)
+    for _ in range(5):
+        db.query("SELECT %s AS x", (1,))
+        db.end()
+    with db.transaction() as tx:
+        tx.query("SELECT 1")
+    db.quit()
+    server.set_global("general_log", "OFF")
+    statements = [
+        row["argument"].decode() if isinstance(row["argument"], bytes) else row["argument"]
+        for row in server.execute(
+            "SELECT argument FROM mysql.general_log WHERE command_type = 'Query' AND user_host LIKE %s",
+            (f"{app.name}%",),
+        )
+    ]
+    ours = [s for s in statements if s not in ("SELECT 1 AS x", "SELECT 1")]
+    # PyMySQL's own SET NAMES at connect is the only session statement (RDS Proxy tracks character set variables).
+    assert ours == ["SET NAMES utf8mb4", "START TRANSACTION", "COMMIT"], ours
+
+
+def test_threads_share_one_connection(mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory) -> None:
+    db = client_factory(app_user)
+    failures: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(50):
+                assert db.query("SELECT %s AS n", (n * 1000 + i,)) == [{"n": n * 1000 + i}]
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    assert db.get_stats().connects == 1
+    assert mariadb.connection_count(app_user.name) == 1
+
+
+def test_a_transaction_holds_the_client_exclusively(
+    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+) -> None:
+    db = client_factory(app_user)
+    db.query("SELECT 1")
+    order: list[str] = []
+    entered = threading.Event()
+
+    def other_thread() -> None:
+        entered.wait(5)
+        db.query(f"INSERT INTO {table} (v) VALUES ('outside')")
+        order.append("outside")
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    with db.transaction() as tx:
+        tx.query(f"INSERT INTO {table} (v) VALUES ('inside')")
+        entered.set()
+        time.sleep(0.3)
+        order.append("commit")
+        tx.query("SELECT 1")
+    thread.join(10)
+    assert order == ["commit", "outside"]
+    assert values(mariadb, table) == ["inside", "outside"]
+
+
+def test_waiting_for_a_busy_client_is_bounded_by_the_deadline(app_user: AppUser, client_factory: ClientFactory) -> None:
+    from serverless_mysql import DeadlineExceededError
+
+    db = client_factory(app_user)
+    db.query("SELECT 1")
+    release = threading.Event()
+    holding = threading.Event()
+
+    def hold() -> None:
+        with db.transaction():
+            holding.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    holding.wait(5)
+    db.set_deadline(0.3)
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceededError, match="another thread"):
+        db.query("SELECT 1")
+    assert time.monotonic() - started < 0.6
+    db.set_deadline(None)
+    release.set()
+    thread.join(5)

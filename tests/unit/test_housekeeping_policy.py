@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import random
+
+from serverless_mysql.client import is_plain_read
+from serverless_mysql.housekeeping import Housekeeper, Usage, Zombie, parse_zombies, plan, usage_sql
+
+OLD = tuple(Zombie(i, 1000 - i) for i in range(1, 31))
+
+
+def test_limit_uses_the_account_limit_when_set() -> None:
+    assert Usage(100, 0, total=50, user_total=5).limit == 100
+    assert Usage(100, 0, total=50, user_total=5).used == 50
+    assert Usage(100, 20, total=50, user_total=5).limit == 20
+    assert Usage(100, 20, total=50, user_total=5).used == 5
+    assert Usage(10, 20, total=5, user_total=5).limit == 10
+
+
+def test_no_pressure_kills_only_zombies_past_max_timeout() -> None:
+    zombies = (Zombie(7, 1200), Zombie(8, 901), Zombie(9, 899), Zombie(10, 5))
+    decision = plan(Usage(100, 0, 20, 20, zombies), conn_utilization=0.8, zombie_max_timeout=900, max_kills=10)
+    assert [z.thread_id for z in decision.kill] == [7, 8]
+    assert not decision.quit_if_nothing_freed
+
+
+def test_pressure_kills_just_enough_oldest_first() -> None:
+    zombies = (Zombie(1, 50), Zombie(2, 40), Zombie(3, 30), Zombie(4, 4))
+    decision = plan(Usage(10, 0, 10, 10, zombies), conn_utilization=0.8, zombie_max_timeout=900, max_kills=10)
+    assert [z.thread_id for z in decision.kill] == [1, 2]  # 10 used, target 8
+    assert decision.quit_if_nothing_freed
+    assert decision.over_threshold
+
+
+def test_pressure_kills_are_capped() -> None:
+    decision = plan(Usage(100, 0, 100, 100, OLD), conn_utilization=0.5, zombie_max_timeout=900, max_kills=3)
+    assert len(decision.kill) == 3
+
+
+def test_pressure_with_nothing_to_kill_means_quit() -> None:
+    decision = plan(Usage(10, 0, 10, 10, ()), conn_utilization=0.8, zombie_max_timeout=900, max_kills=10)
+    assert decision.kill == ()
+    assert decision.quit_if_nothing_freed
+
+
+def test_at_threshold_is_not_over() -> None:
+    decision = plan(Usage(10, 0, 8, 8, OLD[:3]), conn_utilization=0.8, zombie_max_timeout=9999, max_kills=10)
+    assert decision.kill == ()
+    assert not decision.over_threshold
+
+
+def test_parse_zombies_excludes_own_ids() -> None:
+    assert parse_zombies(b"12:40,13:20,99:10", frozenset({13})) == (Zombie(12, 40), Zombie(99, 10))
+    assert parse_zombies(None) == ()
+    assert parse_zombies("") == ()
+
+
+def test_usage_sql_reads_limits_only_when_stale() -> None:
+    assert "@@max_connections" in usage_sql(with_limits=True)
+    assert "@@max_connections" not in usage_sql(with_limits=False)
+    for sql in (usage_sql(with_limits=True), usage_sql(with_limits=False)):
+        assert '"' not in sql  # ANSI_QUOTES servers reject double-quoted literals
+        assert "CONNECTION_ID()" in sql
+        assert sql.count("%s") == 1
+
+
+def test_adaptive_schedule_is_cheap_when_idle_and_eager_when_close() -> None:
+    hk = Housekeeper(conn_utilization=0.8, used_conns_freq=None, max_conns_freq=15, rng=random.Random(7))
+    assert hk.due(0.0)  # first end() after a connect always measures
+    hk.force_next = False
+    hk.last_utilization = 0.1
+    low = sum(hk.due(float(i)) for i in range(10_000)) / 10_000
+    assert 0.07 < low < 0.13
+    hk.last_utilization = 0.5
+    mid = sum(hk.due(float(i)) for i in range(10_000)) / 10_000
+    assert 0.4 < mid < 0.6
+    hk.last_utilization = 0.7
+    assert all(hk.due(float(i)) for i in range(100))
+
+
+def test_fixed_frequency_schedule() -> None:
+    hk = Housekeeper(conn_utilization=0.8, used_conns_freq=2.0, max_conns_freq=15)
+    assert hk.due(10.0)
+    hk.last_run = 10.0
+    assert not hk.due(11.9)
+    assert hk.due(12.0)
+    every = Housekeeper(conn_utilization=0.8, used_conns_freq=0.0, max_conns_freq=15, last_run=5.0)
+    assert every.due(5.0)
+
+
+def test_plain_reads_are_recognised_conservatively() -> None:
+    assert is_plain_read("SELECT * FROM t WHERE id = %s")
+    assert is_plain_read("  /* c */ select 1")
+    assert is_plain_read("SHOW TABLES")
+    assert is_plain_read("WITH x AS (SELECT 1) SELECT * FROM x")
+    assert not is_plain_read("SELECT * FROM t FOR UPDATE")
+    assert not is_plain_read("SELECT * FROM t LOCK IN SHARE MODE")
+    assert not is_plain_read("SELECT GET_LOCK('x', 1)")
+    assert not is_plain_read("SELECT a INTO @v FROM t")
+    assert not is_plain_read("INSERT INTO t VALUES (1)")
+    assert not is_plain_read("UPDATE t SET a = 1")
+    assert not is_plain_read("WITH x AS (SELECT 1) DELETE FROM t")
+    assert not is_plain_read("CALL proc()")
