@@ -118,6 +118,8 @@ class ServerlessMySQL:
         self._stats = Stats()
         self._tx: Transaction | None = None
         self._lost_transaction = False
+        self._poller: select.poll | None = None
+        self._polled_sock: object = None
 
     # ------------------------------------------------------------------------------------------ public API
     def connect(self) -> None:
@@ -149,8 +151,11 @@ class ServerlessMySQL:
         pymysql.MySQLError
             Errors of the statement itself (syntax, duplicate key, ...) pass through unchanged.
         """
-        with self._locked():
+        self._acquire()
+        try:
             return self._query(sql, args, idempotent=idempotent)
+        finally:
+            self._lock.release()
 
     def end(self) -> None:
         """Per-invocation housekeeping; the connection normally stays open for the next invocation.
@@ -274,10 +279,11 @@ class ServerlessMySQL:
     # ------------------------------------------------------------------------------------------ locking
     def _acquire(self, *, deadline: bool = True) -> None:
         """Take the instance lock; waiting for it is bounded by the deadline."""
-        left = self.remaining() if deadline else None
-        if left is None:
+        if self._deadline is None or not deadline:
             self._lock.acquire()
-        elif left <= 0 or not self._lock.acquire(timeout=left):
+            return
+        left = self._deadline - self._clock()
+        if left <= 0 or not self._lock.acquire(timeout=left):
             raise E.DeadlineExceededError(
                 "deadline reached while waiting for the connection (another thread holds it)", waited=max(0.0, left)
             )
@@ -305,9 +311,11 @@ class ServerlessMySQL:
         if sock is None:
             return False
         try:
-            poller = select.poll()
-            poller.register(sock, select.POLLIN | select.POLLPRI)
-            if poller.poll(0):
+            if self._poller is None or self._polled_sock is not sock:
+                self._poller = select.poll()
+                self._poller.register(sock, select.POLLIN | select.POLLPRI)
+                self._polled_sock = sock
+            if self._poller.poll(0):
                 return False  # the server spoke out of turn: EOF or a farewell packet
         except (OSError, ValueError):
             return False
@@ -462,9 +470,8 @@ class ServerlessMySQL:
         if not isinstance(sql, str):
             raise TypeError(f"sql must be a str, not {type(sql).__name__}")
         in_tx = self._tx is not None
-        safe_to_rerun = is_plain_read(sql) if idempotent is None else idempotent
         reruns = 0
-        retry = RetryBudget(self._query_backoff, self._config.max_query_retries, self._deadline, self._clock)
+        retry: RetryBudget | None = None  # built on the first transient error: the common path stays lean
         while True:
             if in_tx:
                 conn = self._conn
@@ -495,6 +502,7 @@ class ServerlessMySQL:
                         ) from exc
                     never_sent = E.error_number(exc) == E.CR_SERVER_GONE_ERROR  # the write itself failed
                     timed_out = "timed out" in str(exc)
+                    safe_to_rerun = is_plain_read(sql) if idempotent is None else idempotent
                     if (never_sent or safe_to_rerun) and not timed_out and reruns < _MAX_LOST_RERUNS:
                         reruns += 1
                         self._bump(reconnects=1)
@@ -505,6 +513,9 @@ class ServerlessMySQL:
                         "applied, so it was not re-run"
                     ) from exc
                 if E.is_transient_query_error(exc) and not in_tx and not _server_in_transaction(conn):
+                    if retry is None:
+                        cfg = self._config
+                        retry = RetryBudget(self._query_backoff, cfg.max_query_retries, self._deadline, self._clock)
                     delay = retry.next_delay()
                     if delay is not None:
                         self._bump(query_retries=1)
@@ -521,7 +532,7 @@ class ServerlessMySQL:
             rows.insert_id = cur.lastrowid or 0
             rows.columns = tuple(d[0] for d in cur.description or ())
         self._last_used = self._clock()
-        self._bump(queries=1)
+        self._stats.queries += 1
         return rows
 
     def _raise_if_deadline(self, exc: BaseException) -> None:
