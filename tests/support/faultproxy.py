@@ -22,6 +22,7 @@ Faults, at proxy level:
 * :meth:`FaultProxy.cut_after` - *one shot*: every current connection forwards ``n`` more bytes from the server,
   then is aborted with RST on both sides. ``cut_after(0)`` lets a statement reach the server but never delivers
   its answer - the "did my write happen?" fault.
+* :meth:`FaultProxy.cut_new_after` - arms the next new connection(s) the same way (e.g. a cut mid-handshake).
 * :meth:`FaultProxy.heal` - clears every sticky fault, disarms pending cuts and resumes blackholed connections.
 
 Each live connection is also a :class:`ProxiedConnection` (``proxy.connections()``) with its own ``blackhole()``,
@@ -347,6 +348,8 @@ class FaultProxy:
         self._blackholed = False
         self._delay = 0.0
         self._refusing = False  # guarded by _accept_lock
+        self._cut_new = 0
+        self._cut_new_bytes = 0
         self.accepted = 0
         self.rejected = 0
 
@@ -448,6 +451,9 @@ class FaultProxy:
             if self._blackholed:
                 conn._blackholed = True
             conn._delay = self._delay
+            if self._cut_new:
+                conn._cut_remaining = self._cut_new_bytes
+                self._cut_new -= 1
             self._conns[conn.id] = conn
             self.accepted += 1
         conn.start()
@@ -519,6 +525,16 @@ class FaultProxy:
             conn.cut_after(bytes_from_server)
         return len(conns)
 
+    def cut_new_after(self, bytes_from_server: int, connections: int = 1) -> None:
+        """Arm the next ``connections`` new connections: each is aborted (RST) after ``bytes_from_server`` bytes.
+
+        With a small count this cuts connects in the middle of the handshake (the greeting is ~100 bytes).
+        """
+        if bytes_from_server < 0 or connections < 0:
+            raise ValueError("bytes_from_server and connections must be >= 0")
+        with self._lock:
+            self._cut_new, self._cut_new_bytes = connections, int(bytes_from_server)
+
     def refuse_new(self) -> None:
         """Sticky: new connects are refused (ECONNREFUSED) until :meth:`heal`; existing connections go on."""
         with self._accept_lock:
@@ -536,6 +552,7 @@ class FaultProxy:
         with self._lock:
             self._blackholed = False
             self._delay = 0.0
+            self._cut_new = 0
             conns = list(self._conns.values())
         for conn in conns:
             conn.heal()
