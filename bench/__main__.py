@@ -1,0 +1,220 @@
+"""``python -m bench [--quick]``: every strategy through every scenario, then the report.
+
+Outputs (paths printed at the end): ``bench/out/results.md``, ``bench/out/results.json`` and one PNG per
+scenario; a full run of everything also refreshes ``bench/RESULTS.md`` (notes below its marker line are kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from bench import BENCH_DIR, OUT_DIR
+from bench.micro import connect_cost, import_times, query_overhead
+from bench.progress import Progress
+from bench.report import check_targets, machine, markdown, series_for_json, targets_markdown, write_charts, write_json
+from bench.scenarios import ZOMBIE_MAX_TIMEOUT, RunResult, Scenario, run_one, scenarios
+from bench.strategies import STRATEGY_NAMES, ensure_node_modules
+
+NOTES_MARKER = "<!-- Notes below this line are kept when python -m bench rewrites this file. -->"
+RUN_OVERHEAD_S = 3.0  # server start, drain and cleanup per run (for the progress bar only)
+
+METHOD = f"""\
+**How to read this.** Every row is one strategy running one scenario against its own fresh MariaDB on
+loopback. One Python scheduler simulates Lambda for all strategies with the same seeded arrival schedule:
+warm environments are reused (most recently used first), new ones cold-start when none is idle, environments
+idle for 2-6 s are destroyed **without any cleanup** (their connections stay open on the server as zombies), an
+invocation past the 6 s timeout fails as `Lambda.Timeout` and its environment is reset (sockets closed). Each
+environment owns its own client; Python environments are threads of the benchmark process, the npm
+serverless-mysql 2.1.0 (mysql2 3.12.0) instances live in one Node process that the scheduler drives over a pipe.
+The handler runs one statement, `SELECT SLEEP(hold)`, then `end()` (libraries) or `close()` (naive).
+
+- *Latency* is end-to-end: from the scheduled arrival to the end of the invocation, including waiting for an
+  environment, cold starts and connect retries; successful invocations only.
+- *Throughput* counts successful invocations finished inside the run; the *physical limit* is
+  max_connections / hold time.
+- *Peak conns*: the application user's connections in the processlist, sampled every 50 ms from a root
+  connection on MariaDB's extra port (it takes no application slot and is not counted).
+- *Zombies at end*: the application's connections that no live environment holds, right after the load stopped
+  and in-flight invocations finished; *oldest*: the longest `Sleep` time among them.
+- *Connects / attempts per inv*: successful logins (`USER_STATISTICS.TOTAL_CONNECTIONS`) and all connection
+  attempts (logins + `Aborted_connects`: refused with 1040 or abandoned handshakes) per invocation.
+- *Statements per inv*: `SELECT_COMMANDS + UPDATE_COMMANDS + OTHER_COMMANDS` of the application user per
+  invocation: the handler's query, the clients' session setup (PyMySQL sends `SET NAMES`/`SET AUTOCOMMIT`),
+  housekeeping and KILLs. Pings and COM_QUIT do not count.
+- *CPU s*: the client process (`py` = the benchmark process, which runs the Python strategies' environments
+  and the scheduler; `node` = the Node process) and mariadbd, over the run. ⚠ marks a client process above
+  {int(0.85 * 100)}% of one core: on this 2-core machine hundreds of environments share one process, whereas on
+  Lambda each has its own CPU, so that row is partly limited by the simulation, not by the strategy.
+- Options: every strategy connects without TLS (the private servers offer none; mysql2 does not use it by default,
+  and PyMySQL 1.2 would otherwise build a new `ssl.create_default_context()` per connection, see below). Both
+  libraries use their defaults except `zombie_max_timeout` = `zombieMaxTimeout` = {ZOMBIE_MAX_TIMEOUT} s, so that
+  the "no zombie older than zombie_max_timeout" target means something within one run.
+"""
+
+
+def _plan(quick: bool, wanted_scenarios: list[str] | None) -> list[Scenario]:
+    all_scenarios = scenarios(quick)
+    if not wanted_scenarios:
+        return all_scenarios
+    chosen = [s for s in all_scenarios if s.key in wanted_scenarios or s.key.split("-")[0] in wanted_scenarios]
+    if not chosen:
+        raise SystemExit(f"unknown scenario(s) {wanted_scenarios}; choose from {[s.key for s in all_scenarios]}")
+    return chosen
+
+
+def _summary_line(r: RunResult) -> str:
+    d = r.data
+    return (
+        f"{d['invocations']} invocations, {d['errors']} errors, {d['throughput_per_s']:.0f}/s, "
+        f"p99 {d['latency_ms']['p99'] or 0:.0f} ms, peak {d['peak_connections']}/{d['max_connections']} conns, "
+        f"{d['zombies_end']} zombies, {d['statements_per_invocation']:.2f} stmts/inv"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short runs (make bench-quick, <= 2 min)")
+    parser.add_argument("--strategies", nargs="+", choices=STRATEGY_NAMES, help="only these strategies")
+    parser.add_argument("--scenarios", nargs="+", help="only these scenarios (s1 ... s4 or full keys)")
+    parser.add_argument("--skip-micro", action="store_true", help="skip import-time and per-query measurements")
+    parser.add_argument("--out", type=Path, default=OUT_DIR, help=f"output directory (default {OUT_DIR})")
+    args = parser.parse_args(argv)
+
+    plan = _plan(args.quick, args.scenarios)
+    strategies = list(args.strategies or STRATEGY_NAMES)
+    if "npm-serverless-mysql" in strategies:
+        ensure_node_modules(lambda msg: print(msg, file=sys.stderr))
+    out_dir: Path = args.out
+    out_dir.mkdir(parents=True, exist_ok=True)
+    complete = not args.strategies and not args.scenarios and not args.skip_micro
+
+    micro_seconds = 0.0 if args.skip_micro else (6.0 if args.quick else 25.0)
+    planned = sum(sc.duration + RUN_OVERHEAD_S for sc in plan) * len(strategies) + micro_seconds
+    progress = Progress(planned)
+    started = time.monotonic()
+    results: list[RunResult] = []
+    failures: list[str] = []
+    extras: dict[str, Any] = {"machine": machine(), "mode": "quick" if args.quick else "full"}
+
+    for sc in plan:
+        for name in strategies:
+            progress.step(f"{sc.key} / {name}", sc.duration + RUN_OVERHEAD_S)
+
+            def report(
+                frac: float, n: int, errs: int, share: float = sc.duration / (sc.duration + RUN_OVERHEAD_S)
+            ) -> None:
+                progress.update(frac * share, f"{n} inv, {errs} err (recent)")
+
+            try:
+                result = run_one(name, sc, progress=report)
+            except Exception as exc:
+                failures.append(f"{sc.key} / {name}: {type(exc).__name__}: {exc}")
+                traceback.print_exc()
+                progress.finish_step(f"FAILED: {exc}")
+                continue
+            results.append(result)
+            progress.finish_step(_summary_line(result))
+
+    if not args.skip_micro:
+        progress.step("micro-benchmarks (import time, per-query overhead)", micro_seconds)
+        try:
+            extras["import_time"] = import_times(5 if args.quick else 15)
+            extras["query_overhead"] = query_overhead(5 if args.quick else 15, 200 if args.quick else 500)
+            extras["connect_cost"] = connect_cost(20 if args.quick else 50)
+            progress.finish_step("done")
+        except Exception as exc:
+            failures.append(f"micro-benchmarks: {type(exc).__name__}: {exc}")
+            traceback.print_exc()
+            progress.finish_step(f"FAILED: {exc}")
+
+    extras["charts"] = write_charts(out_dir, results, plan)
+    targets = check_targets(results, extras)
+    elapsed = time.monotonic() - started
+    extras["elapsed_s"] = elapsed
+    extras["failures"] = failures
+    text = render(results, plan, extras, targets)
+    md_path = out_dir / "results.md"
+    md_path.write_text(text)
+    json_path = out_dir / "results.json"
+    write_json(
+        json_path,
+        {
+            **extras,
+            "targets": [{"target": t, "met": ok, "measured": m} for t, ok, m in targets],
+            "results": [{**r.data, "series": series_for_json(r)} for r in results],
+        },
+    )
+    print(text)
+    print(f"\nmarkdown: {md_path}\njson:     {json_path}", file=sys.stderr)
+    for key, path in extras["charts"].items():
+        print(f"chart:    {path}  ({key})", file=sys.stderr)
+    if complete and not args.quick and not failures:
+        committed = BENCH_DIR / "RESULTS.md"
+        notes = ""
+        if committed.exists() and NOTES_MARKER in committed.read_text():
+            notes = committed.read_text().split(NOTES_MARKER, 1)[1]
+        committed.write_text(text.rstrip() + "\n\n" + NOTES_MARKER + notes.rstrip() + "\n")
+        print(f"updated:  {committed}", file=sys.stderr)
+    print(f"total {elapsed:.0f} s", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def render(
+    results: list[RunResult], plan: list[Scenario], extras: dict[str, Any], targets: list[tuple[str, bool | None, str]]
+) -> str:
+    m = extras["machine"]
+    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"# Lambda-fleet benchmark ({extras['mode']} run, {when})",
+        "",
+        f"Machine: {m['cores']} cores ({m['cpu']}), {m['ram_gib']} GiB RAM, {m['os']}; Python {m['python']}, "
+        f"PyMySQL {m['pymysql']}, serverless-mysql (Python) {m['serverless_mysql_python']}; {m['mariadb']}; "
+        f"Node {m['node']}. Total time {extras['elapsed_s']:.0f} s.",
+        "",
+        "## Targets for this library",
+        "",
+        targets_markdown(targets),
+        "",
+        "## Results",
+        "",
+        markdown(results, plan, extras),
+    ]
+    imp = extras.get("import_time")
+    q = extras.get("query_overhead")
+    cc = extras.get("connect_cost")
+    if imp or q or cc:
+        lines += ["## Micro-benchmarks", ""]
+    if imp:
+        node = imp.get("npm_serverless_mysql_require_ms")
+        lines.append(
+            f"- Import (`python -X importtime`, median of {imp['runs']}): `import serverless_mysql` "
+            f"{imp['serverless_mysql_ms']:.1f} ms, `import pymysql` {imp['pymysql_ms']:.1f} ms "
+            f"({imp['ratio']:.2f}x)"
+            + (f"; Node `require('serverless-mysql')` + mysql2 {node:.1f} ms." if node else ".")
+        )
+    if q:
+        lines.append(
+            f"- Warm `SELECT 1` (median of {q['batches']} batches of {q['per_batch']}): raw PyMySQL "
+            f"{q['raw_us']:.0f} us, `db.query` {q['query_us']:.0f} us ({q['overhead']:+.1%}), a whole "
+            f"`@with_mysql` invocation (query + `end()`) {q['invocation_us']:.0f} us ({q['invocation_overhead']:+.1%})."
+        )
+    if cc:
+        lines.append(
+            f"- CPU to build one PyMySQL `Connection` object: {cc['default_ms']:.1f} ms with PyMySQL's default TLS "
+            f"setup (a fresh `ssl.create_default_context()` each time, even when the server offers no TLS), "
+            f"{cc['ssl_disabled_ms']:.2f} ms with `ssl_disabled=True`. Every connect attempt pays it, retries included."
+        )
+    if extras.get("failures"):
+        lines += ["", "## Failures", "", *[f"- {f}" for f in extras["failures"]]]
+    lines += ["", "## Method", "", METHOD]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

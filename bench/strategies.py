@@ -1,0 +1,528 @@
+"""The four ways of talking to MySQL from Lambda that the benchmark compares.
+
+* ``naive-per-invocation``: PyMySQL ``connect()``, one query, ``close()`` in every invocation.
+* ``naive-global``: one module-scope PyMySQL connection per environment, kept forever (reconnected only when
+  PyMySQL itself noticed it is closed) - the common Lambda pattern.
+* ``npm-serverless-mysql``: the real npm package (2.1.0 with mysql2), one instance per environment, hosted by
+  ``bench/fleet.js``; the handler is ``await db.query(sql, args); await db.end()``.
+* ``with_mysql``: this library, one ``@with_mysql``-decorated handler (hence one client) per environment.
+
+Every strategy gets the same connection parameters and runs the same one-statement handler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pymysql
+import pymysql.cursors
+from pymysql.connections import Connection
+from pymysql.constants import CR, ER
+
+from bench import BENCH_DIR
+from bench.fleet import Env, FakeContext
+
+__all__ = [
+    "STRATEGY_NAMES",
+    "DbTarget",
+    "NaiveGlobal",
+    "NaivePerInvocation",
+    "NodeFleet",
+    "NpmServerlessMySQL",
+    "WithMySQL",
+    "error_key",
+    "make_strategy",
+]
+
+# mysql2 uses no TLS unless asked to; PyMySQL 1.2 builds a fresh ssl.create_default_context() (the system CA
+# store, ~45 ms of CPU here) in every Connection() unless ssl_disabled=True, even when the server offers no TLS.
+# The private servers offer no TLS, so every Python strategy passes ssl_disabled=True to compare like with like;
+# python -m bench reports the cost of the default separately.
+PYMYSQL_CONNECT_ARGS: dict[str, Any] = {"ssl_disabled": True}
+
+STRATEGY_NAMES = ("naive-per-invocation", "naive-global", "npm-serverless-mysql", "with_mysql")
+
+_ERRNO_NAMES: dict[int, str] = {}
+for _module in (ER, CR):
+    for _name, _value in vars(_module).items():
+        if _name.isupper() and isinstance(_value, int):
+            _ERRNO_NAMES.setdefault(_value, _name if _name.startswith("CR_") else "ER_" + _name)
+_ERRNO_NAMES.update({1927: "ER_CONNECTION_KILLED", 4031: "ER_CLIENT_INTERACTION_TIMEOUT"})
+
+
+def errno_name(errno: int) -> str:
+    return f"{errno} {_ERRNO_NAMES.get(errno, '?')}"
+
+
+def _errno_of(exc: BaseException) -> int | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        args = getattr(seen, "args", ())
+        if isinstance(seen, pymysql.err.MySQLError) and args and isinstance(args[0], int):
+            return int(args[0])
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def error_key(exc: BaseException) -> str:
+    """``1040 ER_CON_COUNT_ERROR`` for a PyMySQL error, ``RetriesExhaustedError<-1040 ER_CON_COUNT_ERROR`` for a
+    library error caused by one, else the exception's class name."""
+    errno = _errno_of(exc)
+    if isinstance(exc, pymysql.err.MySQLError) and errno is not None:
+        return errno_name(errno)
+    name = type(exc).__name__
+    return f"{name}<-{errno_name(errno)}" if errno is not None else name
+
+
+@dataclass(frozen=True)
+class DbTarget:
+    """Where the application connects (always loopback) and as whom."""
+
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    database: str
+
+    def kwargs(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "database": self.database,
+        }
+
+
+def _sql(event: dict[str, Any]) -> tuple[str, list[Any]]:
+    return str(event["sql"]), list(event.get("args") or [])
+
+
+def _force_close(conn: Connection[Any] | None) -> None:
+    """Drop a PyMySQL connection without COM_QUIT (the server may be gone already)."""
+    if conn is None:
+        return
+    with contextlib.suppress(Exception):
+        conn._force_close()  # type: ignore[no-untyped-call]
+
+
+def _thread_id_of(conn: Connection[Any] | None) -> int | None:
+    if conn is None or not conn.open:
+        return None
+    method: Callable[[], int] = conn.thread_id
+    return int(method())
+
+
+# ---- naive PyMySQL ---------------------------------------------------------------------------------------------
+
+
+class _PyMySQLStrategy:
+    name = "?"
+
+    def __init__(self, target: DbTarget) -> None:
+        self.target = target
+        self.envs: list[Any] = []
+        self._lock = threading.Lock()
+
+    def connect(self) -> Connection[Any]:
+        # What a typical handler writes, plus a connect timeout (like the reference benchmark's 5 s) and TLS off
+        # (see PYMYSQL_CONNECT_ARGS).
+        return pymysql.connect(
+            **self.target.kwargs(),
+            cursorclass=pymysql.cursors.DictCursor,
+            connect_timeout=5,
+            read_timeout=30,
+            **PYMYSQL_CONNECT_ARGS,
+        )
+
+    def error_key(self, exc: BaseException) -> str:
+        return error_key(exc)
+
+    def live_thread_ids(self, envs: Sequence[Env]) -> set[int]:
+        ids = {env.thread_id() for env in envs}
+        return {i for i in ids if i is not None}
+
+    def close(self) -> None:
+        with self._lock:
+            envs, self.envs = self.envs, []
+        for env in envs:
+            _force_close(getattr(env, "conn", None))
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+
+class _PerInvocationEnv:
+    def __init__(self, strategy: NaivePerInvocation) -> None:
+        self.strategy = strategy
+        self.conn: Connection[Any] | None = None
+
+    def invoke(self, event: dict[str, Any], context: FakeContext) -> None:
+        sql, args = _sql(event)
+        conn = self.strategy.connect()
+        self.conn = conn
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                cur.fetchall()
+        finally:
+            with contextlib.suppress(pymysql.err.Error):
+                conn.close()
+            self.conn = None
+
+    def thread_id(self) -> int | None:
+        return None
+
+    def destroy(self) -> None:
+        pass
+
+    def reset(self) -> None:
+        _force_close(self.conn)
+
+
+class NaivePerInvocation(_PyMySQLStrategy):
+    """``conn = pymysql.connect(...)``, query, ``conn.close()`` in every invocation."""
+
+    name = "naive-per-invocation"
+
+    def new_env(self, env_id: int) -> Env:
+        env = _PerInvocationEnv(self)
+        with self._lock:
+            self.envs.append(env)
+        return env
+
+
+class _GlobalEnv:
+    def __init__(self, strategy: NaiveGlobal) -> None:
+        self.strategy = strategy
+        self.conn: Connection[Any] | None = None
+
+    def invoke(self, event: dict[str, Any], context: FakeContext) -> None:
+        sql, args = _sql(event)
+        if self.conn is None or not self.conn.open:
+            self.conn = self.strategy.connect()
+        with self.conn.cursor() as cur:
+            cur.execute(sql, args)
+            cur.fetchall()
+
+    def thread_id(self) -> int | None:
+        return _thread_id_of(self.conn)
+
+    def destroy(self) -> None:
+        pass  # the connection object stays referenced: the socket stays open, like a frozen container's
+
+    def reset(self) -> None:
+        _force_close(self.conn)
+
+
+class NaiveGlobal(_PyMySQLStrategy):
+    """A module-scope connection per environment, opened on first use and kept forever."""
+
+    name = "naive-global"
+
+    def new_env(self, env_id: int) -> Env:
+        env = _GlobalEnv(self)
+        with self._lock:
+            self.envs.append(env)
+        return env
+
+
+# ---- this library ----------------------------------------------------------------------------------------------
+
+
+class _WithMySQLEnv:
+    def __init__(self, handler: Callable[[dict[str, Any], Any], Any]) -> None:
+        self.handler = handler
+        self.db: Any = None
+
+    def invoke(self, event: dict[str, Any], context: FakeContext) -> None:
+        self.handler(event, context)
+
+    def thread_id(self) -> int | None:
+        if self.db is None:
+            return None
+        return _thread_id_of(self.db.get_client())
+
+    def destroy(self) -> None:
+        pass  # the decorated handler and its client stay referenced; the connection stays open
+
+    def reset(self) -> None:
+        if self.db is not None:
+            _force_close(self.db.get_client())
+
+
+def load_with_mysql() -> Callable[..., Any]:
+    """``serverless_mysql.with_mysql`` (imported late: the naive strategies must run without the library)."""
+    try:
+        from serverless_mysql import with_mysql
+    except ImportError:  # older checkouts exported it only from the submodule
+        from serverless_mysql.decorator import with_mysql
+    return with_mysql  # type: ignore[no-any-return]
+
+
+class WithMySQL:
+    """This library: ``with_mysql(**options)(handler)`` built per environment (one client per environment)."""
+
+    name = "with_mysql"
+
+    def __init__(self, target: DbTarget, options: dict[str, Any] | None = None) -> None:
+        self.target = target
+        self.options = dict(options or {})
+        self.envs: list[_WithMySQLEnv] = []
+        self._lock = threading.Lock()
+        self._with_mysql = load_with_mysql()
+
+    def new_env(self, env_id: int) -> Env:
+        holder: list[_WithMySQLEnv] = []
+
+        def handler(event: dict[str, Any], context: Any, db: Any) -> int:
+            holder[0].db = db
+            sql, args = _sql(event)
+            return len(db.query(sql, args))
+
+        decorated = self._with_mysql(**self.target.kwargs(), **self.options)(handler)
+        env = _WithMySQLEnv(decorated)
+        holder.append(env)
+        with self._lock:
+            self.envs.append(env)
+        return env
+
+    def error_key(self, exc: BaseException) -> str:
+        return error_key(exc)
+
+    def live_thread_ids(self, envs: Sequence[Env]) -> set[int]:
+        ids = {env.thread_id() for env in envs}
+        return {i for i in ids if i is not None}
+
+    def close(self) -> None:
+        with self._lock:
+            envs, self.envs = self.envs, []
+        for env in envs:
+            if env.db is not None:
+                _force_close(env.db.get_client())
+
+    def stats(self) -> dict[str, Any]:
+        """The clients' counters (``get_stats()``) summed over every environment."""
+        with self._lock:
+            envs = list(self.envs)
+        total: dict[str, Any] = {"clients": 0}
+        for env in envs:
+            if env.db is None:
+                continue
+            total["clients"] += 1
+            for key, value in asdict(env.db.get_stats()).items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "last_utilization":
+                    total[key] = total.get(key, 0) + value
+        return total
+
+
+# ---- npm serverless-mysql through bench/fleet.js ----------------------------------------------------------------
+
+
+class NodeError(RuntimeError):
+    def __init__(self, info: dict[str, Any]) -> None:
+        super().__init__(str(info.get("message", "")))
+        self.info = info
+
+    @property
+    def key(self) -> str:
+        code = str(self.info.get("code") or "Error")
+        errno = self.info.get("errno")
+        key = f"{errno} {code}" if errno else code
+        return key + (" (wrapped)" if self.info.get("wrapped") else "")
+
+
+def ensure_node_modules(log: Callable[[str], None] = print) -> None:
+    """``npm ci`` (or ``npm install``) in bench/ when serverless-mysql is not installed there yet."""
+    if (BENCH_DIR / "node_modules" / "serverless-mysql" / "package.json").exists():
+        return
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        raise RuntimeError("node and npm are needed for the npm serverless-mysql strategy (or pass --skip-node)")
+    verb = "ci" if (BENCH_DIR / "package-lock.json").exists() else "install"
+    log(f"installing npm serverless-mysql into {BENCH_DIR / 'node_modules'} (npm {verb})")
+    subprocess.run([npm, verb, "--no-audit", "--no-fund", "--loglevel=error"], cwd=BENCH_DIR, check=True, timeout=300)
+
+
+class NodeFleet:
+    """The ``node bench/fleet.js`` child process and its JSON-lines protocol."""
+
+    def __init__(self, target: DbTarget, options: dict[str, Any]) -> None:
+        node = shutil.which("node")
+        if node is None:
+            raise RuntimeError("node is not installed")
+        self.proc = subprocess.Popen(
+            [node, str(BENCH_DIR / "fleet.js")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=BENCH_DIR,
+        )
+        self._ids = iter(range(1, 1 << 62))
+        self._write_lock = threading.Lock()
+        self._waiters: dict[int, tuple[threading.Event, list[dict[str, Any]]]] = {}
+        self._waiters_lock = threading.Lock()
+        self.stray: list[dict[str, Any]] = []
+        self._reader = threading.Thread(target=self._read_loop, name="node-reader", daemon=True)
+        self._reader.start()
+        config = {**target.kwargs(), "connectTimeout": 5000}
+        self.info = self.request({"op": "init", "config": config, "options": options}, timeout=10)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _read_loop(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            try:
+                msg = json.loads(raw)
+            except ValueError:
+                continue
+            with self._waiters_lock:
+                waiter = self._waiters.pop(msg.get("id"), None) if msg.get("id") is not None else None
+            if waiter is None:
+                if len(self.stray) < 1000:
+                    self.stray.append(msg)
+                continue
+            waiter[1].append(msg)
+            waiter[0].set()
+
+    def send(self, msg: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        line = (json.dumps(msg) + "\n").encode()
+        with self._write_lock:
+            self.proc.stdin.write(line)
+            self.proc.stdin.flush()
+
+    def request(self, msg: dict[str, Any], timeout: float) -> dict[str, Any]:
+        rid = next(self._ids)
+        event = threading.Event()
+        box: list[dict[str, Any]] = []
+        with self._waiters_lock:
+            self._waiters[rid] = (event, box)
+        self.send({**msg, "id": rid})
+        if not event.wait(timeout):
+            with self._waiters_lock:
+                self._waiters.pop(rid, None)
+            raise TimeoutError(f"node did not answer {msg.get('op')} within {timeout:.1f} s")
+        reply = box[0]
+        if not reply.get("ok"):
+            raise NodeError(reply.get("error") or {})
+        return reply
+
+    def pipe_round_trip(self, n: int = 200) -> float:
+        """Median seconds of a no-op request through the pipe (the harness's own overhead per invocation)."""
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            self.request({"op": "ping"}, timeout=5)
+            times.append(time.perf_counter() - t)
+        times.sort()
+        return times[len(times) // 2]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.send({"op": "exit"})
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # our own child, by its Popen object
+            self.proc.wait(5)
+
+
+class _NodeEnv:
+    def __init__(self, fleet: NodeFleet, env_id: int) -> None:
+        self.fleet = fleet
+        self.env_id = env_id
+        fleet.request({"op": "create", "env": env_id}, timeout=10)
+
+    def invoke(self, event: dict[str, Any], context: FakeContext) -> None:
+        sql, args = _sql(event)
+        budget = context.get_remaining_time_in_millis() / 1000 + 0.5
+        self.fleet.request(
+            {"op": "invoke", "env": self.env_id, "sql": sql.replace("%s", "?"), "args": args}, timeout=budget
+        )
+
+    def thread_id(self) -> int | None:
+        return None  # asked for all live environments at once, see NpmServerlessMySQL.live_thread_ids
+
+    def destroy(self) -> None:
+        with contextlib.suppress(Exception):
+            self.fleet.send({"op": "destroy", "env": self.env_id})
+
+    def reset(self) -> None:
+        with contextlib.suppress(Exception):
+            self.fleet.send({"op": "reset", "env": self.env_id})
+
+
+class NpmServerlessMySQL:
+    """npm serverless-mysql 2.1.0 (with mysql2), one instance per environment, in one Node process."""
+
+    name = "npm-serverless-mysql"
+
+    def __init__(self, target: DbTarget, options: dict[str, Any] | None = None) -> None:
+        self.node = NodeFleet(target, dict(options or {}))
+
+    @property
+    def pid(self) -> int:
+        return self.node.pid
+
+    def new_env(self, env_id: int) -> Env:
+        return _NodeEnv(self.node, env_id)
+
+    def error_key(self, exc: BaseException) -> str:
+        if isinstance(exc, NodeError):
+            return exc.key
+        if isinstance(exc, TimeoutError):
+            return "Lambda.Timeout"
+        return type(exc).__name__
+
+    def live_thread_ids(self, envs: Sequence[Env]) -> set[int]:
+        wanted = {env.env_id for env in envs if isinstance(env, _NodeEnv)}
+        reply = self.node.request({"op": "threads"}, timeout=10)
+        return {int(tid) for env, tid in reply["ids"].items() if tid is not None and int(env) in wanted}
+
+    def close(self) -> None:
+        self.node.close()
+
+    def stats(self) -> dict[str, Any]:
+        """serverless-mysql's events and handshakes summed over all instances, and errors nobody awaited."""
+        stray_errors = [m for m in self.node.stray if not m.get("ok")]
+        out: dict[str, Any] = {"unsolicited_errors": len(stray_errors)}
+        with contextlib.suppress(Exception):
+            out.update(self.node.request({"op": "stats"}, timeout=10)["counters"])
+        return out
+
+
+def make_strategy(name: str, target: DbTarget, options: dict[str, Any] | None = None) -> Any:
+    """Build a strategy by name; ``options`` go to the library or to serverless-mysql."""
+    if name == "naive-per-invocation":
+        return NaivePerInvocation(target)
+    if name == "naive-global":
+        return NaiveGlobal(target)
+    if name == "npm-serverless-mysql":
+        return NpmServerlessMySQL(target, options)
+    if name == "with_mysql":
+        return WithMySQL(target, options)
+    raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGY_NAMES)}")
+
+
+def cpu_seconds_of(pid: int) -> float | None:
+    """utime + stime of a process from /proc (Linux), or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
