@@ -221,7 +221,7 @@ def with_mysql(handler: Callable[..., Any] | None = None, /, **options: Any) -> 
     ConfigError
         An invalid option or environment variable (the message names it, never a password).
     """
-    if handler is not None and (isinstance(handler, ServerlessMySQL) or not callable(handler)):
+    if handler is not None and (isinstance(handler, ServerlessMySQL) or not _is_handler(handler)):
         raise TypeError(
             f"with_mysql takes keyword arguments only, e.g. @with_mysql(host=...) or @with_mysql(db=client); "
             f"got a positional {type(handler).__name__}"
@@ -229,7 +229,7 @@ def with_mysql(handler: Callable[..., Any] | None = None, /, **options: Any) -> 
     setup = _Setup.build(options)
 
     def decorate(func: Callable[..., Any]) -> MySQLHandler[Any]:
-        if isinstance(func, ServerlessMySQL) or not callable(func):
+        if isinstance(func, ServerlessMySQL) or not _is_handler(func):
             raise TypeError(f"with_mysql(...) decorates a handler function, not a {type(func).__name__}")
         return _decorate(func, setup)
 
@@ -368,6 +368,10 @@ class _Setup:
                 "?ssl_ca=... in option 'url', or SERVERLESS_MYSQL_CONNECT_ARGS"
             )
         return IamAuthCredentials(host=config.host, user=config.user, port=config.port, region=self.region, tls=tls)
+
+
+def _is_handler(obj: object) -> bool:
+    return callable(obj) and not isinstance(obj, type)
 
 
 def _suggest(matches: list[str]) -> str:

@@ -11,8 +11,6 @@ An option given explicitly to the decorator always beats its variable. The READM
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import json
 import math
 import os
 import typing
@@ -203,6 +201,8 @@ def _convert(var: EnvVar, raw: str) -> Any:
             raise ConfigError(f"environment variable {var.name} must be a finite number{shown}")
         return value
     if kind == "json":
+        import json  # noqa: PLC0415 - only when the variable is set
+
         try:
             value = json.loads(raw)
         except json.JSONDecodeError as exc:
@@ -253,6 +253,8 @@ def read_env(environ: Mapping[str, str] | None = None) -> dict[str, tuple[str, A
             continue
         var = by_name.get(name)
         if var is None:
+            import difflib  # noqa: PLC0415 - only for the warning
+
             close = difflib.get_close_matches(name, by_name, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
             warnings.warn(f"environment variable {name} is not read by serverless_mysql{hint}", EnvVarWarning, 2)

@@ -6,7 +6,6 @@ stays light. On Lambda, attach AWS's Powertools layer (boto3 ships with the runt
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Mapping
@@ -168,6 +167,8 @@ def credentials_from_secret(value: object, secret_id: str = "the secret") -> Cre
             '{"username": ..., "password": ..., "host": ..., "port": ..., "dbname": ...} as SecretString'
         )
     if isinstance(value, str):
+        import json  # noqa: PLC0415 - keeps `import serverless_mysql` light
+
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:

@@ -6,6 +6,7 @@ import logging
 import signal
 import subprocess
 import sys
+import weakref
 from collections.abc import Iterator
 from dataclasses import replace
 from types import FrameType
@@ -126,25 +127,21 @@ def test_every_form_passes_the_client_as_keyword_db() -> None:
     assert options.db.get_config()["host"] == "db.example"
     assert given({}, None)[1] is fake
     assert given.db is fake
-    assert given.__name__ == "echo"
+    assert getattr(given, "__name__", None) == "echo"
     assert given.__wrapped__ is echo  # type: ignore[attr-defined]
 
 
-def test_one_client_per_decoration_created_at_decoration_time() -> None:
+def test_one_client_per_decoration_created_at_decoration_time(monkeypatch: pytest.MonkeyPatch) -> None:
     created: list[dict[str, Any]] = []
-    original = decorator_module.ServerlessMySQL
 
-    class Spy(original):  # type: ignore[valid-type, misc]
+    class Spy(ServerlessMySQL):
         def __init__(self, **options: Any) -> None:
             created.append(options)
             super().__init__(**options)
 
-    decorator_module.ServerlessMySQL = Spy  # type: ignore[misc]
-    try:
-        first = with_mysql(host="h1")(echo)
-        second = with_mysql(host="h1")(echo)
-    finally:
-        decorator_module.ServerlessMySQL = original  # type: ignore[misc]
+    monkeypatch.setattr("serverless_mysql.decorator.ServerlessMySQL", Spy)
+    first = with_mysql(host="h1")(echo)
+    second = with_mysql(host="h1")(echo)
     assert len(created) == 2  # before any invocation
     assert first.db is not second.db
     assert first.db.get_client() is None  # lazy: nothing connected
@@ -152,7 +149,7 @@ def test_one_client_per_decoration_created_at_decoration_time() -> None:
 
 @pytest.mark.parametrize("positional", [FakeDB(), "db.example.com", 3306, None.__class__])
 def test_positional_options_are_a_clear_type_error(positional: Any) -> None:
-    with pytest.raises(TypeError, match="keyword arguments only|decorates a handler"):
+    with pytest.raises(TypeError, match=r"keyword arguments only|decorates a handler"):
         with_mysql(positional)
 
 
@@ -165,7 +162,7 @@ def test_db_with_client_options_is_refused() -> None:
     with pytest.raises(ConfigTypeError, match=r"'host', 'secret_id'.*ServerlessMySQL\(\.\.\.\)"):
         with_mysql(db=FakeDB(), host="x", secret_id="s")
     with pytest.raises(ConfigTypeError, match="option 'db' must be a ServerlessMySQL"):
-        with_mysql(db="mysql://x")  # type: ignore[typeddict-item]
+        with_mysql(db="mysql://x")  # type: ignore[call-overload]
 
 
 def test_handler_must_accept_db() -> None:
@@ -197,11 +194,11 @@ def test_options_are_validated() -> None:
     with pytest.raises(ConfigError, match="'after' must be 'end' or 'quit'"):
         with_mysql(after="close")
     with pytest.raises(ConfigTypeError, match="'sigterm' must be True or False"):
-        with_mysql(sigterm="yes")  # type: ignore[typeddict-item]
+        with_mysql(sigterm="yes")  # type: ignore[call-overload]
     with pytest.raises(ConfigError, match="'deadline_margin' must be >= 0"):
         with_mysql(deadline_margin=-1)
     with pytest.raises(ConfigTypeError, match="'metrics' must be a Powertools Metrics"):
-        with_mysql(metrics=object())  # type: ignore[typeddict-item]
+        with_mysql(metrics=object())  # type: ignore[call-overload]
     with pytest.raises(ConfigError, match="'credentials' and 'secret_id' exclude each other"):
         with_mysql(secret_id="s", credentials=object())(echo)
     with pytest.raises(ConfigError, match="'password' cannot be used with option 'iam_auth'"):
@@ -513,7 +510,7 @@ def sigterm_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     previous = signal.getsignal(signal.SIGTERM)
     monkeypatch.setattr(decorator_module, "_sigterm_installed", False)
     monkeypatch.setattr(decorator_module, "_sigterm_previous", None)
-    monkeypatch.setattr(decorator_module, "_sigterm_clients", decorator_module.weakref.WeakSet())
+    monkeypatch.setattr(decorator_module, "_sigterm_clients", weakref.WeakSet())
     yield
     signal.signal(signal.SIGTERM, previous)
 
@@ -588,5 +585,3 @@ def test_import_and_decoration_do_not_load_boto3_or_powertools() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert proc.stdout.strip() == "[]"
-
-
