@@ -402,10 +402,12 @@ class _Lifecycle:
 
     def run(self, call: Callable[[], R], context: object) -> R:
         db = self.db
-        before = db.get_stats()
+        # Counters are only compared when someone looks: metrics, or debug logging.
+        before = db.get_stats() if self.metrics is not None or logger.isEnabledFor(logging.DEBUG) else None
         budget = self._budget(context)
         db.set_deadline(budget)
-        logger.debug("invocation start", extra={"event": "invoke", "handler": self.name, "deadline": budget})
+        if before is not None:
+            logger.debug("invocation start", extra={"event": "invoke", "handler": self.name, "deadline": budget})
         try:
             return call()
         finally:
@@ -424,7 +426,7 @@ class _Lifecycle:
             return None
         return max(0.0, millis / 1000.0 - self.margin)
 
-    def _finish(self, before: Stats) -> None:
+    def _finish(self, before: Stats | None) -> None:
         db = self.db
         started = time.monotonic()
         try:
@@ -445,6 +447,8 @@ class _Lifecycle:
             _terminate_quietly(db)
         finally:
             db.set_deadline(None)
+        if before is None:
+            return
         try:
             self._report(before, db.get_stats(), time.monotonic() - started)
         except Exception:

@@ -136,8 +136,9 @@ def test_deadline_when_the_server_is_full(server_factory: ServerFactory, make_us
         with pytest.raises(DeadlineExceededError) as caught:
             handler({}, context)
         elapsed = time.monotonic() - started
-        # Lambda would kill the invocation at 1.5 s: the error comes well before, at the 1.0 s budget.
-        assert 0.8 <= elapsed < 1.3, elapsed
+        # Lambda would kill the invocation at 1.5 s: the error comes before, at the 1.0 s budget (measured 0.97-1.23 s
+        # on a loaded 2-core machine; the bound leaves room for scheduling noise, not for another retry round).
+        assert 0.8 <= elapsed < 1.4, elapsed
         assert context.get_remaining_time_in_millis() > 200
         error = caught.value
         assert error.waited == pytest.approx(elapsed, abs=0.3)
