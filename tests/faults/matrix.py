@@ -20,8 +20,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from serverless_mysql import ServerlessMySQL
+from serverless_mysql import ServerlessMySQL, with_mysql
+from serverless_mysql.decorator import MySQLHandler
 from serverless_mysql.errors import ServerlessMySQLError
+from serverless_mysql.lambda_context import LocalLambdaContext
 from tests.faults.conftest import LeakSink
 from tests.faults.reliability import Observation
 from tests.support.mariadb import AppUser, MariaDBServer
@@ -33,6 +35,10 @@ SLACK: Final = 0.75
 BIG_ROWS: Final = 100
 BIG_READ: Final = f"SELECT seq AS id, REPEAT('x', 1000) AS v FROM seq_1_to_{BIG_ROWS}"
 """A read of ~100 KB: big enough to be cut in the middle of its result set."""
+MARGIN: Final = 0.5
+"""``deadline_margin`` of the decorated handlers (the decorator's default)."""
+LAMBDA_TIMEOUT: Final = DEADLINE + MARGIN
+"""The simulated Lambda timeout of a decorated invocation: its client gets DEADLINE seconds."""
 TX_IDS: Final = (10, 11)
 WRITE_ID: Final = 1
 
@@ -94,6 +100,24 @@ class Target:
         self.leaks.observe(db, db.get_config())
         return db
 
+    def handler(self, **overrides: Any) -> MySQLHandler[Any]:
+        """A ``@with_mysql`` handler for this target (decorated now: the Lambda init phase).
+
+        ``event["op"]``: ``"read"`` runs ``SELECT 1``, ``"write"`` inserts ``WRITE_ID`` into the table.
+        """
+        table = self.table
+        options = {"deadline_margin": MARGIN, "sigterm": False, **self.options(**overrides)}
+
+        @with_mysql(**options)
+        def handler(event: dict[str, Any], context: object, db: ServerlessMySQL) -> list[dict[str, Any]]:
+            if event["op"] == "write":
+                return list(db.query(f"INSERT INTO {table} (id, v) VALUES (%s, %s)", (WRITE_ID, "w")))
+            return list(db.query("SELECT 1 AS one"))
+
+        self.clients.append(handler.db)
+        self.leaks.observe(handler.db, handler.db.get_config())
+        return handler
+
     def make_table(self) -> str:
         name = f"`{self.server.database}`.`fm_{next(_tables)}_{time.monotonic_ns() % 10**6}`"
         self.server.execute(f"CREATE TABLE {name} (id INT PRIMARY KEY, v VARCHAR(64)) ENGINE=InnoDB")
@@ -146,6 +170,20 @@ def op_transaction(
         before_commit()
 
 
+def invoke(
+    handler: MySQLHandler[Any], op: str, leaks: LeakSink | None = None, timeout: float = LAMBDA_TIMEOUT
+) -> Attempt:
+    """One Lambda invocation of ``handler`` with a context whose remaining time counts down from ``timeout``."""
+    return attempt(lambda: handler({"op": op}, LocalLambdaContext(timeout=timeout)), leaks)
+
+
+def check_next_invocation(obs: Observation, handler: MySQLHandler[Any]) -> None:
+    result = invoke(handler, "read", timeout=2 * LAMBDA_TIMEOUT)
+    assert result.ok, f"the next invocation failed: {result.exc!r}"
+    assert result.value == [{"one": 1}]
+    obs.checks += ("next invocation works",)
+
+
 # ------------------------------------------------------------------------------------------------ checks
 def check_bounded(obs: Observation, result: Attempt, bound: float = DEADLINE) -> None:
     assert result.elapsed <= bound + SLACK, f"took {result.elapsed:.2f}s, bound {bound}s"
@@ -177,12 +215,12 @@ def check_transaction(obs: Observation, target: Target, result: Attempt) -> None
         obs.checks += ("transaction all or nothing",)
 
 
-def check_recovers(obs: Observation, db: ServerlessMySQL) -> None:
+def check_recovers(obs: Observation, db: ServerlessMySQL, what: str = "same client works after heal") -> None:
     """After the fault is healed, the same client instance works again."""
     db.set_deadline(DEADLINE * 2)
     assert db.query("SELECT 2 AS two") == [{"two": 2}]
     db.set_deadline(None)
-    obs.checks += ("same client works after heal",)
+    obs.checks += (what,)
 
 
 def check_no_leak(obs: Observation, target: Target, *clients: ServerlessMySQL) -> None:

@@ -244,3 +244,13 @@ def test_only_loopback() -> None:
         FaultProxy("10.1.2.3", 3306)
     with pytest.raises(FaultProxyError):
         FaultProxy("127.0.0.1", 3306, listen_host="0.0.0.0")
+
+
+def test_cut_new_after_cuts_only_the_next_connects(proxy: FaultProxy, app_user: AppUser) -> None:
+    proxy.cut_new_after(20, connections=1)
+    with pytest.raises(pymysql.err.OperationalError) as info:
+        connect(app_user, proxy)  # cut 20 bytes into the server greeting
+    assert errno_of(info.value) == CR_SERVER_LOST
+    with connect(app_user, proxy) as conn, conn.cursor() as cur:  # the next one is not armed
+        cur.execute("SELECT 5 AS five")
+        assert list(cur.fetchall()) == [{"five": 5}]

@@ -19,15 +19,18 @@ from serverless_mysql.errors import (
 from tests.faults.conftest import LeakSink
 from tests.faults.matrix import (
     BIG_ROWS,
+    LAMBDA_TIMEOUT,
     Target,
     attempt,
     check_bounded,
+    check_next_invocation,
     check_no_leak,
     check_outcome,
     check_recovers,
     check_transaction,
     check_write,
     deadline,
+    invoke,
     op_read,
     op_transaction,
     op_write,
@@ -83,6 +86,7 @@ FAULTS: dict[str, NetworkFault] = {
             "transaction": (DeadlineExceededError, TransactionAbortedError),
             "end": OK,
             "quit": OK,
+            "decorator": (DeadlineExceededError,),
         },
         scenarios={
             "connect": "cold client connects into the blackhole",
@@ -101,6 +105,7 @@ FAULTS: dict[str, NetworkFault] = {
             "transaction": (TransactionAbortedError,),
             "end": OK,
             "quit": OK,
+            "decorator": OK,
         },
         scenarios={
             "connect": "warm client's connection reset, then connect()",
@@ -112,7 +117,7 @@ FAULTS: dict[str, NetworkFault] = {
         idle=lambda p: p.delay(0.2),
         connect=lambda p: p.delay(0.2),
         tx_between=lambda p: p.delay(0.2),
-        expected=dict.fromkeys(("connect", "read", "write", "transaction", "end", "quit"), OK),
+        expected=dict.fromkeys(("connect", "read", "write", "transaction", "end", "quit", "decorator"), OK),
         scenarios={"connect": "cold client connects through the delay", "transaction": "delay from the 2nd INSERT"},
     ),
     "cut": NetworkFault(
@@ -128,6 +133,7 @@ FAULTS: dict[str, NetworkFault] = {
             "transaction": (TransactionAbortedError,),
             "end": OK,
             "quit": OK,
+            "decorator": (ConnectionLostError,),
         },
         scenarios={
             "connect": "first connect cut 20 bytes into the server greeting",
@@ -136,6 +142,7 @@ FAULTS: dict[str, NetworkFault] = {
             "transaction": "COMMIT reaches the server, its answer is cut",
             "end": "end()'s housekeeping answer is cut",
             "quit": "cut armed on the idle connection, then quit()",
+            "decorator": "warm handler; the next invocation's INSERT reaches the server, its OK packet is cut",
         },
     ),
 }
@@ -147,6 +154,7 @@ DEFAULT_SCENARIOS = {
     "transaction": "two INSERTs in a transaction",
     "end": "warm client, fault while idle, then end() (housekeeping due)",
     "quit": "warm client, fault while idle, then quit()",
+    "decorator": "warm handler (one invocation), fault while idle, then an invocation that INSERTs",
 }
 
 
@@ -168,7 +176,7 @@ def target(mariadb: MariaDBServer, fault_user: AppUser, proxy: FaultProxy, leaks
     t.close_all()
 
 
-CELLS = [(f, op) for f in FAULTS for op in ("connect", "read", "write", "transaction", "end", "quit")]
+CELLS = [(f, op) for f in FAULTS for op in ("connect", "read", "write", "transaction", "end", "quit", "decorator")]
 
 
 @pytest.mark.matrix
@@ -189,6 +197,9 @@ def test_network_fault(
         scenario=fault.scenarios.get(operation, DEFAULT_SCENARIOS[operation]),
         expected=expected_text(expected),
     )
+    if operation == "decorator":
+        run_decorator_cell(fault, target, proxy, obs, expected, leaks)
+        return
     db = target.client()
 
     if operation == "connect":
@@ -232,6 +243,24 @@ def test_network_fault(
         obs.checks += ("complete result set",)
     check_recovers(obs, db)
     check_no_leak(obs, target, db)
+
+
+def run_decorator_cell(
+    fault: NetworkFault, target: Target, proxy: FaultProxy, obs: Observation, expected: Expected, leaks: LeakSink
+) -> None:
+    handler = target.handler()
+    assert invoke(handler, "read").ok
+    fault.idle(proxy)
+    result = invoke(handler, "write", leaks)
+    leaks.observe(handler.db, handler.db.get_stats())
+    check_outcome(obs, result, *expected)
+    check_bounded(obs, result, LAMBDA_TIMEOUT)
+    proxy.heal()
+    handler.db.terminate()
+    target.settle(0)
+    check_write(obs, target, result)
+    check_next_invocation(obs, handler)
+    check_no_leak(obs, target, handler.db)
 
 
 def test_blackhole_read_without_deadline_is_bounded_by_read_timeout(target: Target, proxy: FaultProxy) -> None:

@@ -286,11 +286,12 @@ class ProxiedConnection:
                         self._cut_remaining = None
                     else:
                         self._cut_remaining -= len(data)
-        self._send_all(dst, data)
+        # Count before sending: once the peer has the bytes, the counters must already include them.
         if from_server:
             self.bytes_from_server += len(data)
         else:
             self.bytes_from_client += len(data)
+        self._send_all(dst, data)
         if cut:
             self._finish("cut", rst=True)
         return True
