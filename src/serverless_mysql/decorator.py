@@ -43,12 +43,10 @@ import inspect
 import logging
 import math
 import os
-import signal
 import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar, overload
 
 from .client import ServerlessMySQL, Stats
@@ -236,22 +234,38 @@ def with_mysql(handler: Callable[..., Any] | None = None, /, **options: Any) -> 
     return decorate(handler) if handler is not None else decorate
 
 
-@dataclass(frozen=True)
 class _Setup:
     """Options resolved at decoration time; :meth:`create` makes the decoration's own client."""
 
-    client_options: Mapping[str, Any]
-    env_sources: Mapping[str, str]
-    db: ServerlessMySQL | None
-    after: str
-    deadline_margin: float
-    metrics: MetricsSink | None
-    sigterm: bool
-    connect_on_init: bool
-    secret_id: str | None
-    secret_max_age: float
-    iam_auth: bool
-    region: str | None
+    # NOTE: a plain class, not a dataclass: generating a dataclass costs ~1 ms of import time.
+    __slots__ = (
+        "after",
+        "client_options",
+        "connect_on_init",
+        "db",
+        "deadline_margin",
+        "env_sources",
+        "iam_auth",
+        "metrics",
+        "region",
+        "secret_id",
+        "secret_max_age",
+        "sigterm",
+    )
+
+    def __init__(self, *, client_options: Mapping[str, Any], env_sources: Mapping[str, str], **own: Any) -> None:
+        self.client_options = client_options
+        self.env_sources = env_sources
+        self.db: ServerlessMySQL | None = own["db"]
+        self.after: str = own["after"]
+        self.deadline_margin: float = own["deadline_margin"]
+        self.metrics: MetricsSink | None = own["metrics"]
+        self.sigterm: bool = own["sigterm"]
+        self.connect_on_init: bool = own["connect_on_init"]
+        self.secret_id: str | None = own["secret_id"]
+        self.secret_max_age: float = own["secret_max_age"]
+        self.iam_auth: bool = own["iam_auth"]
+        self.region: str | None = own["region"]
 
     @classmethod
     def build(cls, options: Mapping[str, Any]) -> _Setup:
@@ -285,15 +299,8 @@ class _Setup:
             client_options={k: v for k, v in merged.items() if k not in _OWN_OPTIONS},
             env_sources={o: var for o, (var, _) in env.items()},
             db=db,
-            after=own["after"],
-            deadline_margin=own["deadline_margin"],
             metrics=merged.get("metrics"),
-            sigterm=own["sigterm"],
-            connect_on_init=own["connect_on_init"],
-            secret_id=own["secret_id"],
-            secret_max_age=own["secret_max_age"],
-            iam_auth=own["iam_auth"],
-            region=own["region"],
+            **own,
         )
         setup._validate()
         return setup
@@ -601,6 +608,8 @@ def register_sigterm(db: ServerlessMySQL) -> bool:
     can only be installed from the main thread: elsewhere this logs and returns False.
     """
     global _sigterm_previous, _sigterm_installed
+    import signal  # noqa: PLC0415 - at decoration time, not at `import serverless_mysql`
+
     with _sigterm_lock:
         _sigterm_clients.add(db)
         if _sigterm_installed:
@@ -619,6 +628,8 @@ def register_sigterm(db: ServerlessMySQL) -> bool:
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     # Runs between two bytecodes of the main thread: terminate() takes no blocking lock and sends one packet.
+    import signal  # noqa: PLC0415 - loaded by register_sigterm: a sys.modules lookup, no import lock
+
     for db in list(_sigterm_clients):
         _terminate_quietly(db)
     previous = _sigterm_previous

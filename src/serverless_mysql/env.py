@@ -16,9 +16,8 @@ import os
 import typing
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from .config import Config
 from .errors import ConfigError
@@ -106,8 +105,7 @@ class EnvVarWarning(UserWarning):
     """A ``SERVERLESS_MYSQL_*`` variable that no option reads (probably a typo)."""
 
 
-@dataclass(frozen=True)
-class EnvVar:
+class EnvVar(NamedTuple):
     """One environment variable: its name, the option it sets, how its text is converted, and its default."""
 
     name: str
