@@ -6,7 +6,8 @@
 // Protocol: one JSON object per line on stdin, one reply per request on stdout.
 //   {"op":"init","id":1,"config":{host,port,user,password,database},"options":{...serverless-mysql options}}
 //   {"op":"create","id":2,"env":7}                  cold start: a new instance (module-scope client of that env)
-//   {"op":"invoke","id":3,"env":7,"sql":"SELECT SLEEP(?)","args":[0.04]}   handler: query, then `await db.end()`
+//   {"op":"invoke","id":3,"env":7,"event":{"sql":"SELECT SLEEP(%s)","args":[0.04]},"timeout_ms":6000}
+//                                                   handler: `await db.query(sql, args); await db.end()`
 //   {"op":"destroy","env":7}                        no reply; the instance is frozen forever WITHOUT cleanup
 //   {"op":"reset","env":7}                          no reply; Lambda killed the runtime after a timeout
 //   {"op":"threads","id":4}                         {env: threadId|null} of the live instances
@@ -113,10 +114,15 @@ async function invoke (msg) {
     db = newInstance()
     envs.set(msg.env, db)
   }
+  // The event is the Python handler's: PyMySQL's %s placeholders become mysql2's ?.
+  const sql = String(msg.event.sql).replace(/%s/g, '?')
+  const t0 = process.hrtime.bigint()
   try {
-    await db.query(msg.sql, msg.args || [])
+    await db.query(sql, msg.event.args || [])
+    const t1 = process.hrtime.bigint()
     await db.end()
-    send({ id: msg.id, ok: true })
+    const t2 = process.hrtime.bigint()
+    send({ id: msg.id, ok: true, query_ms: Number(t1 - t0) / 1e6, end_ms: Number(t2 - t1) / 1e6 })
   } catch (err) {
     send({ id: msg.id, ok: false, error: errorInfo(err) })
   }

@@ -141,7 +141,7 @@ class Fleet:
         self,
         strategy: Strategy,
         *,
-        event: dict[str, Any],
+        event: dict[str, Any] | Callable[[], dict[str, Any]],
         concurrency: int,
         idle_ttl: tuple[float, float],
         timeout: float,
@@ -175,6 +175,8 @@ class Fleet:
 
     def submit(self, inv: Invocation) -> None:
         """An invocation arrives: warm start, cold start, or wait for a free environment."""
+        if self._stop.is_set():
+            return
         with self._lock:
             self._inflight += 1
             self.invocations.append(inv)
@@ -238,8 +240,9 @@ class Fleet:
                 self._finish(inv)
                 return False
         context = FakeContext(self.timeout)
+        event = self.event() if callable(self.event) else self.event
         try:
-            slot.env.invoke(self.event, context)
+            slot.env.invoke(event, context)
             inv.ok = True
         except Exception as exc:
             inv.error = self.strategy.error_key(exc)

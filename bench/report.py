@@ -89,10 +89,9 @@ def _errors_text(errors: dict[str, int], limit: int = 3) -> str:
 def _cpu_text(d: dict[str, Any]) -> str:
     cpu = d["cpu_s"]
     wall = d["duration_s"] + d["drain_s"]
-    client = cpu["node_s"] if cpu.get("node_s") is not None else cpu["harness_s"]
-    where = "node" if cpu.get("node_s") is not None else "py"
+    client = cpu.get("client_s") or 0.0
     flag = " ⚠" if client / wall > SATURATED else ""
-    return f"{where} {client:.1f}{flag} / db {cpu['mariadbd_s']:.1f}"
+    return f"{client:.1f}{flag} / {cpu['mariadbd_s']:.1f}"
 
 
 def markdown(results: Sequence[RunResult], scenarios: Sequence[Scenario], extras: dict[str, Any]) -> str:

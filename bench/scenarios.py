@@ -75,7 +75,7 @@ def scenarios(quick: bool) -> list[Scenario]:
     def dur(full: float, minimum: float) -> float:
         return max(minimum, round(full * d))
 
-    s1_burst_every = 3.0 if quick else 8.0
+    s1_burst_every, s1_burst_len = (4.0, 1.0) if quick else (8.0, 1.5)
     return [
         Scenario(
             key="s1-burst",
@@ -83,7 +83,9 @@ def scenarios(quick: bool) -> list[Scenario]:
             description="The seed's test scaled: ~500 invocations/s with bursts that scale the fleet up, 40 ms "
             "per invocation, idle environments destroyed after 2-6 s without cleanup.",
             max_connections=90,
-            load=OpenLoop(rate=350, burst_rate=1100, burst_every=s1_burst_every, burst_len=1.5, burst_offset=1.0),
+            load=OpenLoop(
+                rate=350, burst_rate=1100, burst_every=s1_burst_every, burst_len=s1_burst_len, burst_offset=1.0
+            ),
             duration=dur(48, 6),
             hold=0.04,
         ),
@@ -180,7 +182,7 @@ def run_one(
             strategy = make_strategy(strategy_name, target, npm_options(scenario))
         else:
             strategy = make_strategy(strategy_name, target)
-        node_pid: int | None = getattr(strategy, "pid", None)
+        host_pid: int | None = getattr(strategy, "pid", None)
         rng_load = random.Random(scenario.seed)
         rng_fleet = random.Random(scenario.seed * 7919)
         fleet = Fleet(
@@ -192,7 +194,7 @@ def run_one(
             rng=rng_fleet,
         )
         sampler = Sampler(server, user.name)
-        cpu0 = {"harness": _rusage_self(), "node": cpu_seconds_of(node_pid) if node_pid else None}
+        cpu0 = {"scheduler": _rusage_self(), "client": cpu_seconds_of(host_pid) if host_pid else None}
         db_cpu = _DbCpu(server)
         loadgen = LoadGen(fleet, scenario.load, duration=scenario.duration, rng=rng_load, max_invocations=200_000)
         sampler.start()
@@ -213,8 +215,8 @@ def run_one(
         sampler.read_counters()
         sampler.stop()
         cpu = {
-            "harness_s": _rusage_self() - cpu0["harness"],
-            "node_s": (cpu_seconds_of(node_pid) or 0.0) - (cpu0["node"] or 0.0) if node_pid else None,
+            "scheduler_s": _rusage_self() - cpu0["scheduler"],
+            "client_s": (cpu_seconds_of(host_pid) or 0.0) - (cpu0["client"] or 0.0) if host_pid else None,
             "mariadbd_s": db_cpu.total(),
         }
         lib_stats = strategy.stats() if hasattr(strategy, "stats") else {}

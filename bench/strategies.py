@@ -7,20 +7,24 @@
   ``bench/fleet.js``; the handler is ``await db.query(sql, args); await db.end()``.
 * ``with_mysql``: this library, one ``@with_mysql``-decorated handler (hence one client) per environment.
 
-Every strategy gets the same connection parameters and runs the same one-statement handler.
+Every strategy gets the same connection parameters and runs the same one-statement handler. Each runs in a host
+process of its own (``node bench/fleet.js`` or ``python -m bench.pyhost``) that the scheduler drives over a pipe.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pymysql
@@ -28,18 +32,19 @@ import pymysql.cursors
 from pymysql.connections import Connection
 from pymysql.constants import CR, ER
 
-from bench import BENCH_DIR
+from bench import BENCH_DIR, REPO_ROOT
 from bench.fleet import Env, FakeContext
 
 __all__ = [
     "STRATEGY_NAMES",
     "DbTarget",
+    "HostProcess",
+    "HostedStrategy",
     "NaiveGlobal",
     "NaivePerInvocation",
-    "NodeFleet",
-    "NpmServerlessMySQL",
     "WithMySQL",
     "error_key",
+    "make_local_strategy",
     "make_strategy",
 ]
 
@@ -325,16 +330,20 @@ class WithMySQL:
         return total
 
 
-# ---- npm serverless-mysql through bench/fleet.js ----------------------------------------------------------------
+# ---- every strategy runs in a host process of its own -----------------------------------------------------------
 
 
-class NodeError(RuntimeError):
+class HostError(RuntimeError):
+    """An invocation failed in a host process; ``key`` names the error like :func:`error_key`."""
+
     def __init__(self, info: dict[str, Any]) -> None:
         super().__init__(str(info.get("message", "")))
         self.info = info
 
     @property
     def key(self) -> str:
+        if self.info.get("key"):
+            return str(self.info["key"])
         code = str(self.info.get("code") or "Error")
         errno = self.info.get("errno")
         key = f"{errno} {code}" if errno else code
@@ -347,35 +356,32 @@ def ensure_node_modules(log: Callable[[str], None] = print) -> None:
         return
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
-        raise RuntimeError("node and npm are needed for the npm serverless-mysql strategy (or pass --skip-node)")
+        raise RuntimeError("node and npm are needed for the npm serverless-mysql strategy (or leave it out)")
     verb = "ci" if (BENCH_DIR / "package-lock.json").exists() else "install"
     log(f"installing npm serverless-mysql into {BENCH_DIR / 'node_modules'} (npm {verb})")
     subprocess.run([npm, verb, "--no-audit", "--no-fund", "--loglevel=error"], cwd=BENCH_DIR, check=True, timeout=300)
 
 
-class NodeFleet:
-    """The ``node bench/fleet.js`` child process and its JSON-lines protocol."""
+class HostProcess:
+    """A child process hosting one strategy's environments (``bench/fleet.js`` or ``bench/pyhost.py``), driven
+    over a JSON-lines pipe: one request per line on stdin, one reply per request on stdout."""
 
-    def __init__(self, target: DbTarget, options: dict[str, Any]) -> None:
-        node = shutil.which("node")
-        if node is None:
-            raise RuntimeError("node is not installed")
+    def __init__(self, command: list[str], init: dict[str, Any], *, cwd: Path, env: dict[str, str] | None = None):
         self.proc = subprocess.Popen(
-            [node, str(BENCH_DIR / "fleet.js")],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            cwd=BENCH_DIR,
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=cwd, env=env
         )
-        self._ids = iter(range(1, 1 << 62))
+        self._ids = itertools.count(1)
         self._write_lock = threading.Lock()
         self._waiters: dict[int, tuple[threading.Event, list[dict[str, Any]]]] = {}
         self._waiters_lock = threading.Lock()
         self.stray: list[dict[str, Any]] = []
-        self._reader = threading.Thread(target=self._read_loop, name="node-reader", daemon=True)
+        self._reader = threading.Thread(target=self._read_loop, name="host-reader", daemon=True)
         self._reader.start()
-        config = {**target.kwargs(), "connectTimeout": 5000}
-        self.info = self.request({"op": "init", "config": config, "options": options}, timeout=10)
+        try:
+            self.info = self.request(init, timeout=30)
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def pid(self) -> int:
@@ -388,8 +394,9 @@ class NodeFleet:
                 msg = json.loads(raw)
             except ValueError:
                 continue
+            rid = msg.get("id")
             with self._waiters_lock:
-                waiter = self._waiters.pop(msg.get("id"), None) if msg.get("id") is not None else None
+                waiter = self._waiters.pop(rid, None) if rid is not None else None
             if waiter is None:
                 if len(self.stray) < 1000:
                     self.stray.append(msg)
@@ -414,10 +421,10 @@ class NodeFleet:
         if not event.wait(timeout):
             with self._waiters_lock:
                 self._waiters.pop(rid, None)
-            raise TimeoutError(f"node did not answer {msg.get('op')} within {timeout:.1f} s")
+            raise TimeoutError(f"the host process did not answer {msg.get('op')} within {timeout:.1f} s")
         reply = box[0]
         if not reply.get("ok"):
-            raise NodeError(reply.get("error") or {})
+            raise HostError(reply.get("error") or {})
         return reply
 
     def pipe_round_trip(self, n: int = 200) -> float:
@@ -434,87 +441,104 @@ class NodeFleet:
         with contextlib.suppress(Exception):
             self.send({"op": "exit"})
         try:
-            self.proc.wait(5)
+            self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()  # our own child, by its Popen object
             self.proc.wait(5)
 
 
-class _NodeEnv:
-    def __init__(self, fleet: NodeFleet, env_id: int) -> None:
-        self.fleet = fleet
+class _RemoteEnv:
+    def __init__(self, host: HostProcess, env_id: int) -> None:
+        self.host = host
         self.env_id = env_id
-        fleet.request({"op": "create", "env": env_id}, timeout=10)
+        host.request({"op": "create", "env": env_id}, timeout=10)
 
     def invoke(self, event: dict[str, Any], context: FakeContext) -> None:
-        sql, args = _sql(event)
-        budget = context.get_remaining_time_in_millis() / 1000 + 0.5
-        self.fleet.request(
-            {"op": "invoke", "env": self.env_id, "sql": sql.replace("%s", "?"), "args": args}, timeout=budget
+        remaining = context.get_remaining_time_in_millis()
+        self.host.request(
+            {"op": "invoke", "env": self.env_id, "event": event, "timeout_ms": remaining},
+            timeout=remaining / 1000 + 0.5,
         )
 
     def thread_id(self) -> int | None:
-        return None  # asked for all live environments at once, see NpmServerlessMySQL.live_thread_ids
+        return None  # asked for all live environments at once, see HostedStrategy.live_thread_ids
 
     def destroy(self) -> None:
         with contextlib.suppress(Exception):
-            self.fleet.send({"op": "destroy", "env": self.env_id})
+            self.host.send({"op": "destroy", "env": self.env_id})
 
     def reset(self) -> None:
         with contextlib.suppress(Exception):
-            self.fleet.send({"op": "reset", "env": self.env_id})
+            self.host.send({"op": "reset", "env": self.env_id})
 
 
-class NpmServerlessMySQL:
-    """npm serverless-mysql 2.1.0 (with mysql2), one instance per environment, in one Node process."""
+class HostedStrategy:
+    """A strategy whose environments live in a host process; the scheduler only sends it invocations."""
 
-    name = "npm-serverless-mysql"
-
-    def __init__(self, target: DbTarget, options: dict[str, Any] | None = None) -> None:
-        self.node = NodeFleet(target, dict(options or {}))
+    def __init__(self, name: str, host: HostProcess) -> None:
+        self.name = name
+        self.host = host
 
     @property
     def pid(self) -> int:
-        return self.node.pid
+        return self.host.pid
 
     def new_env(self, env_id: int) -> Env:
-        return _NodeEnv(self.node, env_id)
+        return _RemoteEnv(self.host, env_id)
 
     def error_key(self, exc: BaseException) -> str:
-        if isinstance(exc, NodeError):
+        if isinstance(exc, HostError):
             return exc.key
         if isinstance(exc, TimeoutError):
             return "Lambda.Timeout"
         return type(exc).__name__
 
     def live_thread_ids(self, envs: Sequence[Env]) -> set[int]:
-        wanted = {env.env_id for env in envs if isinstance(env, _NodeEnv)}
-        reply = self.node.request({"op": "threads"}, timeout=10)
+        wanted = {env.env_id for env in envs if isinstance(env, _RemoteEnv)}
+        reply = self.host.request({"op": "threads"}, timeout=30)
         return {int(tid) for env, tid in reply["ids"].items() if tid is not None and int(env) in wanted}
 
     def close(self) -> None:
-        self.node.close()
+        self.host.close()
 
     def stats(self) -> dict[str, Any]:
-        """serverless-mysql's events and handshakes summed over all instances, and errors nobody awaited."""
-        stray_errors = [m for m in self.node.stray if not m.get("ok")]
-        out: dict[str, Any] = {"unsolicited_errors": len(stray_errors)}
+        """The host's counters (library stats or serverless-mysql events) and errors nobody awaited."""
+        out: dict[str, Any] = {"unsolicited_errors": sum(1 for m in self.host.stray if not m.get("ok"))}
         with contextlib.suppress(Exception):
-            out.update(self.node.request({"op": "stats"}, timeout=10)["counters"])
+            out.update(self.host.request({"op": "stats"}, timeout=30)["counters"])
         return out
 
 
-def make_strategy(name: str, target: DbTarget, options: dict[str, Any] | None = None) -> Any:
-    """Build a strategy by name; ``options`` go to the library or to serverless-mysql."""
+def make_local_strategy(name: str, target: DbTarget, options: dict[str, Any] | None = None) -> Any:
+    """An in-process Python strategy (used inside ``bench.pyhost`` and by the demo)."""
     if name == "naive-per-invocation":
         return NaivePerInvocation(target)
     if name == "naive-global":
         return NaiveGlobal(target)
-    if name == "npm-serverless-mysql":
-        return NpmServerlessMySQL(target, options)
     if name == "with_mysql":
         return WithMySQL(target, options)
-    raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGY_NAMES)}")
+    raise ValueError(f"unknown Python strategy {name!r}")
+
+
+def make_strategy(name: str, target: DbTarget, options: dict[str, Any] | None = None) -> HostedStrategy:
+    """Start the host process of strategy ``name``; ``options`` go to this library or to serverless-mysql."""
+    if name not in STRATEGY_NAMES:
+        raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGY_NAMES)}")
+    if name == "npm-serverless-mysql":
+        node = shutil.which("node")
+        if node is None:
+            raise RuntimeError("node is not installed")
+        # mysql2 preallocates a 16000-entry prepared-statement cache per connection (~1-2 ms of CPU, mostly GC);
+        # serverless-mysql never prepares statements, and here all environments share one Node process, so keep
+        # that cost from eating the CPU that hundreds of separate Lambda environments would each have.
+        config = {**target.kwargs(), "connectTimeout": 5000, "maxPreparedStatements": 100}
+        init = {"op": "init", "config": config, "options": dict(options or {})}
+        return HostedStrategy(name, HostProcess([node, str(BENCH_DIR / "fleet.js")], init, cwd=BENCH_DIR))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    init = {"op": "init", "strategy": name, "target": asdict(target), "options": dict(options or {})}
+    command = [sys.executable, "-m", "bench.pyhost"]
+    return HostedStrategy(name, HostProcess(command, init, cwd=REPO_ROOT, env=env))
 
 
 def cpu_seconds_of(pid: int) -> float | None:

@@ -1,0 +1,128 @@
+"""Hosts the environments of one Python strategy in a child process, like ``bench/fleet.js`` does for Node.
+
+Every strategy's clients thus run in a process of their own, with their own interpreter lock, and the
+scheduler, the load generator and the sampler (in the parent) neither slow them down nor get slowed down by
+them; client CPU is measured per process for every strategy alike. Same JSON-lines protocol as fleet.js::
+
+    {"op":"init","id":1,"strategy":"with_mysql","target":{...},"options":{...}}
+    {"op":"create","id":2,"env":7}
+    {"op":"invoke","id":3,"env":7,"event":{...},"timeout_ms":6000}   -> {"id":3,"ok":false,"error":{"key":"..."}}
+    {"op":"destroy","env":7}   {"op":"reset","env":7}   {"op":"threads","id":4}   {"op":"stats","id":5}
+    {"op":"ping","id":6}       {"op":"exit"}
+
+Run by the benchmark as ``python -m bench.pyhost``; not meant to be started by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from bench.fleet import Env, FakeContext
+from bench.strategies import DbTarget, make_local_strategy
+
+_out_lock = threading.Lock()
+
+
+def _send(msg: dict[str, Any]) -> None:
+    line = json.dumps(msg, default=str) + "\n"
+    with _out_lock:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+
+
+class Host:
+    def __init__(self) -> None:
+        self.strategy: Any = None
+        self.envs: dict[int, Env] = {}
+        self.frozen: list[Env] = []
+        self.lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=1200, thread_name_prefix="env")
+
+    def handle(self, msg: dict[str, Any]) -> None:
+        op = msg.get("op")
+        rid = msg.get("id")
+        if op == "init":
+            target = DbTarget(**msg["target"])
+            if target.host not in ("127.0.0.1", "localhost", "::1"):
+                _send({"id": rid, "ok": False, "error": {"key": "NOT_LOOPBACK"}})
+                return
+            self.strategy = make_local_strategy(msg["strategy"], target, msg.get("options") or {})
+            _send({"id": rid, "ok": True, "pid": os.getpid()})
+        elif op == "create":
+            self.pool.submit(self._create, rid, int(msg["env"]))
+        elif op == "invoke":
+            self.pool.submit(self._invoke, rid, int(msg["env"]), msg["event"], float(msg["timeout_ms"]) / 1000)
+        elif op in ("destroy", "reset"):
+            with self.lock:
+                env = self.envs.pop(int(msg["env"]), None)
+                if env is not None:
+                    self.frozen.append(env)
+            if env is not None:
+                with contextlib.suppress(Exception):
+                    env.destroy() if op == "destroy" else env.reset()
+        elif op == "threads":
+            with self.lock:
+                live = list(self.envs.items())
+            ids = {str(env_id): env.thread_id() for env_id, env in live}
+            _send({"id": rid, "ok": True, "ids": ids})
+        elif op == "stats":
+            stats = self.strategy.stats() if self.strategy is not None else {}
+            _send({"id": rid, "ok": True, "counters": stats})
+        elif op == "ping":
+            _send({"id": rid, "ok": True})
+        elif op == "exit":
+            self.shutdown()
+        else:
+            _send({"id": rid, "ok": False, "error": {"key": f"BAD_OP {op}"}})
+
+    def _create(self, rid: Any, env_id: int) -> None:
+        try:
+            env = self.strategy.new_env(env_id)
+        except Exception as exc:
+            _send({"id": rid, "ok": False, "error": {"key": "Init." + self.strategy.error_key(exc)}})
+            return
+        with self.lock:
+            self.envs[env_id] = env
+        _send({"id": rid, "ok": True})
+
+    def _invoke(self, rid: Any, env_id: int, event: dict[str, Any], timeout: float) -> None:
+        with self.lock:
+            env = self.envs.get(env_id)
+        if env is None:
+            _send({"id": rid, "ok": False, "error": {"key": "NoSuchEnvironment"}})
+            return
+        try:
+            env.invoke(event, FakeContext(timeout))
+        except Exception as exc:
+            _send({"id": rid, "ok": False, "error": {"key": self.strategy.error_key(exc), "message": str(exc)[:200]}})
+            return
+        _send({"id": rid, "ok": True})
+
+    def shutdown(self) -> None:
+        with contextlib.suppress(Exception):
+            if self.strategy is not None:
+                self.strategy.close()
+        sys.stdout.flush()
+        os._exit(0)  # worker threads may still be blocked on sockets: do not wait for them
+
+
+def main() -> None:
+    host = Host()
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            host.handle(json.loads(line))
+        except Exception as exc:
+            _send({"id": None, "ok": False, "error": {"key": type(exc).__name__, "message": str(exc)[:200]}})
+    host.shutdown()  # the parent went away: never linger
+
+
+if __name__ == "__main__":
+    main()
