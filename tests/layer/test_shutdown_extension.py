@@ -214,6 +214,7 @@ def test_init_time_and_memory(opt: Path, runtime_python: str) -> None:
     """Cost of the extension: median of several cold starts (page cache warm, as after Lambda's first one)."""
     register_ms: list[float] = []
     init_ms: list[float] = []
+    exit_ms: list[float] = []
     rss_kb: list[int] = []
     for _ in range(7):
         state = ApiState()
@@ -229,7 +230,10 @@ def test_init_time_and_memory(opt: Path, runtime_python: str) -> None:
             register_ms.append((state.registered[0]["at"] - started) * 1000)
             init_ms.append((state.next_calls[0] - started) * 1000)
             rss_kb.append(_rss_kb(proc.pid))
+            shutdown_at = time.monotonic()
             state.shutdown.set()
+            proc.wait(timeout=10)
+            exit_ms.append((time.monotonic() - shutdown_at) * 1000)
             proc.communicate(timeout=10)
         finally:
             if proc.poll() is None:
@@ -241,7 +245,8 @@ def test_init_time_and_memory(opt: Path, runtime_python: str) -> None:
     median_ms, median_rss = statistics.median(init_ms), statistics.median(rss_kb)
     print(
         f"\nshutdown extension (median of {len(init_ms)}): registered after {statistics.median(register_ms):.1f} ms, "
-        f"waiting in event/next after {median_ms:.1f} ms, RSS {median_rss / 1024:.1f} MiB"
+        f"waiting in event/next after {median_ms:.1f} ms, RSS {median_rss / 1024:.1f} MiB, "
+        f"exited {statistics.median(exit_ms):.1f} ms after SHUTDOWN"
     )
     # Generous bounds for a loaded 2-core machine; the point is "tens of ms, about 10 MiB", not hundreds.
     assert median_ms < 500
