@@ -7,6 +7,7 @@ Measures what it costs: the time from process start until it has registered and 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import os
 import statistics
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar
 
 import pytest
@@ -145,6 +147,25 @@ def _start(opt: Path, env: dict[str, str]) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _load_extension() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("shutdown_extension", ROOT / "layer" / "extension" / "extension.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_http_parsing_helpers() -> None:
+    ext = _load_extension()
+    assert ext._dechunk(b'7\r\n{"a": 1\r\n1;ext=1\r\n}\r\n0\r\n\r\n') == b'{"a": 1}'
+    event = b'{"eventType" : "SHUTDOWN", "shutdownReason":"timeout", "deadlineMs": 1}'
+    assert ext._json_string(event, "eventType") == "SHUTDOWN"
+    assert ext._json_string(event, "shutdownReason") == "timeout"
+    assert ext._json_string(event, "deadlineMs") is None  # a number, not a string
+    assert ext._json_string(event, "missing") is None
+    assert ext._json_string(b'{"eventType": "INVOKE"}', "eventType") == "INVOKE"
 
 
 def test_imports_only_the_standard_library() -> None:
