@@ -139,6 +139,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if collector.results.get(item.nodeid) not in ("failed", "skipped"):
             collector.results[item.nodeid] = status
         collector.set_status(item.nodeid, collector.results[item.nodeid])
+        obs = collector.observations.get(item.nodeid)
+        if obs is not None and status == "xfailed":
+            obs.note = str(getattr(report, "wasxfail", "")).split(". ")[0]
     return report
 
 

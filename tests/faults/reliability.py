@@ -39,7 +39,8 @@ FAULTS: Final[dict[str, str]] = {
     "rotation": "Password rotation: ALTER USER changes the password (and the secret) between invocations",
     "secret_not_found": "Secrets Manager: the secret does not exist (moto)",
     "secret_access_denied": "Secrets Manager: AccessDeniedException on GetSecretValue",
-    "secret_throttled": "Secrets Manager: ThrottlingException on every GetSecretValue",
+    "secret_throttled": "Secrets Manager: ThrottlingException on every GetSecretValue (botocore retries it)",
+    "secret_unreachable": "Secrets Manager endpoint unreachable: it accepts TCP and never answers (no moto)",
 }
 OPERATIONS: Final[dict[str, str]] = {
     "connect": "connect",
