@@ -292,6 +292,7 @@ def test_example_handler_runs_from_the_layer(
 
 
 @pytest.mark.slow
+@pytest.mark.private_server  # Aborted_clients is server-wide: other clients of a shared server would move it
 def test_sigterm_closes_the_connection_cleanly(
     sandbox: LambdaSandbox, deployment: Deployment, mariadb: MariaDBServer, tmp_path: Path
 ) -> None:
