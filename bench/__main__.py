@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 import time
 import traceback
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[RunResult] = []
     failures: list[str] = []
     extras: dict[str, Any] = {"machine": machine(), "mode": "quick" if args.quick else "full"}
+    extras["load_average_start"] = os.getloadavg()
 
     for sc in plan:
         for name in strategies:
@@ -137,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = check_targets(results, extras)
     elapsed = time.monotonic() - started
     extras["elapsed_s"] = elapsed
+    extras["load_average_end"] = os.getloadavg()
     extras["failures"] = failures
     text = render(results, plan, extras, targets)
     md_path = out_dir / "results.md"
@@ -175,7 +178,9 @@ def render(
         "",
         f"Machine: {m['cores']} cores ({m['cpu']}), {m['ram_gib']} GiB RAM, {m['os']}; Python {m['python']}, "
         f"PyMySQL {m['pymysql']}, serverless-mysql (Python) {m['serverless_mysql_python']}; {m['mariadb']}; "
-        f"Node {m['node']}. Total time {extras['elapsed_s']:.0f} s.",
+        f"Node {m['node']}. Total time {extras['elapsed_s']:.0f} s. Load average (1 min) at the start "
+        f"{extras['load_average_start'][0]:.1f}, at the end {extras['load_average_end'][0]:.1f} (other work on the "
+        "machine competes for the same 2 cores).",
         "",
         "## Targets for this library",
         "",

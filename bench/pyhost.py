@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -26,14 +27,32 @@ from typing import Any
 from bench.fleet import Env, FakeContext
 from bench.strategies import DbTarget, make_local_strategy
 
-_out_lock = threading.Lock()
+_outbox: queue.SimpleQueue[str | None] = queue.SimpleQueue()
 
 
 def _send(msg: dict[str, Any]) -> None:
-    line = json.dumps(msg, default=str) + "\n"
-    with _out_lock:
-        sys.stdout.write(line)
-        sys.stdout.flush()
+    _outbox.put(json.dumps(msg, default=str) + "\n")
+
+
+def _writer() -> None:
+    """One thread writes every reply, many per system call: environment threads never queue for stdout."""
+    out = sys.stdout.buffer
+    while True:
+        line = _outbox.get()
+        if line is None:
+            return
+        batch = [line]
+        while len(batch) < 256:
+            try:
+                more = _outbox.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:
+                _outbox.put(None)
+                break
+            batch.append(more)
+        out.write("".join(batch).encode())
+        out.flush()
 
 
 class Host:
@@ -43,6 +62,8 @@ class Host:
         self.frozen: list[Env] = []
         self.lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=1200, thread_name_prefix="env")
+        self.writer = threading.Thread(target=_writer, name="writer", daemon=True)
+        self.writer.start()
 
     def handle(self, msg: dict[str, Any]) -> None:
         op = msg.get("op")
@@ -108,11 +129,41 @@ class Host:
         with contextlib.suppress(Exception):
             if self.strategy is not None:
                 self.strategy.close()
-        sys.stdout.flush()
+        _outbox.put(None)
+        self.writer.join(5)
         os._exit(0)  # worker threads may still be blocked on sockets: do not wait for them
 
 
+def _stack_sampler(path: str) -> None:
+    """Debugging aid (``BENCH_PYHOST_PROFILE=<file>``): where the environment threads spend their time."""
+    import collections
+    import time
+    import traceback
+
+    counts: collections.Counter[str] = collections.Counter()
+    me = threading.get_ident()
+
+    def loop() -> None:
+        n = 0
+        while True:
+            time.sleep(0.005)
+            for tid, frame in sys._current_frames().items():
+                if tid == me:
+                    continue
+                stack = traceback.extract_stack(frame)[-6:]
+                counts[" <- ".join(f"{f.name}:{f.lineno}" for f in reversed(stack))] += 1
+            n += 1
+            if n % 10 == 0:
+                with open(path, "w") as f:
+                    for key, value in counts.most_common(40):
+                        f.write(f"{value:7d} {key}\n")
+
+    threading.Thread(target=loop, daemon=True).start()
+
+
 def main() -> None:
+    if os.environ.get("BENCH_PYHOST_PROFILE"):
+        _stack_sampler(os.environ["BENCH_PYHOST_PROFILE"])
     host = Host()
     for line in sys.stdin:
         if not line.strip():

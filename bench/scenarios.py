@@ -70,12 +70,12 @@ class Scenario:
 
 def scenarios(quick: bool) -> list[Scenario]:
     """The scenario list; ``quick`` shortens every run for ``make bench-quick``."""
-    d = 0.15 if quick else 1.0
+    d = 0.12 if quick else 1.0
 
     def dur(full: float, minimum: float) -> float:
         return max(minimum, round(full * d))
 
-    s1_burst_every, s1_burst_len = (4.0, 1.0) if quick else (8.0, 1.5)
+    s1_burst_every, s1_burst_len = (4.0, 2.0) if quick else (10.0, 2.0)
     return [
         Scenario(
             key="s1-burst",
@@ -84,7 +84,7 @@ def scenarios(quick: bool) -> list[Scenario]:
             "per invocation, idle environments destroyed after 2-6 s without cleanup.",
             max_connections=90,
             load=OpenLoop(
-                rate=350, burst_rate=1100, burst_every=s1_burst_every, burst_len=s1_burst_len, burst_offset=1.0
+                rate=400, burst_rate=800, burst_every=s1_burst_every, burst_len=s1_burst_len, burst_offset=2.0
             ),
             duration=dur(48, 6),
             hold=0.04,
@@ -119,7 +119,7 @@ def scenarios(quick: bool) -> list[Scenario]:
             + ("1.5 s later." if quick else "3 s later."),
             max_connections=90,
             load=OpenLoop(rate=200),
-            duration=dur(30, 7),
+            duration=dur(30, 6),
             hold=0.04,
             crash_at=0.3,
             down_for=1.5 if quick else 3.0,
@@ -206,7 +206,7 @@ def run_one(
         loadgen.join()
         t_load_end = t0 + scenario.duration
         chaos.join()
-        drained = fleet.drain(scenario.timeout + 3)
+        drained = fleet.drain(scenario.timeout + 1.5)
         t_drained = time.monotonic()
         # Zombies: the application's connections that no live environment holds.
         live_ids = strategy.live_thread_ids(fleet.live_envs())
