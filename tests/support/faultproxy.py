@@ -104,6 +104,7 @@ class ProxiedConnection:
         self._paused = threading.Event()  # set by the pump thread while it honours a blackhole
         self.bytes_from_client = 0
         self.bytes_from_server = 0
+        self.recorded = bytearray()  # the first bytes from the client, when the proxy records (record > 0)
         self.close_reason: str | None = None
         self._thread = threading.Thread(target=self._run, name=f"faultproxy-conn-{self.id}", daemon=True)
 
@@ -291,6 +292,9 @@ class ProxiedConnection:
             self.bytes_from_server += len(data)
         else:
             self.bytes_from_client += len(data)
+            room = self._proxy.record - len(self.recorded)
+            if room > 0:
+                self.recorded += data[:room]
         self._send_all(dst, data)
         if cut:
             self._finish("cut", rst=True)
@@ -329,6 +333,7 @@ class FaultProxy:
         *,
         listen_host: str = "127.0.0.1",
         max_connections: int = 64,
+        record: int = 0,
     ) -> None:
         _require_loopback(target_host)
         _require_loopback(listen_host)
@@ -339,6 +344,11 @@ class FaultProxy:
         self.host = listen_host
         self.port = 0
         self.max_connections = max_connections
+        self.record = record
+        """Keep the first ``record`` bytes each client sends (``ProxiedConnection.recorded``), e.g. to prove that
+        a secret never crossed the wire in clear text."""
+        self.finished: list[ProxiedConnection] = []
+        """Closed connections, oldest first (for ``recorded`` after the fact); only kept when recording."""
         self._listener: socket.socket | None = None
         self._reservation: socket.socket | None = None
         self._lock = threading.Lock()
@@ -461,7 +471,8 @@ class FaultProxy:
 
     def _forget(self, conn: ProxiedConnection) -> None:
         with self._lock:
-            self._conns.pop(conn.id, None)
+            if self._conns.pop(conn.id, None) is not None and self.record:
+                self.finished.append(conn)
 
     # ---- inspection ------------------------------------------------------------------------------------------
 
