@@ -90,7 +90,10 @@ def _cpu_text(d: dict[str, Any]) -> str:
     cpu = d["cpu_s"]
     wall = d["duration_s"] + d["drain_s"]
     client = cpu.get("client_s") or 0.0
-    flag = " ⚠" if client / wall > SATURATED else ""
+    processes = cpu.get("client_processes") or 1
+    everything = client + cpu.get("mariadbd_s", 0.0) + cpu.get("scheduler_s", 0.0)
+    cores = os.cpu_count() or 1
+    flag = " ⚠" if client / wall > SATURATED * processes or everything / wall > SATURATED * cores else ""
     return f"{client:.1f}{flag} / {cpu['mariadbd_s']:.1f}"
 
 

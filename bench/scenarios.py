@@ -152,6 +152,10 @@ class RunResult:
     events: list[tuple[float, str]] = field(default_factory=list)
 
 
+def _cpu_sum(pids: list[int]) -> float:
+    return sum(cpu_seconds_of(pid) or 0.0 for pid in pids)
+
+
 def _rusage_self() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
@@ -182,7 +186,7 @@ def run_one(
             strategy = make_strategy(strategy_name, target, npm_options(scenario))
         else:
             strategy = make_strategy(strategy_name, target)
-        host_pid: int | None = getattr(strategy, "pid", None)
+        host_pids: list[int] = list(getattr(strategy, "pids", []))
         rng_load = random.Random(scenario.seed)
         rng_fleet = random.Random(scenario.seed * 7919)
         fleet = Fleet(
@@ -194,7 +198,7 @@ def run_one(
             rng=rng_fleet,
         )
         sampler = Sampler(server, user.name)
-        cpu0 = {"scheduler": _rusage_self(), "client": cpu_seconds_of(host_pid) if host_pid else None}
+        cpu0 = {"scheduler": _rusage_self(), "client": _cpu_sum(host_pids)}
         db_cpu = _DbCpu(server)
         loadgen = LoadGen(fleet, scenario.load, duration=scenario.duration, rng=rng_load, max_invocations=200_000)
         sampler.start()
@@ -216,7 +220,8 @@ def run_one(
         sampler.stop()
         cpu = {
             "scheduler_s": _rusage_self() - cpu0["scheduler"],
-            "client_s": (cpu_seconds_of(host_pid) or 0.0) - (cpu0["client"] or 0.0) if host_pid else None,
+            "client_s": _cpu_sum(host_pids) - cpu0["client"],
+            "client_processes": len(host_pids),
             "mariadbd_s": db_cpu.total(),
         }
         lib_stats = strategy.stats() if hasattr(strategy, "stats") else {}

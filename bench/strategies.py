@@ -54,6 +54,11 @@ __all__ = [
 # python -m bench reports the cost of the default separately.
 PYMYSQL_CONNECT_ARGS: dict[str, Any] = {"ssl_disabled": True}
 
+# Host processes per strategy. Hundreds of Lambda environments each have a CPU of their own; here they share the
+# machine, and one process (one interpreter lock, one Node event loop) caps a strategy's clients at one core.
+# Two hosts per strategy, for Python and Node alike, give every strategy the same share of this 2-core machine.
+HOSTS = 2
+
 STRATEGY_NAMES = ("naive-per-invocation", "naive-global", "npm-serverless-mysql", "with_mysql")
 
 _ERRNO_NAMES: dict[int, str] = {}
@@ -473,18 +478,19 @@ class _RemoteEnv:
 
 
 class HostedStrategy:
-    """A strategy whose environments live in a host process; the scheduler only sends it invocations."""
+    """A strategy whose environments live in host processes (environment ``n`` in host ``n % len(hosts)``); the
+    scheduler only sends them invocations."""
 
-    def __init__(self, name: str, host: HostProcess) -> None:
+    def __init__(self, name: str, hosts: Sequence[HostProcess]) -> None:
         self.name = name
-        self.host = host
+        self.hosts = list(hosts)
 
     @property
-    def pid(self) -> int:
-        return self.host.pid
+    def pids(self) -> list[int]:
+        return [h.pid for h in self.hosts]
 
     def new_env(self, env_id: int) -> Env:
-        return _RemoteEnv(self.host, env_id)
+        return _RemoteEnv(self.hosts[env_id % len(self.hosts)], env_id)
 
     def error_key(self, exc: BaseException) -> str:
         if isinstance(exc, HostError):
@@ -495,17 +501,25 @@ class HostedStrategy:
 
     def live_thread_ids(self, envs: Sequence[Env]) -> set[int]:
         wanted = {env.env_id for env in envs if isinstance(env, _RemoteEnv)}
-        reply = self.host.request({"op": "threads"}, timeout=30)
-        return {int(tid) for env, tid in reply["ids"].items() if tid is not None and int(env) in wanted}
+        ids: set[int] = set()
+        for host in self.hosts:
+            reply = host.request({"op": "threads"}, timeout=30)
+            ids.update(int(tid) for env, tid in reply["ids"].items() if tid is not None and int(env) in wanted)
+        return ids
 
     def close(self) -> None:
-        self.host.close()
+        for host in self.hosts:
+            host.close()
 
     def stats(self) -> dict[str, Any]:
-        """The host's counters (library stats or serverless-mysql events) and errors nobody awaited."""
-        out: dict[str, Any] = {"unsolicited_errors": sum(1 for m in self.host.stray if not m.get("ok"))}
-        with contextlib.suppress(Exception):
-            out.update(self.host.request({"op": "stats"}, timeout=30)["counters"])
+        """The hosts' counters (library stats or serverless-mysql events) summed, and errors nobody awaited."""
+        out: dict[str, Any] = {"hosts": len(self.hosts)}
+        out["unsolicited_errors"] = sum(1 for h in self.hosts for m in h.stray if not m.get("ok"))
+        for host in self.hosts:
+            with contextlib.suppress(Exception):
+                for key, value in host.request({"op": "stats"}, timeout=30)["counters"].items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        out[key] = out.get(key, 0) + value
         return out
 
 
@@ -520,8 +534,10 @@ def make_local_strategy(name: str, target: DbTarget, options: dict[str, Any] | N
     raise ValueError(f"unknown Python strategy {name!r}")
 
 
-def make_strategy(name: str, target: DbTarget, options: dict[str, Any] | None = None) -> HostedStrategy:
-    """Start the host process of strategy ``name``; ``options`` go to this library or to serverless-mysql."""
+def make_strategy(
+    name: str, target: DbTarget, options: dict[str, Any] | None = None, *, hosts: int = HOSTS
+) -> HostedStrategy:
+    """Start the host processes of strategy ``name``; ``options`` go to this library or to serverless-mysql."""
     if name not in STRATEGY_NAMES:
         raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGY_NAMES)}")
     if name == "npm-serverless-mysql":
@@ -533,12 +549,13 @@ def make_strategy(name: str, target: DbTarget, options: dict[str, Any] | None = 
         # that cost from eating the CPU that hundreds of separate Lambda environments would each have.
         config = {**target.kwargs(), "connectTimeout": 5000, "maxPreparedStatements": 100}
         init = {"op": "init", "config": config, "options": dict(options or {})}
-        return HostedStrategy(name, HostProcess([node, str(BENCH_DIR / "fleet.js")], init, cwd=BENCH_DIR))
+        command = [node, str(BENCH_DIR / "fleet.js")]
+        return HostedStrategy(name, [HostProcess(command, init, cwd=BENCH_DIR) for _ in range(hosts)])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     init = {"op": "init", "strategy": name, "target": asdict(target), "options": dict(options or {})}
     command = [sys.executable, "-m", "bench.pyhost"]
-    return HostedStrategy(name, HostProcess(command, init, cwd=REPO_ROOT, env=env))
+    return HostedStrategy(name, [HostProcess(command, init, cwd=REPO_ROOT, env=env) for _ in range(hosts)])
 
 
 def cpu_seconds_of(pid: int) -> float | None:
