@@ -31,6 +31,8 @@ FAULTS: Final[dict[str, str]] = {
     "delay": "Latency: the proxy holds every packet 0.2 s (well inside every timeout)",
     "cut": "Cut mid-stream: the proxy aborts the connection after N more bytes from the server "
     "(mid result set; for writes and COMMIT right after the statement reached the server)",
+    "silent_drop": "Silent drop of the idle connection only (a NAT or conntrack entry expired): its packets vanish, "
+    "new connections work",
     "crash": "Server crash (SIGKILL) and restart on the same datadir and port",
     "kill": "KILL of the client's connection from another session, while it is idle",
     "kill_busy": "KILL of the client's connection from another session, while a statement runs",

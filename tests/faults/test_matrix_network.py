@@ -6,6 +6,7 @@ as root on the server's admin port, which the proxy never touches.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ from serverless_mysql.errors import (
 from tests.faults.conftest import LeakSink
 from tests.faults.matrix import (
     BIG_ROWS,
+    DEADLINE,
     LAMBDA_TIMEOUT,
     Target,
     attempt,
@@ -287,3 +289,67 @@ def test_deadline_shorter_than_connect_timeout(target: Target, proxy: FaultProxy
     assert result.elapsed < 0.6 + 0.75
     assert isinstance(result.exc, DeadlineExceededError)
     assert result.exc.waited <= 0.6 + 0.75
+
+
+# ================================================================================================ silent drop
+PING_BUG = (
+    "BUG: ping_after_idle cannot replace a silently dropped connection with the default read_timeout (None): the "
+    "liveness ping is bounded only by the deadline, so it spends the whole budget waiting, and the reconnect then "
+    "fails with DeadlineExceededError ('deadline reached after 0.000s of connecting', although ~2 s were spent "
+    "pinging); without a deadline the ping would wait forever. The ping needs its own short timeout (e.g. "
+    "connect_timeout)"
+)
+SILENT_DROP = {
+    "ping-default": ("read", {"ping_after_idle": 0.1}, "ok", PING_BUG),
+    "ping-read-timeout": ("read", {"ping_after_idle": 0.1, "read_timeout": 0.5}, "ok", None),
+    "ping-decorator": ("decorator", {"ping_after_idle": 0.1}, "ok", PING_BUG),
+}
+
+
+@pytest.mark.matrix
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(c, marks=[pytest.mark.xfail(strict=True, reason=bug)] if bug else [])
+        for c, (_, _, _, bug) in SILENT_DROP.items()
+    ],
+)
+def test_silent_drop(
+    case: str, target: Target, proxy: FaultProxy, matrix: Callable[..., Observation], leaks: LeakSink
+) -> None:
+    operation, options, expected, _ = SILENT_DROP[case]
+    shown = ", ".join(f"{k}={v}" for k, v in options.items())
+    obs = matrix(
+        "silent_drop",
+        operation,
+        scenario=f"{'handler' if operation == 'decorator' else 'client'} with {shown}; its idle connection is "
+        f"dropped silently; {'an invocation INSERTs' if operation == 'decorator' else 'a SELECT'}",
+        expected=expected,
+    )
+    if operation == "decorator":
+        handler = target.handler(**options)
+        assert invoke(handler, "read").ok
+        db = handler.db
+    else:
+        db = target.client(**options)
+        warm(db)
+    [idle] = proxy.connections()
+    idle.blackhole()
+    time.sleep(0.2)  # longer than ping_after_idle
+    if operation == "decorator":
+        result = invoke(handler, "write", leaks)
+        bound = LAMBDA_TIMEOUT
+    else:
+        with deadline(db):
+            result = attempt(lambda: op_read(db), leaks)
+        bound = DEADLINE
+    leaks.observe(db, db.get_stats())
+    obs.outcome = result.outcome
+    idle.reset()
+    db.terminate()
+    target.settle(0)
+    if operation == "decorator":
+        check_write(obs, target, result)
+    check_no_leak(obs, target, db)
+    check_outcome(obs, result, expected)
+    check_bounded(obs, result, bound)
