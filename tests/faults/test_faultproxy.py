@@ -131,7 +131,7 @@ def test_reset_aborts_both_sides(proxy: FaultProxy, app_user: AppUser, mariadb: 
 
 def test_delay_slows_every_round_trip(proxy: FaultProxy, app_user: AppUser) -> None:
     with connect(app_user, proxy) as conn, conn.cursor() as cur:
-        proxy.delay(0.15)
+        proxy.delay(0.3)
         t0 = time.monotonic()
         cur.execute("SELECT 1")
         slow = time.monotonic() - t0
@@ -139,8 +139,8 @@ def test_delay_slows_every_round_trip(proxy: FaultProxy, app_user: AppUser) -> N
         t0 = time.monotonic()
         cur.execute("SELECT 1")
         fast = time.monotonic() - t0
-    assert slow >= 0.28  # request and answer each held 0.15 s
-    assert fast < 0.1
+    assert slow >= 0.58  # request and answer each held 0.3 s
+    assert fast < 0.3
 
 
 def test_delay_beyond_read_timeout_fails_the_read(proxy: FaultProxy, app_user: AppUser) -> None:
@@ -250,7 +250,8 @@ def test_cut_new_after_cuts_only_the_next_connects(proxy: FaultProxy, app_user: 
     proxy.cut_new_after(20, connections=1)
     with pytest.raises(pymysql.err.OperationalError) as info:
         connect(app_user, proxy)  # cut 20 bytes into the server greeting
-    assert errno_of(info.value) == CR_SERVER_LOST
+    # 2013 when PyMySQL sees EOF mid-packet, 2003 when the RST surfaces as ECONNRESET inside connect().
+    assert errno_of(info.value) in (CR_SERVER_LOST, CR_CONN_HOST_ERROR)
     with connect(app_user, proxy) as conn, conn.cursor() as cur:  # the next one is not armed
         cur.execute("SELECT 5 AS five")
         assert list(cur.fetchall()) == [{"five": 5}]
