@@ -55,12 +55,12 @@ class FakeContext:
     log_group_name = "/aws/lambda/bench-fleet"
     log_stream_name = "bench"
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, *, deadline: float | None = None) -> None:
         self.aws_request_id = str(uuid.uuid4())
-        self._deadline = time.monotonic() + timeout
+        self.deadline = deadline if deadline is not None else time.monotonic() + timeout
 
     def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
 
 
 class Env(Protocol):

@@ -78,7 +78,10 @@ class Host:
         elif op == "create":
             self.pool.submit(self._create, rid, int(msg["env"]))
         elif op == "invoke":
-            self.pool.submit(self._invoke, rid, int(msg["env"]), msg["event"], float(msg["timeout_ms"]) / 1000)
+            deadline = msg.get("deadline")
+            self.pool.submit(
+                self._invoke, rid, int(msg["env"]), msg["event"], float(msg["timeout_ms"]) / 1000, deadline
+            )
         elif op in ("destroy", "reset"):
             with self.lock:
                 env = self.envs.pop(int(msg["env"]), None)
@@ -112,14 +115,14 @@ class Host:
             self.envs[env_id] = env
         _send({"id": rid, "ok": True})
 
-    def _invoke(self, rid: Any, env_id: int, event: dict[str, Any], timeout: float) -> None:
+    def _invoke(self, rid: Any, env_id: int, event: dict[str, Any], timeout: float, deadline: float | None) -> None:
         with self.lock:
             env = self.envs.get(env_id)
         if env is None:
             _send({"id": rid, "ok": False, "error": {"key": "NoSuchEnvironment"}})
             return
         try:
-            env.invoke(event, FakeContext(timeout))
+            env.invoke(event, FakeContext(timeout, deadline=deadline))
         except Exception as exc:
             _send({"id": rid, "ok": False, "error": {"key": self.strategy.error_key(exc), "message": str(exc)[:200]}})
             return

@@ -277,7 +277,7 @@ def write_charts(out_dir: Path, results: Sequence[RunResult], scenarios: Sequenc
         ax1.set_ylabel("application connections on the server")
         ax1.set_title(f"{sc.title}: connections (sampled every 50 ms)")
         ax1.set_ylim(0, sc.max_connections * 1.35)
-        ax1.legend(fontsize=8, loc="upper left")
+        ax1.legend(fontsize=7, loc="upper left", ncol=3)
         ax2.set_xscale("log")
         ax2.set_xlabel("end-to-end invocation latency, ms (successful invocations)")
         ax2.set_ylabel("fraction of invocations")

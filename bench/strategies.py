@@ -459,9 +459,11 @@ class _RemoteEnv:
         host.request({"op": "create", "env": env_id}, timeout=10)
 
     def invoke(self, event: dict[str, Any], context: FakeContext) -> None:
+        # The absolute deadline (CLOCK_MONOTONIC is shared by all processes): time spent before the host starts
+        # the handler counts against the function's timeout, as on Lambda.
         remaining = context.get_remaining_time_in_millis()
         self.host.request(
-            {"op": "invoke", "env": self.env_id, "event": event, "timeout_ms": remaining},
+            {"op": "invoke", "env": self.env_id, "event": event, "timeout_ms": remaining, "deadline": context.deadline},
             timeout=remaining / 1000 + 0.5,
         )
 
