@@ -174,7 +174,7 @@ def small_server() -> Iterator[MariaDBServer]:
 def test_concurrent_cold_starts_while_full(small_server: MariaDBServer, slots_free_up: bool, leaks: LeakSink) -> None:
     """12 fresh Lambda environments start at once against a full server (the reference hangs one caller forever).
 
-    Every invocation returns within its 1.5 s Lambda timeout; when the slots free up, the environments succeed.
+    Every invocation returns within its Lambda timeout; when the slots free up, the environments succeed.
     """
     server = small_server
     app = server.create_user()
@@ -183,7 +183,9 @@ def test_concurrent_cold_starts_while_full(small_server: MariaDBServer, slots_fr
     leaks.secret(filler.password)
     server.open_zombies(filler, server.max_connections)
     target = Target(server=server, user=app, host=server.host, port=server.port, leaks=leaks)
-    n, timeout = 12, 1.5
+    # Lambda timeout; the client's deadline is 0.5 s less (deadline_margin). Generous when slots free up: on a
+    # loaded 2-core machine twelve cold connects after the release may need a while.
+    n, timeout = 12, (4.0 if slots_free_up else 2.0)
     handlers = [target.handler(connect_timeout=0.5, after="quit") for _ in range(n)]
     results: list[tuple[str, float]] = [("pending", 0.0)] * n
     start = threading.Barrier(n + 1)
@@ -204,7 +206,7 @@ def test_concurrent_cold_starts_while_full(small_server: MariaDBServer, slots_fr
         t.start()
     start.wait(5)
     if slots_free_up:
-        time.sleep(0.5)
+        time.sleep(0.3)
         server.close_zombies()  # 10 slots for 12 environments, each giving its slot up after its invocation
     for t in threads:
         t.join(timeout + SLACK + 1)
