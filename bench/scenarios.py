@@ -70,12 +70,11 @@ class Scenario:
 
 def scenarios(quick: bool) -> list[Scenario]:
     """The scenario list; ``quick`` shortens every run for ``make bench-quick``."""
-    d = 0.12 if quick else 1.0
 
-    def dur(full: float, minimum: float) -> float:
-        return max(minimum, round(full * d))
+    def dur(full: float, quick_seconds: float) -> float:
+        return quick_seconds if quick else full
 
-    s1_burst_every, s1_burst_len = (4.0, 2.0) if quick else (10.0, 2.0)
+    s1_burst_every, s1_burst_len, s1_burst_at = (4.0, 2.0, 1.0) if quick else (10.0, 2.0, 2.0)
     return [
         Scenario(
             key="s1-burst",
@@ -84,9 +83,9 @@ def scenarios(quick: bool) -> list[Scenario]:
             "per invocation, idle environments destroyed after 2-6 s without cleanup.",
             max_connections=90,
             load=OpenLoop(
-                rate=400, burst_rate=800, burst_every=s1_burst_every, burst_len=s1_burst_len, burst_offset=2.0
+                rate=400, burst_rate=800, burst_every=s1_burst_every, burst_len=s1_burst_len, burst_offset=s1_burst_at
             ),
-            duration=dur(48, 6),
+            duration=dur(48, 5),
             hold=0.04,
         ),
         Scenario(
@@ -95,7 +94,7 @@ def scenarios(quick: bool) -> list[Scenario]:
             description="300 concurrent environments, 30 connections, SELECT SLEEP(0.1).",
             max_connections=30,
             load=ClosedLoop(callers=300, error_pause=0.1),
-            duration=dur(30, 5),
+            duration=dur(30, 4),
             hold=0.1,
             concurrency=300,
             seed=2,
@@ -107,7 +106,7 @@ def scenarios(quick: bool) -> list[Scenario]:
             + ("once mid-run." if quick else "three times (30%, 55%, 80% of the run)."),
             max_connections=90,
             load=OpenLoop(rate=300),
-            duration=dur(30, 5),
+            duration=dur(30, 4),
             hold=0.04,
             kill_at=(0.5,) if quick else (0.3, 0.55, 0.8),
             seed=3,
@@ -119,7 +118,7 @@ def scenarios(quick: bool) -> list[Scenario]:
             + ("1.5 s later." if quick else "3 s later."),
             max_connections=90,
             load=OpenLoop(rate=200),
-            duration=dur(30, 6),
+            duration=dur(30, 5),
             hold=0.04,
             crash_at=0.3,
             down_for=1.5 if quick else 3.0,
