@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     complete = not args.strategies and not args.scenarios and not args.skip_micro
 
-    micro_seconds = 0.0 if args.skip_micro else (6.0 if args.quick else 25.0)
+    micro_seconds = 0.0 if args.skip_micro else (4.0 if args.quick else 25.0)
     planned = sum(sc.duration + RUN_OVERHEAD_S for sc in plan) * len(strategies) + micro_seconds
     progress = Progress(planned)
     started = time.monotonic()
@@ -126,9 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_micro:
         progress.step("micro-benchmarks (import time, per-query overhead)", micro_seconds)
         try:
-            extras["import_time"] = import_times(5 if args.quick else 15)
-            extras["query_overhead"] = query_overhead(5 if args.quick else 15, 200 if args.quick else 500)
-            extras["connect_cost"] = connect_cost(20 if args.quick else 50)
+            extras["import_time"] = import_times(3 if args.quick else 15)
+            extras["query_overhead"] = query_overhead(3 if args.quick else 15, 200 if args.quick else 500)
+            extras["connect_cost"] = connect_cost(10 if args.quick else 50)
             progress.finish_step("done")
         except Exception as exc:
             failures.append(f"micro-benchmarks: {type(exc).__name__}: {exc}")

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench import REPO_ROOT
 from bench.scenarios import ZOMBIE_MAX_TIMEOUT, RunResult, Scenario
 
 __all__ = ["check_targets", "machine", "markdown", "write_charts", "write_json"]
@@ -136,7 +137,8 @@ def markdown(results: Sequence[RunResult], scenarios: Sequence[Scenario], extras
             )
         chart = extras.get("charts", {}).get(sc.key)
         if chart:
-            lines += ["", f"Chart: `{chart}`"]
+            shown = Path(chart).relative_to(REPO_ROOT) if Path(chart).is_relative_to(REPO_ROOT) else chart
+            lines += ["", f"Chart: `{shown}` (written by the run, not committed)"]
         lines.append("")
     return "\n".join(lines)
 
