@@ -240,19 +240,26 @@ def main(argv: list[str] | None = None) -> int:
         sampler.start()
         t0 = loadgen.start()
         sampler.t0 = t0
+        tty = sys.stderr.isatty()
+        lead = "\r" if tty else ""
+        tick = 0
         while time.monotonic() < t0 + duration:
             time.sleep(1)
+            tick += 1
+            if not tty and tick % 5:
+                continue
             done = [i for i in fleet.invocations if i.end]
             conns = sampler.samples[-1].app_conns if sampler.samples else None
             print(
-                f"\r  {time.monotonic() - t0:4.0f}s  invocations {len(done):6d}  errors "
+                f"{lead}  {time.monotonic() - t0:4.0f}s  invocations {len(done):6d}  errors "
                 f"{sum(1 for i in done if not i.ok):4d}  environments {fleet.live_count():3d}  "
                 f"connections {conns}/{MAX_CONNECTIONS}   ",
-                end="",
+                end="" if tty else "\n",
                 file=sys.stderr,
                 flush=True,
             )
-        print(file=sys.stderr)
+        if tty:
+            print(file=sys.stderr)
         loadgen.join()
         fleet.drain(10)
         live_ids = strategy.live_thread_ids(fleet.live_envs())
@@ -267,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         _chart(chart, sampler, fleet)
         print("\nResult")
         print(
-            f"  invocations        {len(invs)} ({len(invs) / duration:.0f}/s), {fleet.counters.peak_envs} environments"
+            f"  invocations        {len(invs)} ({len(invs) / duration:.0f}/s), "
+            f"{fleet.counters.peak_envs} environments at most"
         )
         print(f"  errors             {sum(errors.values())}" + (f"  {dict(errors)}" if errors else ""))
         if ok:
