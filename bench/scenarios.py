@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -353,7 +353,7 @@ def _summarise(
     drained: bool,
     zombies: list[dict[str, Any]],
     live: int,
-    cpu: dict[str, float | None],
+    cpu: Mapping[str, float | None],
     lib_stats: dict[str, Any],
     chaos: _Chaos,
 ) -> None:

@@ -122,7 +122,8 @@ def _force_close(conn: Connection[Any] | None) -> None:
     if conn is None:
         return
     with contextlib.suppress(Exception):
-        conn._force_close()  # type: ignore[no-untyped-call]
+        force_close: Callable[[], None] = getattr(conn, "_force_close")  # noqa: B009 - not in the stubs
+        force_close()
 
 
 def _thread_id_of(conn: Connection[Any] | None) -> int | None:
@@ -276,7 +277,8 @@ def load_with_mysql() -> Callable[..., Any]:
         from serverless_mysql import with_mysql
     except ImportError:  # older checkouts exported it only from the submodule
         from serverless_mysql.decorator import with_mysql
-    return with_mysql  # type: ignore[no-any-return]
+    loaded: Callable[..., Any] = with_mysql
+    return loaded
 
 
 class WithMySQL:
