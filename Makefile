@@ -15,6 +15,7 @@ help:
 	@echo "make bench        the full Lambda-fleet benchmark (<= 15 min)"
 	@echo "make bench-quick  a short benchmark run (<= 2 min)"
 	@echo "make layer        build/serverless-mysql-layer.zip without SAM"
+	@echo "make validate-template  cfn-lint + sam validate --lint on template.yaml (offline)"
 	@echo "make clean        remove build output and the virtualenv"
 
 $(STAMP): pyproject.toml
@@ -60,6 +61,9 @@ demo: $(STAMP) mariadb
 
 layer:
 	$(MAKE) -C layer zip PYTHON=$(PYTHON)
+
+validate-template:
+	$(MAKE) -C layer validate PYTHON=$(PYTHON)
 
 clean:
 	rm -rf build .aws-sam $(VENV) .pytest_cache .mypy_cache .ruff_cache
