@@ -10,6 +10,8 @@ SRC    := src tests bench examples layer
 help:
 	@echo "make demo         run the example handler through a simulated Lambda fleet (~30 s)"
 	@echo "make test         lint + type check + every test (unit, integration, layer)"
+	@echo "make unit         unit tests only (no database)"
+	@echo "make integration  integration tests against the private MariaDB"
 	@echo "make lint         ruff check, ruff format --check, mypy --strict"
 	@echo "make format       ruff format + ruff check --fix"
 	@echo "make bench        the full Lambda-fleet benchmark (<= 15 min)"
