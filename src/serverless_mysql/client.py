@@ -221,11 +221,15 @@ class ServerlessMySQL:
         return Transaction(self, isolation_level=isolation_level, read_only=read_only)
 
     def escape(self, value: object) -> str:
-        """Escape ``value`` as an SQL literal (prefer placeholders in :meth:`query`)."""
+        """Escape ``value`` as an SQL literal (prefer placeholders in :meth:`query`).
+
+        Connected, it escapes for the session's ``sql_mode``. Before the first connect the mode is unknown, so
+        the literal is one that reads the same with and without ``NO_BACKSLASH_ESCAPES``.
+        """
         conn = self._conn
         if conn is not None and conn.open:
             return conn.escape(value)
-        return str(pymysql.converters.escape_item(value, "utf8mb4"))
+        return _escape_any_mode(value)
 
     @staticmethod
     def escape_id(name: str) -> str:
@@ -737,6 +741,22 @@ def _close_quietly(conn: Connection[Any]) -> None:
         pass
     with contextlib.suppress(Exception):
         conn._force_close()  # type: ignore[attr-defined]
+
+
+_PLAIN_TEXT = re.compile(r"[^\\\x00-\x1f]*")  # no backslash, no control character
+
+
+def _escape_any_mode(value: object) -> str:
+    """An SQL literal that means the same whether or not the session has ``NO_BACKSLASH_ESCAPES``."""
+    if isinstance(value, str):
+        if _PLAIN_TEXT.fullmatch(value):
+            return "'" + value.replace("'", "''") + "'"  # doubled quotes work in both modes
+        return "_utf8mb4 X'" + value.encode("utf-8").hex() + "'"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "X'" + bytes(value).hex() + "'"
+    if isinstance(value, list | tuple | set | frozenset):
+        return "(" + ",".join(_escape_any_mode(item) for item in value) + ")"
+    return str(pymysql.converters.escape_item(value, "utf8mb4"))  # numbers, None, dates: no backslashes
 
 
 def _describe(exc: BaseException) -> str:

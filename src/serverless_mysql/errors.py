@@ -158,10 +158,21 @@ def error_number(exc: BaseException) -> int | None:
 def is_retryable_connect_error(exc: BaseException) -> bool:
     """True for connect failures that another attempt may fix (1040, 1041, 1203, 1226 for connections, 2003, ...)."""
     code = error_number(exc)
+    if code == CR_CONN_HOST_ERROR and _is_tls_failure(getattr(exc, "original_exception", None)):
+        return False  # a bad certificate or TLS setup: every retry would fail the same way
     if code == ER_USER_LIMIT_REACHED:
         # 1226 is also raised for MAX_QUERIES_PER_HOUR and friends, which no retry fixes.
         return "max_user_connections" in str(exc)
     return code in _RETRYABLE_CONNECT
+
+
+def _is_tls_failure(exc: object) -> bool:
+    """A TLS error that is about certificates or protocol, not a connection dropped mid-handshake."""
+    import ssl  # noqa: PLC0415 - PyMySQL has loaded it already; keeps this module's import light
+
+    if not isinstance(exc, ssl.SSLError):
+        return False
+    return not isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError | ssl.SSLSyscallError)
 
 
 def is_connection_lost(exc: BaseException) -> bool:

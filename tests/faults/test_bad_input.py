@@ -393,17 +393,7 @@ def test_escape_before_connect_matches_the_server(target: Target) -> None:
         assert stored(target, row.insert_id)["s"] == value
 
 
-NO_BACKSLASH_BUG = (
-    "BUG: ServerlessMySQL.escape() before the first connect escapes with backslashes "
-    "(pymysql.converters.escape_item) whatever the session's sql_mode; with NO_BACKSLASH_ESCAPES (here from "
-    "connect_args sql_mode) the server reads such a literal differently: escape() of backslash-quote-OR-1=1 in a WHERE "
-    "clause matches every row (SQL injection)"
-)
-
-
-@pytest.mark.parametrize(
-    "connected", [True, pytest.param(False, marks=pytest.mark.xfail(strict=True, reason=NO_BACKSLASH_BUG))]
-)
+@pytest.mark.parametrize("connected", [True, False])
 def test_escape_under_no_backslash_escapes(target: Target, connected: bool) -> None:
     db = target.client(connect_args={"sql_mode": "NO_BACKSLASH_ESCAPES"})
     target.server.execute(f"INSERT INTO {target.table} (s) VALUES ('alice'), ('bob')")

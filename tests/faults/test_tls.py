@@ -191,15 +191,6 @@ def test_tls_verification_failure_fails_closed_with_a_clear_error(
     assert tls_server.wait_for_connection_count(0, tls_user.name) == 0
 
 
-TLS_RETRY_BUG = (
-    "BUG: a TLS verification failure is retried like a capacity problem: PyMySQL wraps the SSLCertVerificationError "
-    "in OperationalError 2003, which the library classifies as retryable, so one bad CA or host name costs "
-    "max_retries+1 (51) TLS handshakes against the server and the whole deadline, ending in RetriesExhaustedError "
-    "or DeadlineExceededError instead of ConnectError at once (2003's original_exception says it is an SSL error)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=TLS_RETRY_BUG)
 @pytest.mark.parametrize("fault", ["wrong CA", "wrong host name"])
 def test_tls_verification_failure_is_not_retried(
     fault: str, tls_user: AppUser, pki: TestPKI, other_pki: TestPKI, wrong_name_proxy: FaultProxy, leaks: LeakSink
