@@ -318,6 +318,14 @@ class _Setup:
                 raise self._error(ConfigTypeError(f"option {name!r} must be a number of seconds, not {value!r}"))
             if not math.isfinite(value) or value < 0:
                 raise self._error(ConfigError(f"option {name!r} must be >= 0 seconds, not {value!r}"))
+        # Checked here too: without secret_id/iam_auth nothing else would look at it.
+        if self.region is not None and (not isinstance(self.region, str) or not self.region.strip()):
+            raise self._error(
+                ConfigTypeError(
+                    f"option 'region' must be a non-empty str (an AWS Region, e.g. 'eu-west-1') or None, "
+                    f"not {self.region!r}"
+                )
+            )
         if self.metrics is not None and not callable(getattr(self.metrics, "add_metric", None)):
             kind = type(self.metrics).__name__
             raise ConfigTypeError(f"option 'metrics' must be a Powertools Metrics object (add_metric), not {kind}")

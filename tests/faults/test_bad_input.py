@@ -128,10 +128,6 @@ def test_options_are_keyword_only() -> None:
         ServerlessMySQL("127.0.0.1")  # type: ignore[call-arg]
 
 
-REGION_BUG = (
-    "BUG (minor): with_mysql(region=...) is validated only when secret_id or iam_auth uses it; otherwise a "
-    "wrong type or an empty region is accepted silently"
-)
 BAD_DECORATOR_OPTIONS: dict[str, list[tuple[Any, type[ConfigError]]]] = {
     "secret_id": [(5, TYPE), ("", TYPE)],
     "secret_max_age": [("300", TYPE), (-1, VALUE), (math.nan, VALUE)],
@@ -143,11 +139,7 @@ BAD_DECORATOR_OPTIONS: dict[str, list[tuple[Any, type[ConfigError]]]] = {
     "connect_on_init": [("no", TYPE)],
 }
 DECORATOR_CASES = [
-    pytest.param(
-        n, v, e, id=f"{n}={v!r}", marks=[pytest.mark.xfail(strict=True, reason=REGION_BUG)] if n == "region" else []
-    )
-    for n, cases in BAD_DECORATOR_OPTIONS.items()
-    for v, e in cases
+    pytest.param(n, v, e, id=f"{n}={v!r}") for n, cases in BAD_DECORATOR_OPTIONS.items() for v, e in cases
 ]
 
 
