@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 import select
 import threading
@@ -45,6 +46,7 @@ _NOT_A_PLAIN_READ = re.compile(
     r"LAST_INSERT_ID)\s*\(|\b(?:INSERT|UPDATE|DELETE|REPLACE)\b",
     re.IGNORECASE,
 )
+_PING_TIMEOUT = 1.0  # seconds a liveness ping may wait (ping_after_idle)
 _MAX_LOST_RERUNS = 2  # re-runs of one statement after lost connections: bounded, whatever the server does
 
 
@@ -325,8 +327,13 @@ class ServerlessMySQL:
             return False
         ping_after = self._config.ping_after_idle
         if ping_after is not None and self._clock() - self._last_used >= ping_after:
+            # A live server answers at once; a silently dropped connection never does. Wait briefly and leave
+            # most of the time left for the reconnect.
+            left = self.remaining()
+            wait = max(0.001, min(self._config.connect_timeout, _PING_TIMEOUT, math.inf if left is None else left / 2))
+            setattr(conn, "_read_timeout", wait)  # noqa: B010 - reset by _apply_timeouts before the next statement
+            setattr(conn, "_write_timeout", wait)  # noqa: B010
             try:
-                self._apply_timeouts(conn)
                 conn.ping(reconnect=False)
             except pymysql.MySQLError:
                 return False
