@@ -235,3 +235,32 @@ def test_url_option_connects(app_user: AppUser) -> None:
         assert db.query("SELECT DATABASE() AS d") == [{"d": app_user.database}]
     finally:
         db.quit()
+
+
+def test_default_tls_setup_is_built_once_per_process(
+    app_user: AppUser, client_factory: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PyMySQL's "TLS if offered" mode loads the CA store per Connection(); the client builds that context once."""
+    import ssl
+
+    from serverless_mysql import client as client_module
+
+    built: list[ssl.SSLContext] = []
+    real = ssl.create_default_context
+
+    def counting(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        built.append(real(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(client_module._Connection, "_shared_tls", None)
+    monkeypatch.setattr(ssl, "create_default_context", counting)
+    clients = [client_factory(app_user) for _ in range(3)]
+    for db in clients:
+        db.query("SELECT 1")
+    contexts = {id(getattr(db.get_client(), "ctx", None)) for db in clients}
+    assert len(built) == 1 and contexts == {id(built[0])}
+    # Explicit TLS options still get a context of their own (and make TLS required, which this server lacks).
+    explicit = client_factory(app_user, connect_args={"ssl_verify_cert": True})
+    with pytest.raises(ConnectError, match="SSL is required"):
+        explicit.connect()
+    assert len(built) == 2
