@@ -31,7 +31,7 @@ from pymysql.constants import SERVER_STATUS
 from . import errors as E
 from .backoff import RetryBudget, make_backoff
 from .config import Config
-from .housekeeping import Housekeeper, Usage, parse_zombies, plan, usage_sql
+from .housekeeping import REFUSALS_SQL, Housekeeper, Usage, parse_zombies, plan, someone_waits, usage_sql
 from .transactions import Transaction
 
 if TYPE_CHECKING:
@@ -48,6 +48,8 @@ _NOT_A_PLAIN_READ = re.compile(
     r"LAST_INSERT_ID)\s*\(|\b(?:INSERT|UPDATE|DELETE|REPLACE)\b",
     re.IGNORECASE,
 )
+# Connect refusals that mean "no free slot" (others of the fleet are waiting too).
+_NO_SLOT = frozenset({E.ER_CON_COUNT_ERROR, E.ER_TOO_MANY_USER_CONNECTIONS, E.ER_USER_LIMIT_REACHED})
 _PING_TIMEOUT = 1.0  # seconds a liveness ping may wait (ping_after_idle)
 _MAX_LOST_RERUNS = 2  # re-runs of one statement after lost connections: bounded, whatever the server does
 
@@ -122,6 +124,7 @@ class ServerlessMySQL:
         self._stats = Stats()
         self._tx: Transaction | None = None
         self._lost_transaction = False
+        self._connect_waited = False  # this connection's connect was refused for lack of slots first
         self._poller: select.poll | None = None
         self._polled_sock: object = None
 
@@ -365,7 +368,7 @@ class ServerlessMySQL:
         cfg = self._config
         budget = RetryBudget(self._backoff, cfg.max_retries, self._deadline, self._clock)
         started = self._clock()
-        refresh = refreshed = False
+        refresh = refreshed = slot_waited = False
         while True:
             kwargs = self._connect_kwargs(refresh)
             refresh = False
@@ -401,6 +404,7 @@ class ServerlessMySQL:
                     self._emit("on_connect_error", exc)
                     raise self._retry_failure(budget, started, exc) from exc
                 self._bump(connect_retries=1)
+                slot_waited = slot_waited or code in _NO_SLOT
                 self._housekeeper.force_next = True  # the server is full: measure at the next end()
                 self._emit("on_retry", exc, budget.attempt, delay, self._backoff.name)
                 logger.debug("connect retry", extra={"event": "connect_retry", "errno": code, "delay": delay})
@@ -409,6 +413,7 @@ class ServerlessMySQL:
             setattr(conn, "_read_timeout", cfg.read_timeout)  # noqa: B010 - not in PyMySQL's public API
             setattr(conn, "_write_timeout", cfg.write_timeout)  # noqa: B010
             self._conn = conn
+            self._connect_waited = slot_waited
             self._counter = 0
             self._last_used = self._clock()
             self._housekeeper.force_next = True
@@ -687,10 +692,29 @@ class ServerlessMySQL:
             },
         )
         freed = self._kill(conn, decision.kill)
-        if decision.quit_if_nothing_freed and freed == 0:
+        if decision.quit_if_nothing_freed and freed == 0 and conn is self._conn and self._someone_waits(conn, usage):
             logger.debug("giving up the connection under pressure", extra={"event": "pressure_quit"})
             self._bump(pressure_quits=1)
             self._close(conn)
+
+    def _someone_waits(self, conn: Connection[Any], usage: Usage) -> bool:
+        hk = self._housekeeper
+        refusals: int | None = None
+        if not self._connect_waited and usage.max_user_connections == 0:
+            self._apply_timeouts(conn)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(REFUSALS_SQL)
+                    rows = cur.fetchall()
+                refusals = sum(int(row["Value"]) for row in rows) if rows else None
+            except pymysql.MySQLError as exc:
+                if E.is_connection_lost(exc):
+                    raise
+                logger.debug("cannot read the refusal counter", extra={"event": "housekeeping", "errno": exc.args[0]})
+            finally:
+                self._bump(housekeeping_statements=1)
+        before, hk.refusals = hk.refusals, refusals
+        return someone_waits(usage, connect_waited=self._connect_waited, refusals_before=before, refusals_now=refusals)
 
     def _kill(self, conn: Connection[Any], zombies: tuple[Any, ...]) -> int:
         freed = 0

@@ -9,8 +9,11 @@ What to do is then decided here, in plain Python (:func:`plan`), with the refere
   system and daemon threads (``event_scheduler``, replication) never count.
 - Zombie ages are taken over the user's own ``Sleep`` connections only, never including this connection.
 - Under pressure, just enough zombies are killed to get back under the threshold (oldest first, at most
-  ``max_kills``); the connection is given up only when there was nothing to kill or every KILL was refused.
-  "Unknown thread id" (1094: another environment killed it first) counts as freed, not as a failure.
+  ``max_kills``). "Unknown thread id" (1094: another environment killed it first) counts as freed.
+- The connection is given up only when nothing could be freed **and someone is waiting for a slot**
+  (:func:`someone_waits`). serverless-mysql quits whenever it is over the threshold with nothing to kill; when the
+  connections over the threshold belong to the same warm fleet, that only hands the slot to another environment
+  of the fleet, which pays a reconnect on every invocation: the benchmark's scenario 1 collapsed that way.
 - It runs adaptively: rarely while utilization is low, on every ``end()`` when it is near the threshold, and
   right after a connect (a cold start or a connect that had to retry is exactly when the fleet grows).
 """
@@ -22,7 +25,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-__all__ = ["Housekeeper", "Plan", "Usage", "Zombie", "plan", "usage_sql"]
+__all__ = ["REFUSALS_SQL", "Housekeeper", "Plan", "Usage", "Zombie", "plan", "someone_waits", "usage_sql"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +120,30 @@ def plan(usage: Usage, *, conn_utilization: float, zombie_max_timeout: float, ma
     return Plan(kill=old[:max_kills])
 
 
+# Failed connects: MariaDB counts a 1040 refusal in Aborted_connects only, MySQL also in
+# Connection_errors_max_connections. Their sum only has to grow when somebody is refused.
+REFUSALS_SQL = "SHOW GLOBAL STATUS WHERE Variable_name IN ('Aborted_connects', 'Connection_errors_max_connections')"
+
+
+def someone_waits(usage: Usage, *, connect_waited: bool, refusals_before: int | None, refusals_now: int | None) -> bool:
+    """Whether giving up this connection would help another client, that is: is anybody refused a connection.
+
+    ``connect_waited``: this connection's own connect had to retry because the server was full.
+    ``refusals_before``/``refusals_now``: the server's refusal counter at this client's previous and current
+    reading (``None``: not read before / unreadable). With an account limit the counter does not see the
+    refusals (1203), so the account being at its limit is the sign.
+    """
+    if connect_waited:
+        return True
+    if usage.max_user_connections > 0:
+        return usage.used >= usage.limit
+    if refusals_now is None:
+        return True  # cannot tell: do what serverless-mysql does
+    if refusals_before is None:
+        return usage.utilization >= 1.0  # no earlier reading: at the limit the next connect is refused
+    return refusals_now > refusals_before
+
+
 @dataclass
 class Housekeeper:
     """Decides when housekeeping runs and remembers the server's limits between runs."""
@@ -130,6 +157,7 @@ class Housekeeper:
     limits: tuple[int, int] | None = None
     limits_at: float = -math.inf
     force_next: bool = True
+    refusals: int | None = None  # the server's refusal counter at the last reading
 
     # Adaptive mode: the chance that an end() measures, by how close the last measurement was to the threshold.
     LOW_CHANCE = 0.1

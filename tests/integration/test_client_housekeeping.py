@@ -7,11 +7,12 @@ import random
 import time
 from typing import Any
 
+import pymysql
 import pytest
 
 from serverless_mysql import ServerlessMySQL
 from serverless_mysql import client as client_module
-from tests.integration.conftest import ClientFactory, fill
+from tests.integration.conftest import ClientFactory, fill, later
 from tests.support.mariadb import AppUser, MariaDBServer
 
 pytestmark = pytest.mark.integration
@@ -79,20 +80,44 @@ def test_account_limit_is_the_effective_limit(
         conn.close()
 
 
-def test_quits_its_own_connection_when_over_with_nothing_to_kill(
+def test_quits_its_own_connection_when_over_with_nothing_to_kill_and_someone_is_refused(
     server_factory: Factory, make_user: Factory, client_factory: ClientFactory
 ) -> None:
     server = server_factory(max_connections=10)
     other, app = make_user(server), make_user(server, process=True)
-    held = fill(server, other, 8)
+    held = fill(server, other, 6)
     closed: list[bool] = []
-    db = client_factory(app, zombie_min_timeout=0, on_close=lambda: closed.append(True))
+    db = client_factory(app, conn_utilization=0.5, zombie_min_timeout=0, on_close=lambda: closed.append(True))
+    db.query("SELECT 1")
+    db.end()  # over the threshold, nothing to kill, but nobody is waiting: giving up the slot would help no one
+    assert (closed, db.get_stats().pressure_quits) == ([], 0)
+    assert db.get_client() is not None
+    # Now somebody is refused a connection: the next end() gives its slot up.
+    held += fill(server, other, 10 - server.connection_count())
+    with pytest.raises(pymysql.err.OperationalError, match="Too many connections"):
+        other.connect()
     db.query("SELECT 1")
     db.end()
     assert closed == [True]
     assert db.get_client() is None
     assert db.get_stats().pressure_quits == 1
     server.wait_for_connection_count(0, app.name)
+    for conn in held:
+        conn.close()
+
+
+def test_a_connect_that_waited_for_a_slot_gives_it_back(
+    server_factory: Factory, make_user: Factory, client_factory: ClientFactory
+) -> None:
+    server = server_factory(max_connections=10)
+    other, app = make_user(server), make_user(server, process=True)
+    held = fill(server, other, 10)
+    later(0.3, held.pop().close)
+    db = client_factory(app, zombie_min_timeout=0, base=0.05, cap=0.1)
+    db.query("SELECT 1")  # retried 1040 until a slot freed
+    assert db.get_stats().connect_retries >= 1
+    db.end()
+    assert db.get_client() is None and db.get_stats().pressure_quits == 1
     for conn in held:
         conn.close()
 
@@ -108,7 +133,8 @@ def test_never_kills_its_own_connection(
     time.sleep(1.1)  # its own connection is now a sleeping connection older than zombie_min_timeout
     db.end()
     assert killed == []
-    assert db.get_stats().pressure_quits == 1
+    assert db.get_stats().pressure_quits == 0  # nobody is refused a connection: it keeps its own
+    assert db.get_client() is not None
 
 
 def test_unknown_thread_is_benign(server_factory: Factory, make_user: Factory, client_factory: ClientFactory) -> None:
