@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -191,17 +192,29 @@ def parse_url(url: object) -> dict[str, Any]:
 
     Credentials and database are percent-decoded. A query parameter is either one of our options (converted
     to that option's type) or a ``pymysql.connect`` argument (it goes to ``connect_args``).
+
+    Error messages never quote the user info, the path or anything that may be a piece of the password (a
+    password with an unencoded ``/``, ``?`` or ``#`` makes urllib split the URL inside it).
     """
     if not isinstance(url, str):
         raise ConfigTypeError(f"option 'url' must be a str, not {type(url).__name__}")
+    if _password_split(url):
+        raise ConfigError(
+            "option 'url' has an '@' after the host, as when the password holds an unencoded '/', '?' or '#'; "
+            f"{_ENCODE_HINT} (an '@' in a parameter value as %40)"
+        )
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise ConfigError(f"option 'url' is not a valid URL: {_safe_reason(exc, url)}") from None
+        # NOTE: from None: urllib's message may quote the netloc, which holds the password.
+        raise ConfigError(f"option 'url' is not a valid URL: {_url_problem(exc)}; {_ENCODE_HINT}") from None
     if parts.scheme.lower() not in ("mysql", "mariadb"):
-        scheme = f"{parts.scheme}://" if parts.scheme else "none"
-        raise ConfigError(f"option 'url' must use the mysql:// scheme, not {scheme}")
+        if not parts.scheme or "://" not in url:
+            raise ConfigError("option 'url' must start with the mysql:// scheme: mysql://user:password@host:3306/db")
+        raise ConfigError(f"option 'url' must use the mysql:// scheme, not {parts.scheme}://")
+    if "#" in url:
+        raise ConfigError(f"option 'url' must not contain a '#' fragment; {_ENCODE_HINT}")
     if not parts.hostname:
         raise ConfigError("option 'url' has no host name")
     out: dict[str, Any] = {"host": unquote(parts.hostname)}
@@ -213,18 +226,23 @@ def parse_url(url: object) -> dict[str, Any]:
         out["password"] = unquote(parts.password)
     database = unquote(parts.path.lstrip("/"))
     if "/" in database:
-        raise ConfigError(f"option 'url' has a path {database!r}; only a database name may follow the host")
+        raise ConfigError(
+            "option 'url' has a path of several segments; only a database name may follow the host "
+            "(percent-encode '/' in it as %2F)"
+        )
     if database:
         out["database"] = database
     connect_args: dict[str, Any] = {}
     scalar_options = {f.name: f for f in fields(Config)}
     for key, raw in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
         if key in _URL_OPTION_TYPES:
-            out[key] = _convert(f"url parameter {key!r}", raw, _URL_OPTION_TYPES[key])
+            out[key] = _convert(f"url parameter {key!r}", raw, _URL_OPTION_TYPES[key], show="@" not in raw)
         elif key in _URL_CONNECT_ARGS:
-            connect_args[key] = _convert(f"url parameter {key!r}", raw, _URL_CONNECT_ARGS[key])
+            connect_args[key] = _convert(f"url parameter {key!r}", raw, _URL_CONNECT_ARGS[key], show="@" not in raw)
         elif key in scalar_options:
             raise ConfigError(f"url parameter {key!r} cannot be set in a URL; pass it as a keyword option")
+        elif "@" in key:  # no parameter name has one: rather a piece of a password
+            raise ConfigError(f"option 'url' has a parameter name with an '@'; {_ENCODE_HINT}")
         else:
             raise ConfigError(f"url parameter {key!r} is not an option of serverless_mysql nor of pymysql.connect")
     if connect_args:
@@ -232,31 +250,56 @@ def parse_url(url: object) -> dict[str, Any]:
     return out
 
 
-def _safe_reason(exc: Exception, url: str) -> str:
-    # urllib's messages may quote the netloc, which holds the password.
+_ENCODE_HINT = "percent-encode '/', '?', '#' and '@' in the user name and password (as %2F, %3F, %23 and %40)"
+# An '@' after the end of urllib's host part, followed by what looks like the real host[:port]: the user info
+# held a '/', '?' or '#' (an '@' in a value such as init_command=SET @x=1 is not followed by a host and a delimiter).
+_SPLIT_USERINFO = re.compile(r"@(?:[\w.~%-]+|\[[^\]/?#@]*\])(?::\d*)?(?:[/?#]|$)")
+
+
+def _password_split(url: str) -> bool:
+    _, sep, rest = url.partition("//")
+    if not sep:
+        return False
+    ends = [i for i in (rest.find(c) for c in "/?#") if i >= 0]
+    return bool(ends) and _SPLIT_USERINFO.search(rest, min(ends)) is not None
+
+
+def _url_problem(exc: ValueError) -> str:
+    # Named from urllib's message, never quoting it (it may quote the netloc).
     text = str(exc)
-    parts = url.split("@", 1)
-    return "malformed host or port" if len(parts) > 1 and parts[0] in text else text
+    if "out of range" in text:
+        return "the port is out of range (0-65535)"
+    if "Port" in text:
+        return "the port is not a number"
+    if "Invalid IPv6" in text:
+        return "a '[' or ']' in the host is unbalanced"
+    if "IPv6" in text:
+        return "the host in brackets is not an IP address"
+    return "malformed host or port"
 
 
-def _convert(what: str, raw: str, kind: type) -> Any:
+def _convert(what: str, raw: str, kind: type, *, show: bool = True) -> Any:
     if kind is bool:
         low = raw.strip().lower()
         if low in _TRUE:
             return True
         if low in _FALSE:
             return False
-        raise ConfigError(f"{what} must be a boolean (true/false, 1/0, yes/no, on/off), not {raw!r}")
+        raise ConfigError(f"{what} must be a boolean (true/false, 1/0, yes/no, on/off){_shown(raw, show)}")
     if kind in (int, float):
         try:
             return kind(raw)
         except ValueError:
-            raise ConfigError(f"{what} must be a {kind.__name__}, not {raw!r}") from None
+            raise ConfigError(f"{what} must be a {kind.__name__}{_shown(raw, show)}") from None
     if kind is type(None):  # optional float
         if raw.strip().lower() in ("", "none", "null"):
             return None
-        return _convert(what, raw, float)
+        return _convert(what, raw, float, show=show)
     return raw
+
+
+def _shown(raw: str, show: bool) -> str:
+    return f", not {raw!r}" if show else ""
 
 
 # Our options a URL may set, with the type its text converts to (type(None) = optional float).

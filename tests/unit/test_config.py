@@ -131,6 +131,33 @@ def test_url_errors_never_show_the_password() -> None:
     assert "s3cretpw" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://u:pw@h:99999/db",
+        "mysql://u:pw@[::1/db",
+        "mysql://u:pw@[nohost]/db",
+        "mysql://u:pw/x@h/db",
+        "mysql://u:pw@h/db#pw2",
+        "mysql://u:pw?x@h:3306",
+        "mysql://u:pw?pw2=1@h?max_retries=x",
+        "mysql://h/db?max_retries=pw@2",
+    ],
+)
+def test_url_errors_name_the_problem_without_quoting_the_url(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_options(url=url)
+    message = str(info.value)
+    assert "option 'url'" in message or "url parameter" in message, message
+    assert "pw" not in message and "nohost" not in message, message
+
+
+def test_an_at_sign_in_a_parameter_value_is_not_mistaken_for_a_password() -> None:
+    cfg = Config.from_options(url="mysql://u:p@h/db?init_command=SET @x:=1, @y=2")
+    assert (cfg.user, cfg.password, cfg.host, cfg.database) == ("u", "p", "h", "db")
+    assert cfg.connect_args == {"init_command": "SET @x:=1, @y=2"}
+
+
 def test_get_config_is_a_masked_copy() -> None:
     db = ServerlessMySQL(url="mysql://app:hunter2@db:3306/shop", connect_args={"ssl_key_password": "k3y"})
     cfg = db.get_config()
