@@ -65,6 +65,7 @@ _URL_CONNECT_ARGS: dict[str, type] = {
     "ssl_verify_cert": bool,
     "ssl_verify_identity": bool,
 }
+_OFF: tuple[object, ...] = (None, False, "", {})  # values that leave a pymysql.connect TLS argument unset
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -147,6 +148,9 @@ class Config:
         return config
 
     def _check_relations(self) -> None:
+        tls = getattr(self.credentials, "tls", None)
+        if isinstance(tls, Mapping) and tls:
+            self._check_tls_kept(tls)
         if self.base > self.cap:
             raise ConfigError(f"option 'base' ({self.base}) must not exceed option 'cap' ({self.cap})")
         if self.zombie_min_timeout > self.zombie_max_timeout:
@@ -154,6 +158,17 @@ class Config:
                 f"option 'zombie_min_timeout' ({self.zombie_min_timeout}) must not exceed "
                 f"option 'zombie_max_timeout' ({self.zombie_max_timeout})"
             )
+
+    def _check_tls_kept(self, tls: Mapping[str, Any]) -> None:
+        # connect_args are merged over the provider's arguments: they must not switch its TLS off or weaken it
+        # (an IAM token travels as a clear-text password).
+        for key, value in self.connect_args.items():
+            if (key == "ssl_disabled" and value) or (key in tls and tls[key] not in _OFF and value in _OFF):
+                provider = type(self.credentials).__name__
+                raise ConfigError(
+                    f"connect_args[{key!r}]={value!r} would weaken the TLS that option 'credentials' ({provider}) "
+                    "requires (its token is sent as a clear-text password); remove it from connect_args"
+                )
 
     @property
     def is_rds_proxy(self) -> bool:

@@ -36,7 +36,9 @@ class CredentialsProvider(Protocol):
     """Supplies credentials for each new connection.
 
     ``refreshable`` says whether asking again with ``refresh=True`` may give different credentials (so that an
-    access-denied error is worth one more connect).
+    access-denied error is worth one more connect). A provider may also have a ``tls`` mapping: the
+    ``pymysql.connect`` TLS arguments it requires; the client then refuses ``connect_args`` that would switch
+    them off or weaken them (``ssl_disabled``, ``ssl_verify_identity=False``, ...).
     """
 
     refreshable: bool

@@ -284,27 +284,24 @@ def test_iam_token_travels_only_inside_tls(
     assert rds.tokens[0].encode() not in wire
 
 
-IAM_DOWNGRADE_BUG = (
-    "BUG: ServerlessMySQL(credentials=IamAuthCredentials(..., ssl_ca=...), connect_args={'ssl_disabled': True}) "
-    "connects without TLS: the client merges the credentials' TLS arguments *under* connect_args, and "
-    "ssl_disabled wins in PyMySQL; only the decorator's iam_auth path checks for it"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=IAM_DOWNGRADE_BUG)
+@pytest.mark.parametrize("downgrade", [{"ssl_disabled": True}, {"ssl_verify_identity": False}])
 def test_iam_auth_cannot_be_downgraded_by_connect_args(
-    tls_server: MariaDBServer, pki: TestPKI, rds: TokenRecorder, leaks: LeakSink
+    downgrade: dict[str, Any], tls_server: MariaDBServer, pki: TestPKI, rds: TokenRecorder, leaks: LeakSink
 ) -> None:
+    """connect_args are merged over the credentials' TLS arguments: switching TLS off (or its host-name check) is
+    refused when the client is built, before any token is signed or byte sent."""
     with FaultProxy(tls_server.host, tls_server.port, record=65536) as proxy:
         creds = IamAuthCredentials(
             host="127.0.0.1", user="iam_app", port=proxy.port, ssl_ca=pki.ca_path, boto3_client=cast(Any, rds)
         )
-        db = ServerlessMySQL(host="127.0.0.1", port=proxy.port, credentials=creds, connect_args={"ssl_disabled": True})
-        db.set_deadline(2.0)
         with pytest.raises(ServerlessMySQLError) as info:
+            db = ServerlessMySQL(host="127.0.0.1", port=proxy.port, credentials=creds, connect_args=downgrade)
+            db.set_deadline(2.0)
             db.connect()
-        leaks.observe(info.value, db)
+        leaks.observe(info.value)
         proxy.wait_for_connections(0)
         wire = b"".join(bytes(c.recorded) for c in proxy.finished)
     assert not wire, f"a connection was attempted without TLS ({len(wire)} bytes sent in clear text)"
+    assert not rds.tokens, "a token was signed"
     assert isinstance(info.value, ConfigError), repr(info.value)
+    assert f"connect_args[{next(iter(downgrade))!r}]" in str(info.value), str(info.value)

@@ -15,6 +15,7 @@ from serverless_mysql import (
     CredentialsProvider,
     IamAuthCredentials,
     SecretsManagerCredentials,
+    ServerlessMySQL,
 )
 from serverless_mysql.secrets import credentials_from_secret
 from tests.integration.decorator_fixtures import ApiCalls, api_calls, aws
@@ -183,6 +184,25 @@ def test_iam_requires_tls_naming_the_option() -> None:
         IamAuthCredentials(host="h", user="u", tls={"ssl_ca": "/ca", "charset": "latin1"})
     with pytest.raises(ConfigTypeError, match="needs option 'user'"):
         IamAuthCredentials(host="h", user="", ssl_ca="/ca")
+
+
+@pytest.mark.parametrize(
+    "connect_args",
+    [{"ssl_disabled": True}, {"ssl_verify_identity": False}, {"ssl_ca": None}, {"ssl_ca": ""}],
+)
+def test_connect_args_cannot_weaken_the_tls_of_iam_credentials(connect_args: dict[str, Any]) -> None:
+    provider = IamAuthCredentials(host="h", user="u", ssl_ca="/ca")
+    key = next(iter(connect_args))
+    with pytest.raises(ConfigError, match=rf"connect_args\[{key!r}\].*option 'credentials' \(IamAuthCredentials\)"):
+        ServerlessMySQL(credentials=provider, connect_args=connect_args)
+
+
+def test_connect_args_may_replace_or_add_tls_arguments_of_iam_credentials() -> None:
+    provider = IamAuthCredentials(host="h", user="u", tls={"ssl_ca": "/ca"})
+    for connect_args in ({"ssl_ca": "/other-ca"}, {"ssl_verify_cert": True}, {"ssl_disabled": False}, {}):
+        assert ServerlessMySQL(credentials=provider, connect_args=connect_args).get_config()["connect_args"] == (
+            connect_args
+        )
 
 
 def test_iam_without_aws_credentials_is_a_credentials_error(monkeypatch: pytest.MonkeyPatch) -> None:
