@@ -2,16 +2,24 @@
 
 The client asks its credentials provider for :class:`Credentials` before every new connection. Providers that
 can be refreshed (a Secrets Manager secret after rotation) are asked again with ``refresh=True`` once after an
-access-denied error (1045).
+access-denied error (1045). While it asks, :func:`time_left` tells a provider how much of the client's deadline
+is left, so that a provider calling the network can bound its timeouts by it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Credentials", "CredentialsProvider"]
+__all__ = ["Credentials", "CredentialsProvider", "time_budget", "time_left"]
+
+# A context variable, not an argument of get_credentials: existing providers keep their signature, and each
+# thread (or task) sees the deadline of its own client.
+_deadline: ContextVar[float | None] = ContextVar("serverless_mysql_credentials_deadline", default=None)
 
 
 @dataclass(frozen=True)
@@ -46,3 +54,24 @@ class CredentialsProvider(Protocol):
     def get_credentials(self, *, refresh: bool = False) -> Credentials:
         """Return the credentials for the next connection; ``refresh`` bypasses any cache."""
         ...
+
+
+def time_left() -> float | None:
+    """Seconds a credentials provider may still spend, or ``None`` without a deadline.
+
+    :class:`~serverless_mysql.ServerlessMySQL` sets it around every ``get_credentials`` call from its deadline
+    (:meth:`~serverless_mysql.ServerlessMySQL.set_deadline`, which ``@with_mysql`` derives from the Lambda
+    context). It may be zero or negative when the deadline has passed.
+    """
+    deadline = _deadline.get()
+    return None if deadline is None else deadline - time.monotonic()
+
+
+@contextmanager
+def time_budget(seconds: float | None) -> Iterator[None]:
+    """Within the block, :func:`time_left` counts down from ``seconds`` (``None``: no deadline)."""
+    token = _deadline.set(None if seconds is None else time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
