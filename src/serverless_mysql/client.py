@@ -31,6 +31,7 @@ from pymysql.constants import SERVER_STATUS
 from . import errors as E
 from .backoff import RetryBudget, make_backoff
 from .config import Config
+from .credentials import time_budget
 from .housekeeping import REFUSALS_SQL, Housekeeper, Usage, parse_zombies, plan, someone_waits, usage_sql
 from .transactions import Transaction
 
@@ -349,7 +350,8 @@ class ServerlessMySQL:
         values: dict[str, Any] = {name: getattr(cfg, name) for name in ("host", "port", "user", "password", "database")}
         extra: dict[str, Any] = {}
         if cfg.credentials is not None:
-            creds = cfg.credentials.get_credentials(refresh=refresh)
+            with time_budget(self.remaining()):  # lets the provider bound its network calls by the deadline
+                creds = cfg.credentials.get_credentials(refresh=refresh)
             for name in values:
                 supplied = getattr(creds, name)
                 if supplied is not None and name not in cfg.explicit:
