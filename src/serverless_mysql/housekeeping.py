@@ -14,8 +14,9 @@ What to do is then decided here, in plain Python (:func:`plan`), with the refere
   (:func:`someone_waits`). serverless-mysql quits whenever it is over the threshold with nothing to kill; when the
   connections over the threshold belong to the same warm fleet, that only hands the slot to another environment
   of the fleet, which pays a reconnect on every invocation: the benchmark's scenario 1 collapsed that way.
-- It runs adaptively: rarely while utilization is low, on every ``end()`` when it is near the threshold, and
-  right after a connect (a cold start or a connect that had to retry is exactly when the fleet grows).
+- It runs adaptively (:meth:`Housekeeper.due`): on one ``end()`` in ten while utilization is low, also once a
+  second per environment from half the threshold on, on every ``end()`` near the threshold, and right after a
+  connect (a cold start or a connect that had to retry is exactly when the fleet grows).
 """
 
 from __future__ import annotations
@@ -159,9 +160,14 @@ class Housekeeper:
     force_next: bool = True
     refusals: int | None = None  # the server's refusal counter at the last reading
 
-    # Adaptive mode: the chance that an end() measures, by how close the last measurement was to the threshold.
+    # Adaptive mode, by how close the last measurement was to the threshold (utilization / conn_utilization):
+    # from NEAR on, every end() measures; from MID on, at least every MID_INTERVAL seconds; and any end() with
+    # LOW_CHANCE. A whole fleet measuring, each environment once a second, notices a climb within a fraction of a
+    # second, while a busy environment pays about LOW_CHANCE statements per invocation.
     LOW_CHANCE = 0.1
-    MID_CHANCE = 0.5
+    MID = 0.5
+    MID_INTERVAL = 1.0
+    NEAR = 0.9
 
     def due(self, now: float) -> bool:
         """Whether this ``end()`` should measure utilization."""
@@ -170,10 +176,11 @@ class Housekeeper:
         if self.force_next or self.last_utilization is None:
             return True
         closeness = self.last_utilization / self.conn_utilization
-        if closeness >= 0.75:
+        if closeness >= self.NEAR:
             return True
-        chance = self.MID_CHANCE if closeness >= 0.5 else self.LOW_CHANCE
-        return self.rng.random() < chance
+        if closeness >= self.MID and now - self.last_run >= self.MID_INTERVAL:
+            return True
+        return self.rng.random() < self.LOW_CHANCE
 
     def limits_stale(self, now: float) -> bool:
         """Whether the cached server limits are older than ``max_conns_freq``."""

@@ -78,18 +78,25 @@ def test_usage_sql_reads_limits_only_when_stale() -> None:
         assert sql.count("%s") == 1
 
 
+def share_due(hk: Housekeeper, utilization: float, period: float, n: int = 10_000) -> float:
+    """The share of ``n`` end() calls, ``period`` seconds apart, that measure."""
+    hk.force_next, hk.last_utilization, hk.last_run = False, utilization, -1e9
+    runs = 0
+    for i in range(n):
+        if hk.due(i * period):
+            runs += 1
+            hk.last_run = i * period
+    return runs / n
+
+
 def test_adaptive_schedule_is_cheap_when_idle_and_eager_when_close() -> None:
     hk = Housekeeper(conn_utilization=0.8, used_conns_freq=None, max_conns_freq=15, rng=random.Random(7))
     assert hk.due(0.0)  # first end() after a connect always measures
-    hk.force_next = False
-    hk.last_utilization = 0.1
-    low = sum(hk.due(float(i)) for i in range(10_000)) / 10_000
-    assert 0.07 < low < 0.13
-    hk.last_utilization = 0.5
-    mid = sum(hk.due(float(i)) for i in range(10_000)) / 10_000
-    assert 0.4 < mid < 0.6
-    hk.last_utilization = 0.7
-    assert all(hk.due(float(i)) for i in range(100))
+    assert 0.07 < share_due(hk, 0.1, period=0.01) < 0.13  # far below: one end() in ten
+    assert 0.07 < share_due(hk, 0.1, period=5.0) < 0.13  # however slow the traffic
+    assert 0.08 < share_due(hk, 0.5, period=0.01) < 0.14  # half-way, busy: ~0.1 plus once a second
+    assert share_due(hk, 0.5, period=2.0) == 1.0  # half-way, quiet: once a second is every end()
+    assert share_due(hk, 0.75, period=0.001) == 1.0  # near the threshold: every end()
 
 
 def test_fixed_frequency_schedule() -> None:
