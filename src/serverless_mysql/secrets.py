@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .credentials import Credentials
-from .errors import ConfigError, ConfigTypeError, CredentialsError
+from .errors import ConfigError, ConfigTypeError, CredentialsError, DeadlineExceededError
 
 if TYPE_CHECKING:
     import boto3
@@ -24,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_AGE = 300.0
 """Seconds a fetched secret is reused before it is fetched again (Powertools' default as well)."""
+MIN_FETCH_TIME = 0.05
+"""Seconds: with less left before the client's deadline, a fetch is not tried (DeadlineExceededError)."""
 
 _REQUIRED_KEYS = ("username", "password")
 
@@ -39,6 +42,14 @@ class SecretsManagerCredentials:
     The secret is fetched with Powertools' ``parameters.get_secret`` and cached for ``max_age`` seconds. The
     client asks again with ``refresh=True`` (Powertools' ``force_fetch``) once after an access-denied error
     (1045), so a rotated password costs one extra fetch and no failed invocation.
+
+    Fetches are bounded in time: at most 2 attempts of 2 s to connect + 5 s to read, and under the client's
+    deadline (``@with_mysql``: the Lambda timeout minus ``deadline_margin``) one attempt that fits in the time
+    left, so an unreachable endpoint ends in :class:`CredentialsError` (or :class:`DeadlineExceededError`)
+    before Lambda's timeout. When Powertools' default secrets provider does not exist yet, the one created here
+    (and registered for ``get_secret``) has these bounds. A ``boto3_client`` you pass, or a default provider
+    created before (by you, or by your own ``get_secret`` call), keeps its own timeouts (botocore's: 60 s):
+    give it a ``botocore.config.Config`` with short ``connect_timeout``/``read_timeout``.
 
     Parameters
     ----------
@@ -120,28 +131,48 @@ class SecretsManagerCredentials:
                 "secret_id needs aws-lambda-powertools (attach AWS's Powertools layer, or pip install "
                 "'serverless-mysql[aws]')"
             ) from exc
-        max_age = math.ceil(self.max_age)
+        started = time.monotonic()
         try:
-            if self._session is None and self._client is None and self.region is None:
-                from aws_lambda_powertools.utilities.parameters import get_secret  # noqa: PLC0415
-
-                return get_secret(self.secret_id, force_fetch=refresh, max_age=max_age)
-            return self._own_provider().get(self.secret_id, force_fetch=refresh, max_age=max_age)
+            return self._secrets_provider().get(self.secret_id, max_age=math.ceil(self.max_age), force_fetch=refresh)
         except GetParameterError as exc:
+            if isinstance(exc.__context__, DeadlineReachedError):  # not tried: Powertools wraps every error
+                raise DeadlineExceededError(
+                    f"deadline reached while fetching secret {self.secret_id!r}: {_sdk_reason(exc)}",
+                    waited=time.monotonic() - started,
+                    last_error=exc,
+                ) from exc
             raise CredentialsError(f"secret {self.secret_id!r} could not be fetched: {_sdk_reason(exc)}") from None
 
-    def _own_provider(self) -> Any:
+    def _secrets_provider(self) -> Any:
+        if self._session is None and self._client is None and self.region is None:
+            from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS  # noqa: PLC0415
+
+            # Powertools' default provider, as get_secret() uses it (one cache, cleared by clear_caches()); when
+            # nobody created it yet, we create it, with bounded timeouts instead of botocore's 60 s.
+            provider = DEFAULT_PROVIDERS.get("secrets")
+            if provider is None:
+                provider = DEFAULT_PROVIDERS.setdefault("secrets", _bounded_provider(None, None))
+            return provider
         if self._provider is None:
-            from aws_lambda_powertools.utilities.parameters import SecretsProvider  # noqa: PLC0415
+            if self._client is not None:
+                from aws_lambda_powertools.utilities.parameters import SecretsProvider  # noqa: PLC0415
 
-            client = self._client
-            if client is None:
-                import boto3  # noqa: PLC0415
-
-                session = self._session or boto3.session.Session()
-                client = session.client("secretsmanager", region_name=self.region)
-            self._provider = SecretsProvider(boto3_client=client)
+                self._provider = SecretsProvider(boto3_client=self._client)
+            else:
+                self._provider = _bounded_provider(self._session, self.region)
         return self._provider
+
+
+class DeadlineReachedError(Exception):
+    """Raised inside the provider when no time is left to fetch; reported as DeadlineExceededError."""
+
+
+def _bounded_provider(session: boto3.session.Session | None, region: str | None) -> Any:
+    import boto3  # noqa: PLC0415
+
+    from ._secrets_provider import BoundedSecretsProvider  # noqa: PLC0415
+
+    return BoundedSecretsProvider(session or boto3.session.Session(), region)
 
 
 def credentials_from_secret(value: object, secret_id: str = "the secret") -> Credentials:  # noqa: S107 - a label

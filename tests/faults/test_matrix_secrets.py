@@ -309,16 +309,7 @@ def run_bounded(fn: Callable[[], Any], bound: float, unblock: Callable[[], None]
     return box[0]
 
 
-UNREACHABLE_BUG = (
-    "BUG: fetching the secret is not bounded by the deadline. SecretsManagerCredentials calls Powertools/boto3 "
-    "with botocore's defaults (connect/read timeout 60 s, 3 attempts); a Secrets Manager endpoint that does not "
-    "answer (Lambda in a VPC without a NAT or VPC endpoint) holds the invocation far past "
-    "get_remaining_time_in_millis() - deadline_margin: a silent Lambda timeout instead of a library error"
-)
-
-
 @pytest.mark.matrix
-@pytest.mark.xfail(strict=True, reason=UNREACHABLE_BUG)
 @pytest.mark.parametrize("operation", ["connect", "decorator"])
 def test_secret_endpoint_unreachable(
     operation: str,

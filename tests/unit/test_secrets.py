@@ -11,12 +11,15 @@ import pytest
 from serverless_mysql import (
     ConfigError,
     ConfigTypeError,
+    Credentials,
     CredentialsError,
     CredentialsProvider,
+    DeadlineExceededError,
     IamAuthCredentials,
     SecretsManagerCredentials,
     ServerlessMySQL,
 )
+from serverless_mysql.credentials import time_budget, time_left
 from serverless_mysql.secrets import credentials_from_secret
 from tests.integration.decorator_fixtures import ApiCalls, api_calls, aws
 
@@ -132,6 +135,95 @@ def test_injected_client_and_region(aws: SecretsManagerClient, api_calls: ApiCal
     assert SecretsManagerCredentials("shop", region="eu-west-1").get_credentials().user == "app"
     with pytest.raises(CredentialsError, match="could not be fetched"):
         SecretsManagerCredentials("shop").get_credentials()  # default region us-east-1: not there
+
+
+def test_fetch_timeouts_fit_the_time_left() -> None:
+    from serverless_mysql._secrets_provider import client_config
+
+    def bounds(left: float | None) -> tuple[float, float, int]:
+        config: Any = client_config(left)  # botocore's stubs do not declare its options as attributes
+        return config.connect_timeout, config.read_timeout, config.retries["total_max_attempts"]
+
+    assert bounds(None) == bounds(60.0) == (2.0, 5.0, 2)  # botocore's own: 60 s, 60 s, legacy mode 5 attempts
+    assert bounds(3.0) == (1.0, 2.0, 1)
+    assert bounds(12.0) == (2.0, 5.0, 1)
+    assert sum(bounds(0.3)[:2]) == pytest.approx(0.3)
+
+
+def test_each_fetch_gets_a_client_bounded_by_the_deadline(
+    aws: SecretsManagerClient, api_calls: ApiCalls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serverless_mysql import _secrets_provider
+
+    lefts: list[float | None] = []
+    original = _secrets_provider.client_config
+
+    def recording(left: float | None) -> Any:
+        lefts.append(left)
+        return original(left)
+
+    monkeypatch.setattr(_secrets_provider, "client_config", recording)
+    aws.create_secret(Name="s", SecretString=json.dumps(FULL))
+    provider = SecretsManagerCredentials("s", region="us-east-1", max_age=0)
+    provider.get_credentials()  # no deadline: the provider's own client, made once
+    with time_budget(3.0):
+        provider.get_credentials()  # a client made for what is left
+    with time_budget(60.0):
+        provider.get_credentials()  # enough time: the provider's own client again
+    assert lefts[0] is None and len(lefts) == 2
+    assert lefts[1] is not None and 2.5 < lefts[1] <= 3.0
+    assert api_calls["GetSecretValue"] == 3
+
+
+def test_without_time_left_the_secret_is_not_fetched_but_the_cache_serves(
+    aws: SecretsManagerClient, api_calls: ApiCalls
+) -> None:
+    aws.create_secret(Name="s", SecretString=json.dumps(FULL))
+    provider = SecretsManagerCredentials("s")
+    with time_budget(0.0), pytest.raises(DeadlineExceededError, match="deadline reached while fetching secret 's'"):
+        provider.get_credentials()
+    assert api_calls["GetSecretValue"] == 0
+    provider.get_credentials()
+    with time_budget(0.0):
+        assert provider.get_credentials().password == PASSWORD  # cached: no call needed
+        with pytest.raises(DeadlineExceededError):
+            provider.get_credentials(refresh=True)
+    assert api_calls["GetSecretValue"] == 1
+
+
+def test_powertools_default_provider_is_bounded_when_created_here(aws: SecretsManagerClient) -> None:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
+
+    from serverless_mysql._secrets_provider import BoundedSecretsProvider
+
+    aws.create_secret(Name="s", SecretString=json.dumps(FULL))
+    SecretsManagerCredentials("s").get_credentials()
+    assert isinstance(DEFAULT_PROVIDERS["secrets"], BoundedSecretsProvider)
+    mine = DEFAULT_PROVIDERS["secrets"] = SecretsProvider(boto3_client=aws)  # set by the application: kept
+    SecretsManagerCredentials("s").get_credentials(refresh=True)
+    assert DEFAULT_PROVIDERS["secrets"] is mine
+
+
+def test_the_client_passes_its_deadline_to_the_provider() -> None:
+    seen: list[float | None] = []
+
+    class Recording:
+        refreshable = False
+
+        def get_credentials(self, *, refresh: bool = False) -> Credentials:
+            seen.append(time_left())
+            raise CredentialsError("recorded")
+
+    db = ServerlessMySQL(host="127.0.0.1", credentials=Recording())
+    with pytest.raises(CredentialsError):
+        db.connect()
+    db.set_deadline(5.0)
+    with pytest.raises(CredentialsError):
+        db.connect()
+    assert seen[0] is None
+    assert seen[1] is not None and 4.0 < seen[1] <= 5.0
+    assert time_left() is None  # only while the client asks
 
 
 def test_provider_arguments_are_validated() -> None:
