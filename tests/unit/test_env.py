@@ -21,7 +21,9 @@ from serverless_mysql.env import (
 )
 from serverless_mysql.errors import ConfigError
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "_readme" / "decorator.md"
+ROOT = Path(__file__).resolve().parents[2]
+# The manual (README.md) and the decorator's fragment both carry the generated table between the markers.
+DOCS = [ROOT / "README.md", ROOT / "docs" / "_readme" / "decorator.md"]
 NOT_FROM_TEXT = {"credentials", "explicit", "clock", "sleep", "random"}
 
 
@@ -48,17 +50,19 @@ def test_every_scalar_option_has_a_variable() -> None:
     assert {"host", "port", "user", "password", "database", "url", "conn_utilization", "secret_id"} <= options
 
 
-def test_readme_table_is_the_generated_one() -> None:
-    text = DOC.read_text(encoding="utf-8")
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_readme_table_is_the_generated_one(doc: Path) -> None:
+    text = doc.read_text(encoding="utf-8")
     match = re.search(r"<!-- env-table:start -->\n(.*?)\n<!-- env-table:end -->", text, re.DOTALL)
-    assert match, f"{DOC} lacks the env-table markers"
+    assert match, f"{doc} lacks the env-table markers"
     assert match.group(1) == markdown_table(), (
-        f"the variables table in {DOC} is stale: replace it with the output of `python -m serverless_mysql.env`"
+        f"the variables table in {doc} is stale: replace it with the output of `python -m serverless_mysql.env`"
     )
 
 
-def test_every_variable_the_code_reads_is_documented_and_nothing_else() -> None:
-    text = DOC.read_text(encoding="utf-8")
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_variable_the_code_reads_is_documented_and_nothing_else(doc: Path) -> None:
+    text = doc.read_text(encoding="utf-8")
     documented = set(re.findall(r"\bSERVERLESS_MYSQL_[A-Z_]+[A-Z]\b", text))
     read = {var.name for var in env_vars()}
     assert read <= documented
