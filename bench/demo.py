@@ -8,7 +8,7 @@ What it starts (and stops again, by object, whatever happens):
   module object, hence one ``@with_mysql`` client, per environment), configured exactly as ``template.yaml``
   configures it, through ``SERVERLESS_MYSQL_*`` environment variables (``SERVERLESS_MYSQL_SECRET_ID``).
 
-The load: about 150 requests/s with bursts of 600/s (get 60%, create 25%, list 15%), each invocation also doing
+The load: about 150 requests/s with bursts of 500/s (get 60%, create 25%, list 15%), each invocation also doing
 50 ms of other work (as if calling another service), so bursts need more environments than the server has
 connections; idle environments vanish after 2-6 s without any cleanup, leaving zombie connections behind.
 """
