@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 from .client import Rows, ServerlessMySQL, Stats
 from .credentials import Credentials, CredentialsProvider
-from .decorator import with_mysql
 from .errors import (
     ConfigError,
     ConfigTypeError,
@@ -18,8 +18,11 @@ from .errors import (
     ServerlessMySQLError,
     TransactionAbortedError,
 )
-from .iam import IamAuthCredentials
-from .secrets import SecretsManagerCredentials
+
+if TYPE_CHECKING:
+    from .decorator import with_mysql
+    from .iam import IamAuthCredentials
+    from .secrets import SecretsManagerCredentials
 
 __version__ = "0.1.0"
 __all__ = [
@@ -42,6 +45,25 @@ __all__ = [
     "__version__",
     "with_mysql",
 ]
+
+# Imported on first access (PEP 562): code that uses only the client does not pay for compiling and loading
+# the decorator, its environment parsing, or the AWS credential providers.
+_LAZY = {"with_mysql": "decorator", "IamAuthCredentials": "iam", "SecretsManagerCredentials": "secrets"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib  # noqa: PLC0415 - already loaded by the interpreter; a dict lookup
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 # Silent unless the application configures logging for "serverless_mysql".
