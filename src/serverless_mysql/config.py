@@ -13,7 +13,6 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .errors import ConfigError, ConfigTypeError
 
@@ -194,6 +193,8 @@ def detect_rds_proxy(host: str) -> bool:
 
 
 def _redact_url(url: str) -> str:
+    from urllib.parse import urlsplit  # noqa: PLC0415 - only with a URL: keeps `import serverless_mysql` light
+
     parts = urlsplit(url)
     if parts.password is None:
         return url
@@ -213,6 +214,8 @@ def parse_url(url: object) -> dict[str, Any]:
     """
     if not isinstance(url, str):
         raise ConfigTypeError(f"option 'url' must be a str, not {type(url).__name__}")
+    from urllib.parse import parse_qsl, unquote, urlsplit  # noqa: PLC0415 - only with a URL
+
     if _password_split(url):
         raise ConfigError(
             "option 'url' has an '@' after the host, as when the password holds an unencoded '/', '?' or '#'; "
@@ -268,7 +271,7 @@ def parse_url(url: object) -> dict[str, Any]:
 _ENCODE_HINT = "percent-encode '/', '?', '#' and '@' in the user name and password (as %2F, %3F, %23 and %40)"
 # An '@' after the end of urllib's host part, followed by what looks like the real host[:port]: the user info
 # held a '/', '?' or '#' (an '@' in a value such as init_command=SET @x=1 is not followed by a host and a delimiter).
-_SPLIT_USERINFO = re.compile(r"@(?:[\w.~%-]+|\[[^\]/?#@]*\])(?::\d*)?(?:[/?#]|$)")
+_SPLIT_USERINFO = r"@(?:[\w.~%-]+|\[[^\]/?#@]*\])(?::\d*)?(?:[/?#]|$)"
 
 
 def _password_split(url: str) -> bool:
@@ -276,7 +279,7 @@ def _password_split(url: str) -> bool:
     if not sep:
         return False
     ends = [i for i in (rest.find(c) for c in "/?#") if i >= 0]
-    return bool(ends) and _SPLIT_USERINFO.search(rest, min(ends)) is not None
+    return bool(ends) and re.compile(_SPLIT_USERINFO).search(rest, min(ends)) is not None  # compiled once, cached
 
 
 def _url_problem(exc: ValueError) -> str:
