@@ -8,18 +8,18 @@ is left, so that a provider calling the network can bound its timeouts by it.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["Credentials", "CredentialsProvider", "time_budget", "time_left"]
 
-# A context variable, not an argument of get_credentials: existing providers keep their signature, and each
-# thread (or task) sees the deadline of its own client.
-_deadline: ContextVar[float | None] = ContextVar("serverless_mysql_credentials_deadline", default=None)
+# Per thread, not an argument of get_credentials: existing providers keep their signature, and each thread sees
+# the deadline of the client it runs. (threading is loaded anyway; contextvars would cost an import.)
+_budget = threading.local()
 
 
 @dataclass(frozen=True)
@@ -63,15 +63,16 @@ def time_left() -> float | None:
     (:meth:`~serverless_mysql.ServerlessMySQL.set_deadline`, which ``@with_mysql`` derives from the Lambda
     context). It may be zero or negative when the deadline has passed.
     """
-    deadline = _deadline.get()
+    deadline: float | None = getattr(_budget, "deadline", None)
     return None if deadline is None else deadline - time.monotonic()
 
 
 @contextmanager
 def time_budget(seconds: float | None) -> Iterator[None]:
     """Within the block, :func:`time_left` counts down from ``seconds`` (``None``: no deadline)."""
-    token = _deadline.set(None if seconds is None else time.monotonic() + seconds)
+    previous = getattr(_budget, "deadline", None)
+    _budget.deadline = None if seconds is None else time.monotonic() + seconds
     try:
         yield
     finally:
-        _deadline.reset(token)
+        _budget.deadline = previous
