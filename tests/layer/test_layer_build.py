@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import stat
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.layer.conftest import LayerBuild
+from tests.layer.conftest import LayerBuild, find_python
 from tests.layer.samcli import SamTools
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,9 +55,18 @@ def test_layer_zip_layout_and_contents(layer_build: LayerBuild) -> None:
     assert "aws_lambda_powertools" not in top, "Powertools comes from AWS's layer"
 
 
+def _shipped_bytecode(name: str, names: set[str]) -> bool:
+    """A ``.pyc`` the build compiled on purpose: a layer runtime's cache tag, next to its source."""
+    match = re.fullmatch(r"(.*)/__pycache__/([^/]+)\.(cpython-31[234])\.pyc", name)
+    return match is not None and f"{match[1]}/{match[2]}.py" in names
+
+
 def test_layer_zip_is_stripped(layer_build: LayerBuild) -> None:
-    for name in _names(layer_build.layer_zip):
+    names = set(_names(layer_build.layer_zip))
+    for name in names:
         parts = name.split("/")
+        if _shipped_bytecode(name, names):
+            continue
         assert "__pycache__" not in parts, name
         assert not name.endswith((".pyc", ".pyo")), name
         assert "tests" not in parts[2:], name
@@ -147,7 +157,7 @@ def test_sam_build(sam_tools: SamTools, tmp_path: Path) -> None:
     assert (layer / "serverless_mysql" / "__init__.py").is_file()
     assert (layer / "pymysql" / "__init__.py").is_file()
     assert not (layer / "boto3").exists()
-    assert not list(layer.rglob("__pycache__"))
+    assert not [p for p in layer.rglob("*.pyc") if not re.search(r"\.cpython-31[234]\.pyc$", p.name)]
     extension = build_dir / "ShutdownExtensionLayer"
     launcher = extension / "extensions" / "serverless-mysql-shutdown"
     assert launcher.is_file() and launcher.stat().st_mode & 0o111
@@ -157,3 +167,42 @@ def test_sam_build(sam_tools: SamTools, tmp_path: Path) -> None:
     # The build happened in SAM's scratch copies and build_dir: nothing new in the work tree.
     assert not (ROOT / ".aws-sam").exists() or (ROOT / ".aws-sam").stat().st_mtime < started
     assert egg_info.exists() == had_egg_info
+
+
+def test_compiled_layer_imports_from_its_bytecode(tmp_path: Path) -> None:
+    """COMPILE=1 ships unchecked-hash bytecode that a Lambda runtime (read-only /opt) loads instead of compiling."""
+    python = find_python("3.12")
+    if python is None:
+        pytest.skip("no python3.12 here to compile the layer's bytecode with")
+    dest = tmp_path / "python"
+    done = subprocess.run(
+        [
+            "make",
+            "-s",
+            "-C",
+            str(ROOT / "layer"),
+            "install-python",
+            f"DEST={dest}",
+            f"PYTHON={sys.executable}",
+            "COMPILE=1",
+            f"COMPILE_PYTHONS={python}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert (dest / "serverless_mysql" / "__pycache__" / "client.cpython-312.pyc").is_file()
+    # Sources replaced by code that fails: the import can only succeed from the shipped bytecode.
+    for module in ("client.py", "errors.py"):
+        (dest / "serverless_mysql" / module).write_text("raise ImportError('compiled from source')\n")
+    imported = subprocess.run(
+        [python, "-I", "-c", f"import sys; sys.path.insert(0, {str(dest)!r}); import serverless_mysql"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert imported.returncode == 0, imported.stderr[-2000:]
