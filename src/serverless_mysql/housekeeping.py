@@ -8,8 +8,9 @@ What to do is then decided here, in plain Python (:func:`plan`), with the refere
   when the account has a connection limit, otherwise all client connections against ``max_connections``;
   system and daemon threads (``event_scheduler``, replication) never count.
 - Zombie ages are taken over the user's own ``Sleep`` connections only, never including this connection.
-- Under pressure, just enough zombies are killed to get back under the threshold (oldest first, at most
-  ``max_kills``). "Unknown thread id" (1094: another environment killed it first) counts as freed.
+- Zombies past ``zombie_max_timeout`` always die; from 75% of the threshold on (:data:`HEADROOM`), just enough
+  of the oldest zombies die to get back to that level, so bursts find free slots (at most ``max_kills`` per
+  call). "Unknown thread id" (1094: another environment killed it first) counts as freed.
 - The connection is given up only when nothing could be freed **and someone is waiting for a slot**
   (:func:`someone_waits`). serverless-mysql quits whenever it is over the threshold with nothing to kill; when the
   connections over the threshold belong to the same warm fleet, that only hands the slot to another environment
@@ -26,7 +27,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-__all__ = ["REFUSALS_SQL", "Housekeeper", "Plan", "Usage", "Zombie", "plan", "someone_waits", "usage_sql"]
+__all__ = ["HEADROOM", "REFUSALS_SQL", "Housekeeper", "Plan", "Usage", "Zombie", "plan", "someone_waits", "usage_sql"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,15 +111,24 @@ def parse_zombies(text: str | bytes | None, exclude: frozenset[int] = frozenset(
     return tuple(out)
 
 
+HEADROOM = 0.75
+"""Zombies idle ``zombie_min_timeout`` die from this share of ``conn_utilization`` on, not only above it."""
+
+
 def plan(usage: Usage, *, conn_utilization: float, zombie_max_timeout: float, max_kills: int) -> Plan:
-    """Decide what to kill given ``usage`` (a pure function: the whole policy, testable without a server)."""
-    if usage.utilization > conn_utilization:
-        # Kill just enough to get back to the threshold: each KILL may hit a frozen environment about to thaw.
-        target = math.floor(conn_utilization * usage.limit)
-        needed = max(1, usage.used - target)
-        return Plan(kill=usage.zombies[: min(needed, max_kills)], quit_if_nothing_freed=True, over_threshold=True)
-    old = tuple(z for z in usage.zombies if z.idle >= zombie_max_timeout)
-    return Plan(kill=old[:max_kills])
+    """Decide what to kill given ``usage`` (a pure function: the whole policy, testable without a server).
+
+    Zombies idle ``zombie_max_timeout`` always die. From ``HEADROOM * conn_utilization`` on, just enough of the
+    oldest zombies die to get back to that level, so that the next burst of cold starts finds free slots instead
+    of "too many connections" (each KILL may hit a frozen environment about to thaw, which then reconnects).
+    """
+    expired = sum(1 for z in usage.zombies if z.idle >= zombie_max_timeout)  # zombies are ordered oldest first
+    count = expired
+    floor = HEADROOM * conn_utilization
+    if usage.utilization > floor:
+        count = max(count, usage.used - math.floor(floor * usage.limit))
+    over = usage.utilization > conn_utilization
+    return Plan(kill=usage.zombies[: min(count, max_kills)], quit_if_nothing_freed=over, over_threshold=over)
 
 
 # Failed connects: MariaDB counts a 1040 refusal in Aborted_connects only, MySQL also in

@@ -18,17 +18,21 @@ def test_limit_uses_the_account_limit_when_set() -> None:
 
 def test_no_pressure_kills_only_zombies_past_max_timeout() -> None:
     zombies = (Zombie(7, 1200), Zombie(8, 901), Zombie(9, 899), Zombie(10, 5))
-    decision = plan(Usage(100, 0, 20, 20, zombies), conn_utilization=0.8, zombie_max_timeout=900, max_kills=10)
-    assert [z.thread_id for z in decision.kill] == [7, 8]
+    decision = plan(Usage(100, 0, 60, 60, zombies), conn_utilization=0.8, zombie_max_timeout=900, max_kills=10)
+    assert [z.thread_id for z in decision.kill] == [7, 8]  # 0.6 is not above the headroom (0.75 * 0.8)
     assert not decision.quit_if_nothing_freed
 
 
 def test_pressure_kills_just_enough_oldest_first() -> None:
-    zombies = (Zombie(1, 50), Zombie(2, 40), Zombie(3, 30), Zombie(4, 4))
-    decision = plan(Usage(10, 0, 10, 10, zombies), conn_utilization=0.8, zombie_max_timeout=900, max_kills=10)
-    assert [z.thread_id for z in decision.kill] == [1, 2]  # 10 used, target 8
-    assert decision.quit_if_nothing_freed
-    assert decision.over_threshold
+    zombies = tuple(Zombie(i, 60 - i) for i in range(1, 7))
+    decision = plan(Usage(20, 0, 20, 20, zombies), conn_utilization=0.8, zombie_max_timeout=900, max_kills=10)
+    assert [z.thread_id for z in decision.kill] == [1, 2, 3, 4, 5, 6]  # 20 used, headroom target 12: all 6
+    decision = plan(Usage(100, 0, 64, 64, zombies), conn_utilization=0.8, zombie_max_timeout=900, max_kills=10)
+    assert [z.thread_id for z in decision.kill] == [1, 2, 3, 4]  # 64 used, headroom target 60
+    assert not decision.quit_if_nothing_freed and not decision.over_threshold
+    decision = plan(Usage(100, 0, 81, 81, zombies), conn_utilization=0.8, zombie_max_timeout=900, max_kills=10)
+    assert len(decision.kill) == 6
+    assert decision.quit_if_nothing_freed and decision.over_threshold
 
 
 def test_pressure_kills_are_capped() -> None:
@@ -57,10 +61,10 @@ def test_gives_up_its_connection_only_when_someone_waits() -> None:
     assert not waits(account, None, None) and waits(Usage(100, 5, 50, 5), None, None)  # account limit reached
 
 
-def test_at_threshold_is_not_over() -> None:
+def test_at_threshold_is_not_over_but_zombies_die_down_to_the_headroom() -> None:
     decision = plan(Usage(10, 0, 8, 8, OLD[:3]), conn_utilization=0.8, zombie_max_timeout=9999, max_kills=10)
-    assert decision.kill == ()
-    assert not decision.over_threshold
+    assert len(decision.kill) == 2  # 8 used, headroom 0.6: back to 6
+    assert not decision.over_threshold and not decision.quit_if_nothing_freed
 
 
 def test_parse_zombies_excludes_own_ids() -> None:
