@@ -407,7 +407,6 @@ class ServerlessMySQL:
                     raise self._retry_failure(budget, started, exc) from exc
                 self._bump(connect_retries=1)
                 slot_waited = slot_waited or code in _NO_SLOT
-                self._housekeeper.force_next = True  # the server is full: measure at the next end()
                 self._emit("on_retry", exc, budget.attempt, delay, self._backoff.name)
                 logger.debug("connect retry", extra={"event": "connect_retry", "errno": code, "delay": delay})
                 self._sleep(delay)
@@ -418,7 +417,6 @@ class ServerlessMySQL:
             self._connect_waited = slot_waited
             self._counter = 0
             self._last_used = self._clock()
-            self._housekeeper.force_next = True
             self._bump(connects=1)
             logger.debug(
                 "connected",

@@ -15,9 +15,10 @@ What to do is then decided here, in plain Python (:func:`plan`), with the refere
   (:func:`someone_waits`). serverless-mysql quits whenever it is over the threshold with nothing to kill; when the
   connections over the threshold belong to the same warm fleet, that only hands the slot to another environment
   of the fleet, which pays a reconnect on every invocation: the benchmark's scenario 1 collapsed that way.
-- It runs adaptively (:meth:`Housekeeper.due`): on one ``end()`` in ten while utilization is low, also once a
-  second per environment from half the threshold on, on every ``end()`` near the threshold, and right after a
-  connect (a cold start or a connect that had to retry is exactly when the fleet grows).
+- It runs adaptively (:meth:`Housekeeper.due`): on a client's first ``end()`` (a cold start: the fleet is
+  growing), then on one ``end()`` in ten, and also once a second per environment from half the threshold on.
+  Not after every reconnect: under pressure, measuring (and giving the slot back) right after each reconnect
+  feeds a loop in which every invocation reconnects.
 """
 
 from __future__ import annotations
@@ -167,27 +168,25 @@ class Housekeeper:
     last_utilization: float | None = None
     limits: tuple[int, int] | None = None
     limits_at: float = -math.inf
-    force_next: bool = True
     refusals: int | None = None  # the server's refusal counter at the last reading
 
     # Adaptive mode, by how close the last measurement was to the threshold (utilization / conn_utilization):
-    # from NEAR on, every end() measures; from MID on, at least every MID_INTERVAL seconds; and any end() with
-    # LOW_CHANCE. A whole fleet measuring, each environment once a second, notices a climb within a fraction of a
-    # second, while a busy environment pays about LOW_CHANCE statements per invocation.
+    # from MID on, at least every MID_INTERVAL seconds, and any end() with LOW_CHANCE. A whole fleet measuring,
+    # each environment once a second, notices a climb within a fraction of a second, while a busy environment
+    # pays about LOW_CHANCE statements per invocation. Measuring on every end() near the threshold (as a fixed
+    # used_conns_freq=0 does) doubles the work per invocation exactly when the server is busiest: in the
+    # benchmark's burst scenario that tipped the fleet into collapse.
     LOW_CHANCE = 0.1
     MID = 0.5
     MID_INTERVAL = 1.0
-    NEAR = 0.9
 
     def due(self, now: float) -> bool:
         """Whether this ``end()`` should measure utilization."""
         if self.used_conns_freq is not None:
             return now - self.last_run >= self.used_conns_freq
-        if self.force_next or self.last_utilization is None:
+        if self.last_utilization is None:  # a cold start: the fleet is growing
             return True
         closeness = self.last_utilization / self.conn_utilization
-        if closeness >= self.NEAR:
-            return True
         if closeness >= self.MID and now - self.last_run >= self.MID_INTERVAL:
             return True
         return self.rng.random() < self.LOW_CHANCE
@@ -200,7 +199,6 @@ class Housekeeper:
         """Remember a measurement."""
         self.last_run = now
         self.last_utilization = usage.utilization
-        self.force_next = False
 
     def store_limits(self, now: float, max_connections: int, max_user_connections: int) -> None:
         """Cache the server's limits."""

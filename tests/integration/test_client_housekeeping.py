@@ -101,10 +101,11 @@ def test_quits_its_own_connection_when_over_with_nothing_to_kill_and_someone_is_
     db.end()  # over the threshold, nothing to kill, but nobody is waiting: giving up the slot would help no one
     assert (closed, db.get_stats().pressure_quits) == ([], 0)
     assert db.get_client() is not None
-    # Now somebody is refused a connection: the next end() gives its slot up.
+    # Now somebody is refused a connection: the next measurement (at most a second later) gives the slot up.
     held += fill(server, other, 10 - server.connection_count())
     with pytest.raises(pymysql.err.OperationalError, match="Too many connections"):
         other.connect()
+    time.sleep(1.0)
     db.query("SELECT 1")
     db.end()
     assert closed == [True]
