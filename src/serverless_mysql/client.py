@@ -49,8 +49,6 @@ _NOT_A_PLAIN_READ = re.compile(
     r"LAST_INSERT_ID)\s*\(|\b(?:INSERT|UPDATE|DELETE|REPLACE)\b",
     re.IGNORECASE,
 )
-# Connect refusals that mean "no free slot" (others of the fleet are waiting too).
-_NO_SLOT = frozenset({E.ER_CON_COUNT_ERROR, E.ER_TOO_MANY_USER_CONNECTIONS, E.ER_USER_LIMIT_REACHED})
 _PING_TIMEOUT = 1.0  # seconds a liveness ping may wait (ping_after_idle)
 _MAX_LOST_RERUNS = 2  # re-runs of one statement after lost connections: bounded, whatever the server does
 
@@ -125,7 +123,6 @@ class ServerlessMySQL:
         self._stats = Stats()
         self._tx: Transaction | None = None
         self._lost_transaction = False
-        self._connect_waited = False  # this connection's connect was refused for lack of slots first
         self._poller: select.poll | None = None
         self._polled_sock: object = None
 
@@ -370,7 +367,7 @@ class ServerlessMySQL:
         cfg = self._config
         budget = RetryBudget(self._backoff, cfg.max_retries, self._deadline, self._clock)
         started = self._clock()
-        refresh = refreshed = slot_waited = False
+        refresh = refreshed = False
         while True:
             kwargs = self._connect_kwargs(refresh)
             refresh = False
@@ -406,7 +403,6 @@ class ServerlessMySQL:
                     self._emit("on_connect_error", exc)
                     raise self._retry_failure(budget, started, exc) from exc
                 self._bump(connect_retries=1)
-                slot_waited = slot_waited or code in _NO_SLOT
                 self._emit("on_retry", exc, budget.attempt, delay, self._backoff.name)
                 logger.debug("connect retry", extra={"event": "connect_retry", "errno": code, "delay": delay})
                 self._sleep(delay)
@@ -414,7 +410,6 @@ class ServerlessMySQL:
             setattr(conn, "_read_timeout", cfg.read_timeout)  # noqa: B010 - not in PyMySQL's public API
             setattr(conn, "_write_timeout", cfg.write_timeout)  # noqa: B010
             self._conn = conn
-            self._connect_waited = slot_waited
             self._counter = 0
             self._last_used = self._clock()
             self._bump(connects=1)
@@ -700,7 +695,7 @@ class ServerlessMySQL:
     def _someone_waits(self, conn: Connection[Any], usage: Usage) -> bool:
         hk = self._housekeeper
         refusals: int | None = None
-        if not self._connect_waited and usage.max_user_connections == 0:
+        if usage.max_user_connections == 0:
             self._apply_timeouts(conn)
             try:
                 with conn.cursor() as cur:
@@ -714,7 +709,7 @@ class ServerlessMySQL:
             finally:
                 self._bump(housekeeping_statements=1)
         before, hk.refusals = hk.refusals, refusals
-        return someone_waits(usage, connect_waited=self._connect_waited, refusals_before=before, refusals_now=refusals)
+        return someone_waits(usage, refusals_before=before, refusals_now=refusals)
 
     def _kill(self, conn: Connection[Any], zombies: tuple[Any, ...]) -> int:
         freed = 0

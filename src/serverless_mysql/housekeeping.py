@@ -137,22 +137,21 @@ def plan(usage: Usage, *, conn_utilization: float, zombie_max_timeout: float, ma
 REFUSALS_SQL = "SHOW GLOBAL STATUS WHERE Variable_name IN ('Aborted_connects', 'Connection_errors_max_connections')"
 
 
-def someone_waits(usage: Usage, *, connect_waited: bool, refusals_before: int | None, refusals_now: int | None) -> bool:
+def someone_waits(usage: Usage, *, refusals_before: int | None, refusals_now: int | None) -> bool:
     """Whether giving up this connection would help another client, that is: is anybody refused a connection.
 
-    ``connect_waited``: this connection's own connect had to retry because the server was full.
-    ``refusals_before``/``refusals_now``: the server's refusal counter at this client's previous and current
-    reading (``None``: not read before / unreadable). With an account limit the counter does not see the
+    ``refusals_before``/``refusals_now``: the server's failed-connect counters at this client's previous and
+    current reading (``None``: not read before / unreadable). A first reading is only a baseline: a cold start
+    in a herd (after a restart, say) that gave its fresh connection straight back would make the next
+    invocation reconnect, and the herd would never drain. With an account limit the counters may not see the
     refusals (1203), so the account being at its limit is the sign.
     """
-    if connect_waited:
-        return True
     if usage.max_user_connections > 0:
         return usage.used >= usage.limit
     if refusals_now is None:
         return True  # cannot tell: do what serverless-mysql does
     if refusals_before is None:
-        return usage.utilization >= 1.0  # no earlier reading: at the limit the next connect is refused
+        return False
     return refusals_now > refusals_before
 
 

@@ -332,7 +332,7 @@ def _open_one(server: MariaDBServer, user: AppUser) -> bool:
     return True
 
 
-def fill(server: MariaDBServer, leaks: LeakSink) -> None:
+def fill(server: MariaDBServer, leaks: LeakSink) -> AppUser:
     """Take every free slot with another account's idle connections (until the server answers 1040)."""
     filler = server.create_user()
     leaks.secret(filler.password)
@@ -340,6 +340,7 @@ def fill(server: MariaDBServer, leaks: LeakSink) -> None:
     while _open_one(server, filler):
         opened += 1
         assert opened <= server.max_connections, "the server never refused a connection"
+    return filler
 
 
 SATURATION: dict[str, tuple[str, tuple[Any, ...]]] = {
@@ -347,7 +348,11 @@ SATURATION: dict[str, tuple[str, tuple[Any, ...]]] = {
     "read": ("warm client, then the server fills up; a SELECT", ("ok",)),
     "write": ("warm client, then the server fills up; an INSERT", ("ok",)),
     "transaction": ("warm client, then the server fills up; a transaction", ("ok",)),
-    "end": ("warm client (with PROCESS), the server fills up with another account's connections; end()", ("ok",)),
+    "end": (
+        "warm client (with PROCESS), the server fills up with another account's connections, end(), one more "
+        "connect of that account is refused; end()",
+        ("ok",),
+    ),
     "quit": ("warm client, then the server fills up; quit()", ("ok",)),
 }
 
@@ -357,14 +362,19 @@ SATURATION: dict[str, tuple[str, tuple[Any, ...]]] = {
 def test_saturation(operation: str, full_target: Target, matrix: Matrix, leaks: LeakSink) -> None:
     scenario, expected = SATURATION[operation]
     obs = matrix("saturation", operation, scenario=scenario, expected=_names(expected))
-    db = full_target.client()
+    # end(): measuring on every end() makes the outcome certain.
+    db = full_target.client(used_conns_freq=0) if operation == "end" else full_target.client()
     if operation == "connect":
         fill(full_target.server, leaks)
         result = run_idle_op(db, full_target, operation, leaks)
         assert full_target.connections() == 0
     else:
         warm(db)
-        fill(full_target.server, leaks)
+        filler = fill(full_target.server, leaks)
+        if operation == "end":
+            db.end()  # the first reading of the failed-connect counters is a baseline: it keeps the slot
+            assert db.get_client() is not None and db.get_stats().pressure_quits == 0
+            assert not _open_one(full_target.server, filler)  # somebody is refused: the next end() gives way
         if operation == "transaction":
             with deadline(db):
                 result = attempt(lambda: op_transaction(db, full_target.table), leaks)

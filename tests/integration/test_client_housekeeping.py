@@ -14,7 +14,7 @@ import pytest
 from serverless_mysql import ServerlessMySQL
 from serverless_mysql import client as client_module
 from serverless_mysql.housekeeping import HEADROOM
-from tests.integration.conftest import ClientFactory, fill, later
+from tests.integration.conftest import ClientFactory, fill
 from tests.support.mariadb import AppUser, MariaDBServer
 
 pytestmark = pytest.mark.integration
@@ -112,22 +112,6 @@ def test_quits_its_own_connection_when_over_with_nothing_to_kill_and_someone_is_
     assert db.get_client() is None
     assert db.get_stats().pressure_quits == 1
     server.wait_for_connection_count(0, app.name)
-    for conn in held:
-        conn.close()
-
-
-def test_a_connect_that_waited_for_a_slot_gives_it_back(
-    server_factory: Factory, make_user: Factory, client_factory: ClientFactory
-) -> None:
-    server = server_factory(max_connections=10)
-    other, app = make_user(server), make_user(server, process=True)
-    held = fill(server, other, 10)
-    later(0.3, held.pop().close)
-    db = client_factory(app, zombie_min_timeout=0, base=0.05, cap=0.1)
-    db.query("SELECT 1")  # retried 1040 until a slot freed
-    assert db.get_stats().connect_retries >= 1
-    db.end()
-    assert db.get_client() is None and db.get_stats().pressure_quits == 1
     for conn in held:
         conn.close()
 
