@@ -16,7 +16,8 @@ What to do is then decided here, in plain Python (:func:`plan`), with the refere
   connections over the threshold belong to the same warm fleet, that only hands the slot to another environment
   of the fleet, which pays a reconnect on every invocation: the benchmark's scenario 1 collapsed that way.
 - It runs adaptively (:meth:`Housekeeper.due`): on a client's first ``end()`` (a cold start: the fleet is
-  growing), then on one ``end()`` in ten, and also once a second per environment from half the threshold on.
+  growing), then on one ``end()`` in ten, also once a second per environment from half the threshold on, and on
+  every ``end()`` while the last measurement was over the threshold (where giving the slot back is decided).
   Not after every reconnect: under pressure, measuring (and giving the slot back) right after each reconnect
   feeds a loop in which every invocation reconnects.
 """
@@ -170,11 +171,11 @@ class Housekeeper:
     refusals: int | None = None  # the server's refusal counter at the last reading
 
     # Adaptive mode, by how close the last measurement was to the threshold (utilization / conn_utilization):
-    # from MID on, at least every MID_INTERVAL seconds, and any end() with LOW_CHANCE. A whole fleet measuring,
-    # each environment once a second, notices a climb within a fraction of a second, while a busy environment
-    # pays about LOW_CHANCE statements per invocation. Measuring on every end() near the threshold (as a fixed
-    # used_conns_freq=0 does) doubles the work per invocation exactly when the server is busiest: in the
-    # benchmark's burst scenario that tipped the fleet into collapse.
+    # over it, every end(); from MID on, at least every MID_INTERVAL seconds; and any end() with LOW_CHANCE. A
+    # whole fleet measuring, each environment once a second, notices a climb within a fraction of a second, while
+    # a busy environment pays about LOW_CHANCE statements per invocation. Measuring on every end() already *near*
+    # the threshold doubled the work per invocation exactly when the server was busiest: in the benchmark's burst
+    # scenario that tipped the fleet into collapse.
     LOW_CHANCE = 0.1
     MID = 0.5
     MID_INTERVAL = 1.0
@@ -186,6 +187,8 @@ class Housekeeper:
         if self.last_utilization is None:  # a cold start: the fleet is growing
             return True
         closeness = self.last_utilization / self.conn_utilization
+        if closeness > 1.0:
+            return True  # over the threshold: whether to give the slot back is decided at every end()
         if closeness >= self.MID and now - self.last_run >= self.MID_INTERVAL:
             return True
         return self.rng.random() < self.LOW_CHANCE
