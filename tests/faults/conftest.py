@@ -17,12 +17,15 @@ import traceback
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.faults.reliability import Collector, Observation
 from tests.support.mariadb import AppUser, MariaDBServer
+
+if TYPE_CHECKING:
+    from tests.faults.matrix import Target
 
 COLLECTOR_KEY = pytest.StashKey[Collector]()
 LEAKS_KEY = pytest.StashKey["LeakSink"]()
@@ -200,6 +203,17 @@ def fault_user(mariadb: MariaDBServer, leaks: LeakSink) -> AppUser:
     user = mariadb.create_user()
     leaks.secret(user.password)
     return user
+
+
+@pytest.fixture
+def target(mariadb: MariaDBServer, fault_user: AppUser, leaks: LeakSink) -> Iterator[Target]:
+    """A matrix target on the session server, direct (no proxy), with its own table; modules may override it."""
+    from tests.faults.matrix import Target
+
+    t = Target(server=mariadb, user=fault_user, host=mariadb.host, port=mariadb.port, leaks=leaks)
+    t.make_table()
+    yield t
+    t.close_all()
 
 
 @pytest.fixture

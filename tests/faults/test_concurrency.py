@@ -124,9 +124,9 @@ def test_threads_share_one_client(proxied: tuple[Target, FaultProxy], with_reset
     assert all(op.outcome == "ok" for op in ops if op.kind == "read"), [op for op in ops if op.kind == "read"]
 
 
-def test_transaction_holds_the_client_exclusively(target_direct: Target) -> None:
+def test_transaction_holds_the_client_exclusively(target: Target) -> None:
     """Another thread's statement waits for the transaction and is not part of it: a rollback does not undo it."""
-    db = target_direct.client()
+    db = target.client()
     db.query("SELECT 1")
     in_tx, other_done = threading.Event(), threading.Event()
     observed: dict[str, Any] = {}
@@ -134,31 +134,23 @@ def test_transaction_holds_the_client_exclusively(target_direct: Target) -> None
     def other() -> None:
         in_tx.wait(5)
         t0 = time.monotonic()
-        db.query(f"INSERT INTO {target_direct.table} (id, v) VALUES (99, 'other')")
+        db.query(f"INSERT INTO {target.table} (id, v) VALUES (99, 'other')")
         observed["waited"] = time.monotonic() - t0
         other_done.set()
 
     thread = threading.Thread(target=other, daemon=True)
     thread.start()
     with pytest.raises(RuntimeError, match="boom"), db.transaction() as tx:
-        tx.query(f"INSERT INTO {target_direct.table} (id, v) VALUES (1, 'tx')")
+        tx.query(f"INSERT INTO {target.table} (id, v) VALUES (1, 'tx')")
         in_tx.set()
         time.sleep(0.3)
         assert not other_done.is_set(), "another thread ran a statement inside this transaction"
-        tx.query(f"INSERT INTO {target_direct.table} (id, v) VALUES (2, 'tx')")
+        tx.query(f"INSERT INTO {target.table} (id, v) VALUES (2, 'tx')")
         raise RuntimeError("boom")
     thread.join(5)
     assert observed["waited"] >= 0.25
-    assert target_direct.ids() == [99]
+    assert target.ids() == [99]
     db.quit()
-
-
-@pytest.fixture
-def target_direct(mariadb: MariaDBServer, fault_user: AppUser, leaks: LeakSink) -> Iterator[Target]:
-    t = Target(server=mariadb, user=fault_user, host=mariadb.host, port=mariadb.port, leaks=leaks)
-    t.make_table()
-    yield t
-    t.close_all()
 
 
 # ================================================================================================ cold starts, full

@@ -83,14 +83,6 @@ def sm(aws: None) -> Iterator[Any]:
         yield client
 
 
-@pytest.fixture
-def target(mariadb: MariaDBServer, fault_user: AppUser, leaks: LeakSink) -> Iterator[Target]:
-    t = Target(server=mariadb, user=fault_user, host=mariadb.host, port=mariadb.port, leaks=leaks)
-    t.make_table()
-    yield t
-    t.close_all()
-
-
 def put_secret(sm: Any, leaks: LeakSink, user: AppUser, name: str | None = None) -> str:
     """Create (or update) the RDS-format secret for ``user``; returns its name. The value is registered."""
     name = name or f"fm/{user.name}"

@@ -163,14 +163,6 @@ def test_crash_restart(operation: str, crash_target: Target, matrix: Matrix, lea
 
 
 # ================================================================================================ KILL while idle
-@pytest.fixture
-def target(mariadb: MariaDBServer, fault_user: AppUser, leaks: LeakSink) -> Iterator[Target]:
-    t = Target(server=mariadb, user=fault_user, host=mariadb.host, port=mariadb.port, leaks=leaks)
-    t.make_table()
-    yield t
-    t.close_all()
-
-
 KILL_EXPECTED: dict[str, tuple[Any, ...]] = {
     "connect": ("ok",),
     "read": ("ok",),

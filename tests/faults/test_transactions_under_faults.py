@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pymysql
@@ -17,14 +16,6 @@ from tests.support.faultproxy import FaultProxy
 from tests.support.mariadb import AppUser, MariaDBServer, thread_id
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def target(mariadb: MariaDBServer, fault_user: AppUser, leaks: LeakSink) -> Iterator[Target]:
-    t = Target(server=mariadb, user=fault_user, host=mariadb.host, port=mariadb.port, leaks=leaks)
-    t.make_table()
-    yield t
-    t.close_all()
 
 
 def test_chain_form_connection_reset_mid_transaction(
