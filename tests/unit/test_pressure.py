@@ -1,0 +1,117 @@
+"""The overload policy (serverless_mysql.pressure) without a server: waits, pressure signals, independence."""
+
+from __future__ import annotations
+
+import random
+import statistics
+
+import pytest
+from pymysql.err import OperationalError
+
+from serverless_mysql.backoff import FullJitter
+from serverless_mysql.errors import connect_failure_kind
+from serverless_mysql.pressure import AGING, DOWN, FRESH, FULL, WINDOW, Pressure
+
+
+def paced(seed: int = 1, *, base: float = 0.05, cap: float = 1.0) -> Pressure:
+    return Pressure(backoff=None, base=base, cap=cap, rng=random.Random(seed))
+
+
+def test_server_down_waits_grow_from_base_to_cap() -> None:
+    p = paced()
+    previous, delays = 0.0, []
+    for attempt in range(1, 400):
+        previous = p.delay(DOWN, attempt, previous, waited=0.0)
+        delays.append(previous)
+    assert all(0.05 <= d <= 1.0 for d in delays)
+    assert delays[0] <= 0.15  # the first retry comes soon: a restarting server is found quickly
+    assert 0.3 < statistics.mean(delays) < 0.8  # then decorrelated jitter between base and cap
+
+
+def test_server_full_waits_are_long_at_first_and_shrink_with_the_wait() -> None:
+    p = paced()
+    fresh = [p.delay(FULL, 1, 0.0, waited=0.0) for _ in range(4000)]
+    aged = [p.delay(FULL, 9, 0.2, waited=AGING + 10) for _ in range(4000)]
+    assert 0.7 < statistics.mean(fresh) < 0.8  # 0.75 * cap
+    assert 0.18 < statistics.mean(aged) < 0.22  # 0.2 * cap: the earliest waiters try most often
+    assert min(fresh) >= 0.375 and max(fresh) <= 1.125 and min(aged) >= 0.05
+    # Not a falling rate: the delay never grows with the attempt number or the previous delay.
+    assert p.delay(FULL, 50, 5.0, waited=1.0) <= 1.5 * p.cap
+
+
+def test_a_waiters_attempt_rate_is_bounded_however_long_it_waits() -> None:
+    p = paced(cap=1.0)
+    t, attempts, previous = 0.0, 0, 0.0
+    while t < 60.0:
+        previous = p.delay(FULL, attempts + 1, previous, waited=t)
+        t += previous
+        attempts += 1
+    assert attempts / 60.0 < 6.0  # at most about 1 / (0.2 * cap) per second, never faster
+
+
+def test_the_floor_is_base() -> None:
+    p = paced(base=0.3, cap=1.0)
+    assert min(p.delay(FULL, 9, 0.0, waited=100.0) for _ in range(2000)) >= 0.3
+
+
+def test_a_serverless_mysql_strategy_is_used_for_both_kinds() -> None:
+    strategy = FullJitter(0.002, 0.1, random.Random(5))
+    p = Pressure(backoff=strategy, base=0.002, cap=0.1, rng=random.Random(5))
+    assert all(p.delay(kind, 3, 0.0, waited=10.0) <= 0.1 for kind in (FULL, DOWN) for _ in range(200))
+
+
+def test_retry_is_bounded_by_count_and_by_time() -> None:
+    assert Pressure.may_retry(attempt=3, max_retries=10, now=1.0, delay=0.5, wait_end=2.0)
+    assert not Pressure.may_retry(attempt=10, max_retries=10, now=1.0, delay=0.5, wait_end=None)
+    assert not Pressure.may_retry(attempt=3, max_retries=10, now=1.6, delay=0.5, wait_end=2.0)  # would wake too late
+    assert Pressure.may_retry(attempt=3, max_retries=10, now=1.6, delay=0.5, wait_end=None)
+
+
+def test_a_full_refusal_means_pressure_for_a_while_a_down_server_does_not() -> None:
+    p = paced()
+    p.refused(10.0, DOWN)
+    assert not p.under_pressure(10.0)
+    p.refused(10.0, FULL)
+    assert p.under_pressure(10.0) and p.under_pressure(10.0 + WINDOW - 0.01)
+    assert not p.under_pressure(10.0 + WINDOW)  # it cannot lock itself in: it ends unless refusals go on
+
+
+def test_the_refusal_counter_needs_a_fresh_previous_reading() -> None:
+    p = paced()
+    assert not p.counter(0.0, 100)  # the first reading is a baseline
+    assert not p.counter(1.0, 100) and not p.under_pressure(1.0)  # nobody refused: keep the slot
+    assert p.counter(2.0, 101) and p.under_pressure(2.0)  # someone was refused in the last second
+    assert not p.counter(2.0 + WINDOW + FRESH + 1, 500)  # too old to say anything about now
+    assert not p.under_pressure(2.0 + WINDOW + FRESH + 1)
+
+
+def test_the_account_at_its_limit_means_pressure() -> None:
+    p = paced()
+    p.account_full(3.0)
+    assert p.under_pressure(3.0) and not p.under_pressure(3.0 + WINDOW)
+
+
+def test_two_clients_keep_separate_state() -> None:
+    a, b = paced(1), paced(1)
+    a.refused(0.0, FULL)
+    a.counter(0.0, 7)
+    assert a.under_pressure(0.5) and not b.under_pressure(0.5)
+    assert not b.counter(1.0, 9)  # b's first reading: a baseline of its own, not a's
+
+
+@pytest.mark.parametrize(
+    ("errno", "message", "kind"),
+    [
+        (1040, "Too many connections", FULL),
+        (1203, "User app already has more than 'max_user_connections' active connections", FULL),
+        (1226, "User 'app' has exceeded the 'max_user_connections' resource", FULL),
+        (1041, "Out of memory", FULL),
+        (2003, "Can't connect to MySQL server on '127.0.0.1' ([Errno 111] Connection refused)", DOWN),
+        (2013, "Lost connection to MySQL server during query", DOWN),
+        (1053, "Server shutdown in progress", DOWN),
+        (1045, "Access denied for user 'app'", None),
+        (1226, "User 'app' has exceeded the 'max_questions' resource", None),
+    ],
+)
+def test_refusals_are_classified(errno: int, message: str, kind: str | None) -> None:
+    assert connect_failure_kind(OperationalError(errno, message)) == kind
