@@ -744,9 +744,7 @@ class ServerlessMySQL:
         if usage.max_user_connections > 0 and usage.used >= usage.limit:
             pressure.account_full(now)  # its refusals (1203) are not counted by the server
         elif usage.utilization >= cfg.conn_utilization and not pressure.under_pressure(now):
-            refusals = self._read_refusals(conn)
-            if refusals is not None:
-                pressure.counter(now, refusals)
+            self._read_refusals(conn, busy=True)
         if pressure.under_pressure(now):
             return  # the connection is given back: its idle timeout does not matter
         idle = cfg.pressure_idle_timeout
@@ -757,31 +755,31 @@ class ServerlessMySQL:
                 self._set_idle_timeout(conn, "@@GLOBAL.wait_timeout")
 
     def _refusal_baseline(self, conn: Connection[Any]) -> None:
-        """Read the refusal counter right after connecting, so the first ``end()`` can tell whether anyone was
-        refused meanwhile (otherwise a cold start's first reading is only a baseline, and in a herd every lucky
-        newcomer would keep its slot)."""
-        try:
-            refusals = self._read_refusals(conn)
-        except pymysql.MySQLError:
-            return  # lost already: the caller's statement finds out and reconnects
-        if refusals is not None:
-            self._pressure.counter(self._clock(), refusals)
+        """Read the failed-connect counters right after connecting.
 
-    def _read_refusals(self, conn: Connection[Any]) -> int | None:
-        """The server's count of connects refused for ``max_connections``; ``None`` when unreadable."""
+        So the first ``end()`` can tell whether anyone was refused meanwhile; otherwise a cold start's first reading
+        is only a baseline, and in a herd every lucky newcomer would keep its slot.
+        """
+        with contextlib.suppress(pymysql.MySQLError):  # lost already: the caller's statement reconnects
+            self._read_refusals(conn, busy=False)
+
+    def _read_refusals(self, conn: Connection[Any], *, busy: bool) -> None:
+        """Feed the server's failed-connect counters to the pressure policy (nothing when they are unreadable)."""
         self._apply_timeouts(conn)
         try:
             with conn.cursor() as cur:
                 cur.execute(REFUSALS_SQL)
-                row = cur.fetchone()
+                values = {str(row["Variable_name"]).lower(): int(row["Value"]) for row in cur.fetchall()}
         except pymysql.MySQLError as exc:
             if E.is_connection_lost(exc):
                 raise
-            logger.debug("cannot read the refusal counter", extra={"event": "housekeeping", "errno": exc.args[0]})
-            return None
+            logger.debug("cannot read the refusal counters", extra={"event": "housekeeping", "errno": exc.args[0]})
+            return
         finally:
             self._bump(housekeeping_statements=1)
-        return int(row["Value"]) if row else None
+        refused, aborted = values.get("connection_errors_max_connections"), values.get("aborted_connects")
+        if refused is not None and aborted is not None:
+            self._pressure.counters(self._clock(), refused, aborted, busy=busy)
 
     def _set_idle_timeout(self, conn: Connection[Any], value: str) -> None:
         """Set the session's ``wait_timeout``: short while the server is busy, the server's own otherwise."""

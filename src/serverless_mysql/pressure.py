@@ -23,8 +23,9 @@ seconds after it began, whichever comes first; ``max_retries`` is only a safety 
 **Giving the slot back.** The environment is *under pressure* for :data:`WINDOW` seconds after any of:
 
 - one of its own connects was refused because the server (or the account) was full;
-- two of its own readings of the server's ``Connection_errors_max_connections``, at most :data:`FRESH` seconds
-  apart, differ: someone was refused a slot in between (read only while the server is at ``conn_utilization``);
+- two of its own readings of the server's failed-connect counters, at most :data:`FRESH` seconds apart, show a
+  refusal in between (:meth:`Pressure.counters`; read after connecting, and at ``end()`` while the server is at
+  ``conn_utilization`` or above);
 - the account is at its own ``max_user_connections`` limit (1203 refusals are not counted by the server).
 
 After an invocation under pressure, ``end()`` gives its connection back (COM_QUIT) so a waiting environment
@@ -78,7 +79,7 @@ class Pressure:
         The jitter source (one per client: environments must not draw the same delays).
     """
 
-    __slots__ = ("_counter", "backoff", "base", "cap", "pressure_until", "rng")
+    __slots__ = ("_counters", "backoff", "base", "cap", "pressure_until", "rng")
 
     def __init__(self, *, backoff: Backoff | None, base: float, cap: float, rng: random.Random) -> None:
         self.backoff = backoff
@@ -86,7 +87,7 @@ class Pressure:
         self.cap = cap
         self.rng = rng
         self.pressure_until = -math.inf
-        self._counter: tuple[float, int] | None = None  # (time, value) of the last refusal-counter reading
+        self._counters: tuple[float, int, int] | None = None  # (time, refused, aborted) at the last reading
 
     # ------------------------------------------------------------------------------------------ waiting
     def delay(self, kind: Kind, attempt: int, previous: float, waited: float) -> float:
@@ -117,10 +118,19 @@ class Pressure:
         if kind == FULL:
             self.pressure_until = max(self.pressure_until, now + WINDOW)
 
-    def counter(self, now: float, value: int) -> bool:
-        """A reading of the server's refusal counter; True when it shows a refusal since a fresh previous one."""
-        before, self._counter = self._counter, (now, value)
-        grew = before is not None and now - before[0] <= FRESH and value > before[1]
+    def counters(self, now: float, refused: int, aborted: int, *, busy: bool) -> bool:
+        """A reading of the server's failed-connect counters; True when it shows a refusal since a fresh previous one.
+
+        ``refused`` is ``Connection_errors_max_connections``, ``aborted`` is ``Aborted_connects``, ``busy`` whether
+        the server was just measured at ``conn_utilization`` or above. MariaDB counts a 1040 in the former only when
+        it refuses before authentication (more than ``max_connections + 1`` connections at that moment), but always
+        in the latter, which also counts bad passwords, TLS probes and health checks: growth of ``aborted`` is only
+        taken as a refusal while the server is busy, where that noise costs at most one needless reconnect.
+        """
+        before, self._counters = self._counters, (now, refused, aborted)
+        if before is None or now - before[0] > FRESH:
+            return False  # a baseline
+        grew = refused > before[1] or (busy and aborted > before[2])
         if grew:
             self.pressure_until = max(self.pressure_until, now + WINDOW)
         return grew

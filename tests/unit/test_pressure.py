@@ -76,13 +76,23 @@ def test_a_full_refusal_means_pressure_for_a_while_a_down_server_does_not() -> N
     assert not p.under_pressure(10.0 + WINDOW)  # it cannot lock itself in: it ends unless refusals go on
 
 
-def test_the_refusal_counter_needs_a_fresh_previous_reading() -> None:
+def test_the_refusal_counters_need_a_fresh_previous_reading() -> None:
     p = paced()
-    assert not p.counter(0.0, 100)  # the first reading is a baseline
-    assert not p.counter(1.0, 100) and not p.under_pressure(1.0)  # nobody refused: keep the slot
-    assert p.counter(2.0, 101) and p.under_pressure(2.0)  # someone was refused in the last second
-    assert not p.counter(2.0 + WINDOW + FRESH + 1, 500)  # too old to say anything about now
+    assert not p.counters(0.0, 0, 100, busy=True)  # the first reading is a baseline
+    assert not p.counters(1.0, 0, 100, busy=True) and not p.under_pressure(1.0)  # nobody refused: keep the slot
+    assert p.counters(2.0, 0, 101, busy=True) and p.under_pressure(2.0)  # someone was refused in the last second
+    assert not p.counters(2.0 + WINDOW + FRESH + 1, 0, 500, busy=True)  # too old to say anything about now
     assert not p.under_pressure(2.0 + WINDOW + FRESH + 1)
+
+
+def test_aborted_connects_count_only_while_the_server_is_busy() -> None:
+    p = paced()
+    p.counters(0.0, 5, 100, busy=False)
+    assert not p.counters(1.0, 5, 103, busy=False)  # bad passwords, health checks: noise on a quiet server
+    assert p.counters(2.0, 6, 103, busy=False)  # a refusal for max_connections counts whatever the utilization
+    q = paced()
+    q.counters(0.0, 5, 100, busy=False)
+    assert q.counters(1.0, 5, 101, busy=True)  # MariaDB's 1040 with the SUPER slot free: only Aborted_connects
 
 
 def test_the_account_at_its_limit_means_pressure() -> None:
@@ -94,9 +104,9 @@ def test_the_account_at_its_limit_means_pressure() -> None:
 def test_two_clients_keep_separate_state() -> None:
     a, b = paced(1), paced(1)
     a.refused(0.0, FULL)
-    a.counter(0.0, 7)
+    a.counters(0.0, 7, 7, busy=True)
     assert a.under_pressure(0.5) and not b.under_pressure(0.5)
-    assert not b.counter(1.0, 9)  # b's first reading: a baseline of its own, not a's
+    assert not b.counters(1.0, 9, 9, busy=True)  # b's first reading: a baseline of its own, not a's
 
 
 @pytest.mark.parametrize(
