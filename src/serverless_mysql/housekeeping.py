@@ -33,7 +33,10 @@ __all__ = ["HEADROOM", "REFUSALS_SQL", "Housekeeper", "Plan", "Usage", "Zombie",
 
 logger = logging.getLogger(__name__)
 
-_USER = "SUBSTRING_INDEX(USER(), '@', 1)"  # the user actually connected as, even after rotation
+# The user actually logged in as (even after rotation), as the processlist's USER column shows it. USER() is
+# 'name@client-host'; a host never contains '@' but a name may ('svc@corp'), so cut at the *last* '@'.
+# (CURRENT_USER() is the matched account instead: '' for an anonymous account, never what the processlist shows.)
+_USER = "LEFT(USER(), CHAR_LENGTH(USER()) - LOCATE('@', REVERSE(USER())))"
 _EXCLUDED = (
     "p.COMMAND NOT IN ('Daemon', 'Binlog Dump', 'Binlog Dump GTID') "
     "AND p.USER NOT IN ('system user', 'event_scheduler')"
