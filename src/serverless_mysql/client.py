@@ -394,7 +394,7 @@ class ServerlessMySQL:
                 if not E.is_retryable_connect_error(exc):
                     self._emit("on_connect_error", exc)
                     raise E.ConnectError(
-                        f"cannot connect to {cfg.host}:{cfg.port}: {_describe(exc)}",
+                        f"cannot connect to {_endpoint(kwargs)}: {_describe(exc)}",  # the host tried (maybe a secret's)
                         attempts=budget.attempt + 1,
                         elapsed=self._clock() - started,
                     ) from exc
@@ -410,6 +410,8 @@ class ServerlessMySQL:
             setattr(conn, "_read_timeout", cfg.read_timeout)  # noqa: B010 - not in PyMySQL's public API
             setattr(conn, "_write_timeout", cfg.write_timeout)  # noqa: B010
             self._conn = conn
+            # Decided on the host actually connected to: with a secret the configured host is only "localhost".
+            self._rds_proxy = cfg.rds_proxy_for(kwargs["host"])
             self._counter = 0
             self._last_used = self._clock()
             self._bump(connects=1)
@@ -785,6 +787,12 @@ def _server_in_transaction(conn: Connection[Any]) -> bool:
 
 def _thread_id(conn: Connection[Any]) -> int:
     return int(getattr(conn, "server_thread_id", (0,))[0])
+
+
+def _endpoint(kwargs: dict[str, Any]) -> str:
+    """``host:port`` of a connect attempt (``[v6]:port`` for an IPv6 address)."""
+    host = str(kwargs.get("host"))
+    return f"[{host}]:{kwargs.get('port')}" if ":" in host else f"{host}:{kwargs.get('port')}"
 
 
 def _close_quietly(conn: Connection[Any]) -> None:
