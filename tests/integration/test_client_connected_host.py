@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from serverless_mysql import ConnectError, ServerlessMySQL
+from serverless_mysql import ConnectError, ServerlessMySQL, with_mysql
 from serverless_mysql.credentials import Credentials
+from serverless_mysql.lambda_context import LocalLambdaContext
+from tests.integration.decorator_fixtures import aws, clean_serverless_env, rds_secret
 from tests.support.mariadb import AppUser
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager.client import SecretsManagerClient
+
+__all__ = ["aws", "clean_serverless_env"]
 
 pytestmark = pytest.mark.integration
 
@@ -94,3 +101,21 @@ def test_connect_error_names_the_host_and_port_tried(app_user: AppUser) -> None:
     assert f"cannot connect to {app_user.host}:{app_user.port}:" in str(caught.value)
     assert "localhost" not in str(caught.value)  # the configured host: the provider's replaced it
     assert "wrong" not in str(caught.value)
+
+
+@pytest.mark.usefixtures("proxy_name_resolves_to_loopback", "clean_serverless_env")
+def test_proxy_endpoint_from_a_secret_under_with_mysql(aws: SecretsManagerClient, app_user: AppUser) -> None:
+    # The case: the secret's host is the proxy endpoint; the configured host is only the default.
+    aws.create_secret(Name="shop/proxy", SecretString=rds_secret(app_user, host=PROXY))
+
+    def handler(event: Any, context: Any, db: ServerlessMySQL) -> int:
+        return int(db.query("SELECT 1 AS one")[0]["one"])
+
+    wrapped = with_mysql(secret_id="shop/proxy", sigterm=False)(handler)
+    db: ServerlessMySQL = getattr(wrapped, "db")  # noqa: B009
+    try:
+        assert wrapped({}, LocalLambdaContext()) == 1  # end() ran after the handler: a cold start measures...
+        assert db.get_stats().connects == 1
+        assert db.get_stats().housekeeping_statements == 0  # ...except through a proxy
+    finally:
+        db.terminate()
