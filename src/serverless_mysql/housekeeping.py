@@ -103,7 +103,7 @@ def usage_sql(*, with_limits: bool, performance_schema: bool = False) -> str:
 def has_performance_schema_processlist(server_version: str) -> bool:
     """Whether a server reporting ``server_version`` (the handshake's) has ``performance_schema.processlist``.
 
-    MySQL has it from 5.7.39 in the 5.7 series and from 8.0.22 on; MariaDB (up to 11.x at least) does not. Whether
+    MySQL has it from 5.7.39 in the 5.7 series and from 8.0.22 on; MariaDB's performance_schema has none. Whether
     it is *usable* (the Performance Schema on, the table readable) is told by the statement itself: see
     :data:`PROCESSLIST_FALLBACK_ERRORS` and ``self_seen``.
 
