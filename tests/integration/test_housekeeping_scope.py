@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from typing import Any
@@ -102,18 +103,28 @@ def test_mariadb_reads_information_schema_at_no_extra_cost(
     assert sources == [False, False]
 
 
+@pytest.mark.parametrize(("grant", "errno"), [(False, 1142), (True, 1146)])
 def test_falls_back_to_information_schema_once_where_performance_schema_has_no_processlist(
+    grant: bool,
+    errno: int,
     server_factory: Factory,
     make_user: Factory,
     client_factory: ClientFactory,
     sources: list[bool],
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # A server whose version promises the table but which does not have it: MariaDB with the Performance Schema on
-    # has a performance_schema database without a processlist table (1146).
+    # has a performance_schema database without a processlist table. A user without grants there is refused
+    # before the table is looked up (1142), one with SELECT on it learns that the table does not exist (1146).
     server = server_factory(max_connections=20, extra_args=["--performance-schema=ON"])
     monkeypatch.setattr(housekeeping, "has_performance_schema_processlist", lambda version: True)
-    db = measure_and_kill(server, make_user(server, max_user_connections=10), client_factory)
+    app = make_user(server, max_user_connections=10)
+    if grant:
+        server.execute("GRANT SELECT ON performance_schema.* TO %s@'%%'", [app.name])
+    with caplog.at_level(logging.DEBUG, logger="serverless_mysql"):
+        db = measure_and_kill(server, app, client_factory)
+    assert [r.__dict__.get("errno") for r in caplog.records if "processlist unusable" in r.getMessage()] == [errno]
     assert db.get_stats().housekeeping_statements == 2 + 3  # one failed attempt, once
     assert db.get_stats().housekeeping_errors == 0
     assert statements_of_next_end(db) == 1
