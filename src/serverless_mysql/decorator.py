@@ -27,12 +27,16 @@ extra keyword arguments forwarded.
 
 NOTE: composition with other decorators in any order. ``@event_source`` (like every middleware made with
 ``lambda_handler_decorator`` that takes no ``**kwargs``) cannot forward ``db=`` to the function below it. So
-when ``@with_mysql`` sits on top of other decorators, it slips its per-invocation work underneath them, right
-around the user's function: the closure cell that holds the function in the innermost wrapper is pointed at
-our shim. ``@with_mysql`` therefore always behaves as the innermost decorator (its metrics are flushed by
+when ``@with_mysql`` sits on top of other decorators, it builds its own copy of their wrappers with its
+per-invocation work right around the user's function: each wrapper that keeps the function below it in a
+closure cell is copied (same code, globals and other cells, so the decorator's state stays shared) with a new
+cell pointing at the copy below, or at our shim for the innermost. The decorators' own wrappers are never
+modified (one wrapper decorated twice, e.g. for a primary and a replica, gives two independent handlers).
+``@with_mysql`` therefore behaves as the innermost decorator (its metrics are flushed by
 ``@metrics.log_metrics``, its logs carry ``@logger.inject_lambda_context``'s keys, its housekeeping is inside
-the Tracer's subsegment). If no such cell exists (an unusual decorator), it falls back to passing ``db=`` as a
-keyword through the decorators below it.
+the Tracer's subsegment). A wrapper that cannot be copied (a class with ``__call__``, a function that reaches
+the next one through a helper or an attribute) gets ``db=`` as a keyword instead, and then every decorator
+below must accept it (``db`` or ``**kwargs``): one that does not is refused at decoration time.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import itertools
 import logging
 import math
 import os
@@ -47,6 +52,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
+from types import CellType, FunctionType
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar, overload
 
 from .client import ServerlessMySQL, Stats
@@ -214,8 +220,9 @@ def with_mysql(handler: Callable[..., Any] | None = None, /, **options: Any) -> 
     Raises
     ------
     TypeError
-        Positional options, a handler without a ``db`` parameter, an async handler, or a second
-        ``@with_mysql`` on the same handler.
+        Positional options, a handler without a ``db`` parameter, an async handler, a second
+        ``@with_mysql`` on the same handler, or a decorator below it that can neither be copied nor pass ``db``
+        on (see the module's NOTE).
     ConfigError
         An invalid option or environment variable (the message names it, never a password).
     """
@@ -505,10 +512,15 @@ def _terminate_quietly(db: ServerlessMySQL) -> None:
 
 # ---------------------------------------------------------------------------------------------- wrapping
 def _decorate(func: Callable[..., Any], setup: _Setup) -> MySQLHandler[Any]:
-    layer, user_fn = _innermost(func)
+    chain = _chain(func)
+    user_fn = chain[-1]
     if inspect.iscoroutinefunction(user_fn):
         raise TypeError("with_mysql does not support async handlers (Lambda's Python runtime calls them synchronously)")
     _check_signature(user_fn)
+    # Decide before the client exists: a handler we refuse must not leave a client (or a connection) behind.
+    rebuild = all(_rebuildable(layer, inner) for layer, inner in itertools.pairwise(chain))
+    if not rebuild:
+        _check_forwarding(chain)
     db = setup.create()  # one client per decoration, created now: Lambda's init phase
     lifecycle = _Lifecycle(db, setup, getattr(user_fn, "__qualname__", repr(user_fn)))
 
@@ -521,11 +533,13 @@ def _decorate(func: Callable[..., Any], setup: _Setup) -> MySQLHandler[Any]:
         return run
 
     wrapper: Callable[..., Any]
-    if layer is not None and _swap_innermost(layer, user_fn, managed(user_fn)):
-        # The per-invocation work now runs right around the user's function (see the module's NOTE).
+    if len(chain) > 1 and rebuild:
+        # Our own copy of the decorators' wrappers with ours innermost (see the module's NOTE); `func` is untouched.
+        top = _rebuild(chain, managed(user_fn))
+
         @functools.wraps(func)
         def passthrough(event: Any, context: Any, *args: Any, **kwargs: Any) -> Any:
-            return func(event, context, *args, **kwargs)
+            return top(event, context, *args, **kwargs)
 
         setattr(passthrough, _MARK, lifecycle)
         wrapper = passthrough
@@ -539,18 +553,79 @@ def _decorate(func: Callable[..., Any], setup: _Setup) -> MySQLHandler[Any]:
     return wrapper  # type: ignore[return-value]
 
 
-def _swap_innermost(layer: Callable[..., Any], user_fn: Callable[..., Any], shim: Callable[..., Any]) -> bool:
-    """Point the closure cells of ``layer`` that hold ``user_fn`` at ``shim``; False when there are none."""
-    swapped = False
-    for cell in getattr(layer, "__closure__", None) or ():
+def _cell_holds(cell: CellType, obj: object) -> bool:
+    try:
+        return cell.cell_contents is obj
+    except ValueError:  # an empty cell
+        return False
+
+
+def _rebuildable(layer: Callable[..., Any], inner: Callable[..., Any]) -> bool:
+    """True when ``layer`` is a plain function that calls ``inner`` through its own closure, and only through it.
+
+    Then a copy of ``layer`` with a new cell in that place calls whatever we put there. A function that reaches
+    ``inner`` through a helper sharing the cell (the copy would not redirect the helper), a global, a default
+    argument or an object's attribute is not: it gets ``db=`` as a keyword instead.
+    """
+    if not isinstance(layer, FunctionType) or not layer.__closure__:
+        return False
+    target = {id(cell) for cell in layer.__closure__ if _cell_holds(cell, inner)}
+    if not target:
+        return False
+    for cell in layer.__closure__:
+        if id(cell) in target:
+            continue
         try:
             content = cell.cell_contents
-        except ValueError:  # an empty cell
+        except ValueError:
             continue
-        if content is user_fn:
-            cell.cell_contents = shim
-            swapped = True
-    return swapped
+        helper_cells = getattr(content, "__closure__", None) if isinstance(content, FunctionType) else None
+        if helper_cells and any(id(c) in target for c in helper_cells):
+            return False
+    return True
+
+
+def _rebuild(chain: list[Callable[..., Any]], shim: Callable[..., Any]) -> Callable[..., Any]:
+    """Copies of the wrappers in ``chain`` (outermost first) with ``shim`` in place of the user's function.
+
+    Each copy shares its original's code, globals and every other closure cell (so a decorator's state, e.g. a
+    Logger, stays one), and gets a fresh cell for the function below it. The originals are never modified.
+    """
+    below = shim
+    for layer, inner in reversed(list(itertools.pairwise(chain))):  # from the innermost wrapper out
+        if not isinstance(layer, FunctionType) or layer.__closure__ is None:  # excluded by _rebuildable
+            raise TypeError(f"cannot copy {layer!r}")
+        cells = tuple(CellType(below) if _cell_holds(cell, inner) else cell for cell in layer.__closure__)
+        copy = FunctionType(layer.__code__, layer.__globals__, layer.__name__, layer.__defaults__, cells)
+        functools.update_wrapper(copy, layer)  # name, doc, annotations, its __dict__ (attributes decorators set)
+        copy.__kwdefaults__ = None if layer.__kwdefaults__ is None else dict(layer.__kwdefaults__)
+        copy.__wrapped__ = below  # type: ignore[attr-defined]
+        below = copy
+    return below
+
+
+def _check_forwarding(chain: list[Callable[..., Any]]) -> None:
+    """Refuse, at decoration time, a wrapper that cannot be copied and cannot pass ``db=`` down either."""
+    for layer in chain[:-1]:
+        try:
+            params = inspect.signature(layer, follow_wrapped=False).parameters
+        except (TypeError, ValueError):  # nothing to check (some C callables)
+            continue
+        if not any(
+            (p.name == "db" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)) or p.kind == p.VAR_KEYWORD
+            for p in params.values()
+        ):
+            # Not __qualname__: functools.wraps copies the wrapped function's onto the wrapper.
+            if isinstance(layer, FunctionType):
+                name = getattr(layer.__code__, "co_qualname", layer.__code__.co_name)
+            else:
+                name = f"{type(layer).__qualname__} object"
+            user = getattr(chain[-1], "__qualname__", repr(chain[-1]))
+            raise TypeError(
+                f"with_mysql cannot hand 'db' to {user} through the decorator {name}: it is not a function that "
+                "keeps the function it wraps in its closure, and it takes no keyword 'db' (or **kwargs) to pass "
+                "on; put @with_mysql directly on the function, below that decorator"
+            )
 
 
 def _connect_on_init(db: ServerlessMySQL) -> None:
@@ -568,11 +643,11 @@ def _connect_on_init(db: ServerlessMySQL) -> None:
         db.set_deadline(None)
 
 
-def _innermost(func: Callable[..., Any]) -> tuple[Callable[..., Any] | None, Callable[..., Any]]:
-    """(the wrapper directly around the user's function or None, the user's function), via ``__wrapped__``."""
-    layer: Callable[..., Any] | None = None
+def _chain(func: Callable[..., Any]) -> list[Callable[..., Any]]:
+    """``func``, the wrappers below it and last the user's function, following ``__wrapped__``."""
+    chain = [func]
+    seen = {id(func)}
     current = func
-    seen: set[int] = set()
     while True:
         if getattr(current, _MARK, None) is not None:
             raise TypeError(
@@ -580,10 +655,11 @@ def _innermost(func: Callable[..., Any]) -> tuple[Callable[..., Any] | None, Cal
                 "per handler (for a second database build another ServerlessMySQL)"
             )
         inner = getattr(current, "__wrapped__", None)
-        if inner is None or id(current) in seen or not callable(inner):
-            return layer, current
-        seen.add(id(current))
-        layer, current = current, inner
+        if inner is None or not callable(inner) or id(inner) in seen:
+            return chain
+        seen.add(id(inner))
+        chain.append(inner)
+        current = inner
 
 
 def _check_signature(user_fn: Callable[..., Any]) -> None:
