@@ -18,6 +18,8 @@ What it does for each decorated handler:
   exception is passed on untouched. Optionally per-invocation metrics into a Powertools ``Metrics``.
 * **On SIGTERM** (environment shutdown, python3.12+ with an extension): closes every decorated client's
   connection with COM_QUIT, then runs the previous SIGTERM handler (or the default action).
+* **SnapStart** (python3.12+, Lambda's managed runtimes): before the snapshot, closes every decorated client's
+  connection; after each restore, reseeds every client's random generator (:func:`register_snapstart`).
 
 NOTE: not built on Powertools' ``lambda_handler_decorator``: importing it imports the Tracer (and so
 Powertools' tracing stack) even for users without Powertools; it re-binds options on every call, whereas we
@@ -548,6 +550,7 @@ def _decorate(func: Callable[..., Any], setup: _Setup) -> MySQLHandler[Any]:
     setattr(wrapper, "db", db)  # noqa: B010 - the handler's attribute, typed by MySQLHandler
     if setup.sigterm:
         register_sigterm(db)
+    register_snapstart(db)  # now: the snapshot is taken after init, before any invocation
     if setup.connect_on_init:
         _connect_on_init(db)
     return wrapper  # type: ignore[return-value]
@@ -722,3 +725,74 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     elif previous != signal.SIG_IGN:  # SIG_DFL, or None (installed outside Python): the default action
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
+
+
+# ---------------------------------------------------------------------------------------------- SnapStart
+SNAPSTART_HOOKS_MODULE = "snapshot_restore_py"
+"""The runtime hooks module of Lambda's managed Python runtimes (python3.12+); absent elsewhere."""
+
+_snapstart_lock = threading.Lock()
+_snapstart_clients: weakref.WeakSet[ServerlessMySQL] = weakref.WeakSet()
+_snapstart_hooks: bool | None = None  # None: not looked for yet; then whether the hooks are registered
+
+
+def register_snapstart(db: ServerlessMySQL) -> bool:
+    """Close ``db``'s connection before a SnapStart snapshot and reseed it after each restore. False if no hooks.
+
+    Registers two hooks with the runtime (once per process, the first time a client is registered):
+    before the snapshot every registered client is closed (``quit()``, else ``terminate()``), so no connection
+    is captured; after each restore every client draws fresh entropy (:meth:`ServerlessMySQL.reseed`), so the
+    environments restored from one snapshot do not all draw the same backoff delays, and its first statement
+    connects. The hooks module is imported here only, and only where it exists: ``import serverless_mysql``
+    does not look for it. Registering must happen during init (the snapshot is taken right after it).
+    """
+    global _snapstart_hooks
+    with _snapstart_lock:
+        if _snapstart_hooks is None:
+            _snapstart_hooks = _install_snapstart_hooks()
+        if _snapstart_hooks:
+            _snapstart_clients.add(db)
+        return _snapstart_hooks
+
+
+def _install_snapstart_hooks() -> bool:
+    import importlib  # noqa: PLC0415 - at decoration time, not at `import serverless_mysql`
+
+    try:
+        hooks: Any = importlib.import_module(SNAPSTART_HOOKS_MODULE)
+        hooks.register_before_snapshot(_before_snapshot)
+        hooks.register_after_restore(_after_restore)
+    except ImportError:  # not one of Lambda's managed runtimes: there is no snapshot
+        return False
+    except Exception as exc:  # a broken hooks module must not break the handler's import
+        logger.warning("SnapStart hooks not registered: %s: %s", type(exc).__name__, exc)
+        return False
+    logger.debug("SnapStart hooks registered", extra={"event": "snapstart_hooks"})
+    return True
+
+
+def _before_snapshot() -> None:
+    for db in list(_snapstart_clients):
+        _close_for_snapshot(db)
+    logger.debug("connections closed before the snapshot", extra={"event": "snapstart_before"})
+
+
+def _close_for_snapshot(db: ServerlessMySQL) -> None:
+    try:
+        db.quit()  # COM_QUIT: the server forgets the session now, not after wait_timeout
+    except Exception as exc:
+        logger.warning("closing the connection before the snapshot failed: %s: %s", type(exc).__name__, exc)
+        _terminate_quietly(db)
+
+
+def _after_restore() -> None:
+    for db in list(_snapstart_clients):
+        _reseed_quietly(db)
+    logger.debug("clients reseeded after the restore", extra={"event": "snapstart_restore"})
+
+
+def _reseed_quietly(db: ServerlessMySQL) -> None:
+    try:
+        db.reseed()
+    except Exception as exc:  # never fail the restore: the jitter is then only less random
+        logger.warning("reseeding after the restore failed: %s: %s", type(exc).__name__, exc)
