@@ -778,11 +778,14 @@ def _before_snapshot() -> None:
 
 
 def _close_for_snapshot(db: ServerlessMySQL) -> None:
+    db.set_deadline(INIT_CONNECT_BUDGET)  # a rollback of a transaction left open by init must not hang the hook
     try:
         db.quit()  # COM_QUIT: the server forgets the session now, not after wait_timeout
     except Exception as exc:
         logger.warning("closing the connection before the snapshot failed: %s: %s", type(exc).__name__, exc)
         _terminate_quietly(db)
+    finally:
+        db.set_deadline(None)
 
 
 def _after_restore() -> None:
