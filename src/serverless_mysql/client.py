@@ -106,6 +106,8 @@ class ServerlessMySQL:
         import random as _random  # noqa: PLC0415 - the default jitter source
 
         rng = cfg.random or _random.Random()
+        self._rng = rng  # shared by every random choice below; reseed() renews it
+        self._rng_given = cfg.random is not None
         self._backoff = make_backoff(cfg.backoff, base=cfg.base, cap=cfg.cap, rng=rng)
         self._query_backoff = make_backoff(cfg.query_retry_backoff, base=cfg.base, cap=cfg.cap, rng=rng)
         self._housekeeper = Housekeeper(
@@ -219,6 +221,16 @@ class ServerlessMySQL:
         finally:
             if owned:
                 self._lock.release()
+
+    def reseed(self) -> None:
+        """Draw fresh entropy (``os.urandom``) for this client's random choices: backoff jitter, housekeeping.
+
+        For a process copied from one that already held the client, as a SnapStart restore does: every copy
+        would otherwise draw the same delays (a synchronized retry herd). ``@with_mysql`` calls it after each
+        restore. A ``random`` generator passed as an option is the caller's and is left alone.
+        """
+        if not self._rng_given:
+            self._rng.seed()  # seed(None) reads os.urandom
 
     def transaction(self, *, isolation_level: str | None = None, read_only: bool = False) -> Transaction:
         """A transaction: ``with db.transaction() as tx: tx.query(...)``, or the serverless-mysql chain form.
