@@ -29,6 +29,7 @@ import pymysql.cursors
 from pymysql.constants import SERVER_STATUS
 
 from . import errors as E
+from . import housekeeping as H
 from .backoff import RetryBudget, make_backoff
 from .config import Config
 from .credentials import time_budget
@@ -111,6 +112,8 @@ class ServerlessMySQL:
         import random as _random  # noqa: PLC0415 - the default jitter source
 
         rng = cfg.random or _random.Random()
+        self._rng = rng  # shared by every random choice below; reseed() renews it
+        self._rng_given = cfg.random is not None
         paced = cfg.backoff == "paced"
         backoff = None if paced else make_backoff(cfg.backoff, base=cfg.base, cap=cfg.cap, rng=rng)
         self._pressure = Pressure(backoff=backoff, base=cfg.base, cap=cfg.cap, rng=rng)
@@ -122,6 +125,7 @@ class ServerlessMySQL:
             rng=rng,
         )
         self._rds_proxy = cfg.is_rds_proxy
+        self._processlist: tuple[str, bool] | None = None  # (server version, read performance_schema.processlist)
         self._lock = threading.RLock()
         self._conn: Connection[Any] | None = None
         self._last_used = 0.0
@@ -230,6 +234,16 @@ class ServerlessMySQL:
         finally:
             if owned:
                 self._lock.release()
+
+    def reseed(self) -> None:
+        """Draw fresh entropy (``os.urandom``) for this client's random choices: backoff jitter, housekeeping.
+
+        For a process copied from one that already held the client, as a SnapStart restore does: every copy
+        would otherwise draw the same delays (a synchronized retry herd). ``@with_mysql`` calls it after each
+        restore. A ``random`` generator passed as an option is the caller's and is left alone.
+        """
+        if not self._rng_given:
+            self._rng.seed()  # seed(None) reads os.urandom
 
     def transaction(self, *, isolation_level: str | None = None, read_only: bool = False) -> Transaction:
         """A transaction: ``with db.transaction() as tx: tx.query(...)``, or the serverless-mysql chain form.
@@ -415,7 +429,7 @@ class ServerlessMySQL:
                 if kind is None:
                     self._emit("on_connect_error", exc)
                     raise E.ConnectError(
-                        f"cannot connect to {cfg.host}:{cfg.port}: {_describe(exc)}",
+                        f"cannot connect to {_endpoint(kwargs)}: {_describe(exc)}",  # the host tried (maybe a secret's)
                         attempts=attempt + 1,
                         elapsed=self._clock() - started,
                     ) from exc
@@ -442,6 +456,8 @@ class ServerlessMySQL:
             setattr(conn, "_read_timeout", cfg.read_timeout)  # noqa: B010 - not in PyMySQL's public API
             setattr(conn, "_write_timeout", cfg.write_timeout)  # noqa: B010
             self._conn = conn
+            # Decided on the host actually connected to: with a secret the configured host is only "localhost".
+            self._rds_proxy = cfg.rds_proxy_for(kwargs["host"])
             self._counter = 0
             self._short_idle = False
             self._last_used = self._clock()
@@ -703,12 +719,8 @@ class ServerlessMySQL:
         hk = self._housekeeper
         with_limits = hk.limits_stale(now)
         own_ids = frozenset({_thread_id(conn)})
-        self._apply_timeouts(conn)
-        with conn.cursor() as cur:
-            cur.execute(usage_sql(with_limits=with_limits), (int(cfg.zombie_min_timeout),))
-            row = cur.fetchone()
-        self._bump(housekeeping_runs=1, housekeeping_statements=1)
-        assert row is not None  # an aggregate always returns one row
+        row = self._measure(conn, with_limits)
+        self._bump(housekeeping_runs=1)
         if with_limits:
             hk.store_limits(now, int(row["max_connections"]), int(row["max_user_connections"]))
         assert hk.limits is not None
@@ -790,6 +802,45 @@ class ServerlessMySQL:
         self._bump(housekeeping_statements=1, idle_timeout_changes=1)
         logger.debug("session idle timeout set", extra={"event": "idle_timeout", "short": self._short_idle})
 
+    def _measure(self, conn: Connection[Any], with_limits: bool) -> dict[str, Any]:
+        """Run the housekeeping statement on the server's best processlist source and return its row.
+
+        ``performance_schema.processlist`` where the server has one that works, else ``information_schema``. The
+        choice is remembered per server version, so finding out costs at most one statement per client (per
+        server upgrade), and only on servers whose version says they may have the table.
+        """
+        version = str(getattr(conn, "server_version", "") or "")  # from the handshake: no round trip
+        known = self._processlist
+        perf = known[1] if known is not None and known[0] == version else H.has_performance_schema_processlist(version)
+        row = self._usage_row(conn, with_limits, performance_schema=perf)
+        if perf and (row is None or not int(row["self_seen"])):
+            # No such table, no access, or an empty table (the Performance Schema is off): never this connection.
+            perf = False
+            row = self._usage_row(conn, with_limits, performance_schema=False)
+        if known != (version, perf):
+            logger.debug("processlist source", extra={"event": "housekeeping", "performance_schema": perf})
+        self._processlist = (version, perf)
+        assert row is not None  # an aggregate always returns one row; only the performance_schema attempt gives None
+        result: dict[str, Any] = row
+        return result
+
+    def _usage_row(self, conn: Connection[Any], with_limits: bool, *, performance_schema: bool) -> Any:
+        """The statement's row, or ``None`` when ``performance_schema.processlist`` cannot be read."""
+        self._apply_timeouts(conn)
+        try:
+            with conn.cursor() as cur:
+                sql = usage_sql(with_limits=with_limits, performance_schema=performance_schema)
+                cur.execute(sql, (int(self._config.zombie_min_timeout),))
+                return cur.fetchone()
+        except pymysql.MySQLError as exc:
+            errno = E.error_number(exc)
+            if not performance_schema or errno not in H.PROCESSLIST_FALLBACK_ERRORS:
+                raise
+            logger.debug("performance_schema.processlist unusable", extra={"event": "housekeeping", "errno": errno})
+            return None
+        finally:
+            self._bump(housekeeping_statements=1)
+
     def _kill(self, conn: Connection[Any], zombies: tuple[Any, ...]) -> int:
         freed = 0
         for zombie in zombies:
@@ -864,6 +915,12 @@ def _server_in_transaction(conn: Connection[Any]) -> bool:
 
 def _thread_id(conn: Connection[Any]) -> int:
     return int(getattr(conn, "server_thread_id", (0,))[0])
+
+
+def _endpoint(kwargs: dict[str, Any]) -> str:
+    """``host:port`` of a connect attempt (``[v6]:port`` for an IPv6 address)."""
+    host = str(kwargs.get("host"))
+    return f"[{host}]:{kwargs.get('port')}" if ":" in host else f"{host}:{kwargs.get('port')}"
 
 
 def _close_quietly(conn: Connection[Any]) -> None:

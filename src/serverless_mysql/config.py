@@ -174,7 +174,23 @@ class Config:
     @property
     def is_rds_proxy(self) -> bool:
         """Whether ``host`` is an RDS Proxy endpoint (``rds_proxy`` beats detection from the host name)."""
-        return detect_rds_proxy(self.host) if self.rds_proxy is None else self.rds_proxy
+        return self.rds_proxy_for(self.host)
+
+    def rds_proxy_for(self, host: str) -> bool:
+        """Whether a connection to ``host`` goes through RDS Proxy.
+
+        Parameters
+        ----------
+        host
+            The host actually connected to: the configured one, or the one a credentials provider (a secret)
+            supplied, which the configured default ``localhost`` says nothing about.
+
+        Returns
+        -------
+        bool
+            ``rds_proxy`` when it is set explicitly, otherwise :func:`detect_rds_proxy` of ``host``.
+        """
+        return detect_rds_proxy(host) if self.rds_proxy is None else self.rds_proxy
 
     def public_dict(self) -> dict[str, Any]:
         """All options as a plain dict, with the password and any URL credentials masked."""

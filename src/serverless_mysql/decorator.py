@@ -18,6 +18,8 @@ What it does for each decorated handler:
   exception is passed on untouched. Optionally per-invocation metrics into a Powertools ``Metrics``.
 * **On SIGTERM** (environment shutdown, python3.12+ with an extension): closes every decorated client's
   connection with COM_QUIT, then runs the previous SIGTERM handler (or the default action).
+* **SnapStart** (python3.12+, Lambda's managed runtimes): before the snapshot, closes every decorated client's
+  connection; after each restore, reseeds every client's random generator (:func:`register_snapstart`).
 
 NOTE: not built on Powertools' ``lambda_handler_decorator``: importing it imports the Tracer (and so
 Powertools' tracing stack) even for users without Powertools; it re-binds options on every call, whereas we
@@ -27,12 +29,16 @@ extra keyword arguments forwarded.
 
 NOTE: composition with other decorators in any order. ``@event_source`` (like every middleware made with
 ``lambda_handler_decorator`` that takes no ``**kwargs``) cannot forward ``db=`` to the function below it. So
-when ``@with_mysql`` sits on top of other decorators, it slips its per-invocation work underneath them, right
-around the user's function: the closure cell that holds the function in the innermost wrapper is pointed at
-our shim. ``@with_mysql`` therefore always behaves as the innermost decorator (its metrics are flushed by
+when ``@with_mysql`` sits on top of other decorators, it builds its own copy of their wrappers with its
+per-invocation work right around the user's function: each wrapper that keeps the function below it in a
+closure cell is copied (same code, globals and other cells, so the decorator's state stays shared) with a new
+cell pointing at the copy below, or at our shim for the innermost. The decorators' own wrappers are never
+modified (one wrapper decorated twice, e.g. for a primary and a replica, gives two independent handlers).
+``@with_mysql`` therefore behaves as the innermost decorator (its metrics are flushed by
 ``@metrics.log_metrics``, its logs carry ``@logger.inject_lambda_context``'s keys, its housekeeping is inside
-the Tracer's subsegment). If no such cell exists (an unusual decorator), it falls back to passing ``db=`` as a
-keyword through the decorators below it.
+the Tracer's subsegment). A wrapper that cannot be copied (a class with ``__call__``, a function that reaches
+the next one through a helper or an attribute) gets ``db=`` as a keyword instead, and then every decorator
+below must accept it (``db`` or ``**kwargs``): one that does not is refused at decoration time.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import itertools
 import logging
 import math
 import os
@@ -47,6 +54,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
+from types import CellType, FunctionType
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar, overload
 
 from .client import ServerlessMySQL, Stats
@@ -216,8 +224,9 @@ def with_mysql(handler: Callable[..., Any] | None = None, /, **options: Any) -> 
     Raises
     ------
     TypeError
-        Positional options, a handler without a ``db`` parameter, an async handler, or a second
-        ``@with_mysql`` on the same handler.
+        Positional options, a handler without a ``db`` parameter, an async handler, a second
+        ``@with_mysql`` on the same handler, or a decorator below it that can neither be copied nor pass ``db``
+        on (see the module's NOTE).
     ConfigError
         An invalid option or environment variable (the message names it, never a password).
     """
@@ -507,10 +516,15 @@ def _terminate_quietly(db: ServerlessMySQL) -> None:
 
 # ---------------------------------------------------------------------------------------------- wrapping
 def _decorate(func: Callable[..., Any], setup: _Setup) -> MySQLHandler[Any]:
-    layer, user_fn = _innermost(func)
+    chain = _chain(func)
+    user_fn = chain[-1]
     if inspect.iscoroutinefunction(user_fn):
         raise TypeError("with_mysql does not support async handlers (Lambda's Python runtime calls them synchronously)")
     _check_signature(user_fn)
+    # Decide before the client exists: a handler we refuse must not leave a client (or a connection) behind.
+    rebuild = all(_rebuildable(layer, inner) for layer, inner in itertools.pairwise(chain))
+    if not rebuild:
+        _check_forwarding(chain)
     db = setup.create()  # one client per decoration, created now: Lambda's init phase
     lifecycle = _Lifecycle(db, setup, getattr(user_fn, "__qualname__", repr(user_fn)))
 
@@ -523,11 +537,13 @@ def _decorate(func: Callable[..., Any], setup: _Setup) -> MySQLHandler[Any]:
         return run
 
     wrapper: Callable[..., Any]
-    if layer is not None and _swap_innermost(layer, user_fn, managed(user_fn)):
-        # The per-invocation work now runs right around the user's function (see the module's NOTE).
+    if len(chain) > 1 and rebuild:
+        # Our own copy of the decorators' wrappers with ours innermost (see the module's NOTE); `func` is untouched.
+        top = _rebuild(chain, managed(user_fn))
+
         @functools.wraps(func)
         def passthrough(event: Any, context: Any, *args: Any, **kwargs: Any) -> Any:
-            return func(event, context, *args, **kwargs)
+            return top(event, context, *args, **kwargs)
 
         setattr(passthrough, _MARK, lifecycle)
         wrapper = passthrough
@@ -536,23 +552,85 @@ def _decorate(func: Callable[..., Any], setup: _Setup) -> MySQLHandler[Any]:
     setattr(wrapper, "db", db)  # noqa: B010 - the handler's attribute, typed by MySQLHandler
     if setup.sigterm:
         register_sigterm(db)
+    register_snapstart(db)  # now: the snapshot is taken after init, before any invocation
     if setup.connect_on_init:
         _connect_on_init(db)
     return wrapper  # type: ignore[return-value]
 
 
-def _swap_innermost(layer: Callable[..., Any], user_fn: Callable[..., Any], shim: Callable[..., Any]) -> bool:
-    """Point the closure cells of ``layer`` that hold ``user_fn`` at ``shim``; False when there are none."""
-    swapped = False
-    for cell in getattr(layer, "__closure__", None) or ():
+def _cell_holds(cell: CellType, obj: object) -> bool:
+    try:
+        return cell.cell_contents is obj
+    except ValueError:  # an empty cell
+        return False
+
+
+def _rebuildable(layer: Callable[..., Any], inner: Callable[..., Any]) -> bool:
+    """True when ``layer`` is a plain function that calls ``inner`` through its own closure, and only through it.
+
+    Then a copy of ``layer`` with a new cell in that place calls whatever we put there. A function that reaches
+    ``inner`` through a helper sharing the cell (the copy would not redirect the helper), a global, a default
+    argument or an object's attribute is not: it gets ``db=`` as a keyword instead.
+    """
+    if not isinstance(layer, FunctionType) or not layer.__closure__:
+        return False
+    target = {id(cell) for cell in layer.__closure__ if _cell_holds(cell, inner)}
+    if not target:
+        return False
+    for cell in layer.__closure__:
+        if id(cell) in target:
+            continue
         try:
             content = cell.cell_contents
-        except ValueError:  # an empty cell
+        except ValueError:
             continue
-        if content is user_fn:
-            cell.cell_contents = shim
-            swapped = True
-    return swapped
+        helper_cells = getattr(content, "__closure__", None) if isinstance(content, FunctionType) else None
+        if helper_cells and any(id(c) in target for c in helper_cells):
+            return False
+    return True
+
+
+def _rebuild(chain: list[Callable[..., Any]], shim: Callable[..., Any]) -> Callable[..., Any]:
+    """Copies of the wrappers in ``chain`` (outermost first) with ``shim`` in place of the user's function.
+
+    Each copy shares its original's code, globals and every other closure cell (so a decorator's state, e.g. a
+    Logger, stays one), and gets a fresh cell for the function below it. The originals are never modified.
+    """
+    below = shim
+    for layer, inner in reversed(list(itertools.pairwise(chain))):  # from the innermost wrapper out
+        if not isinstance(layer, FunctionType) or layer.__closure__ is None:  # excluded by _rebuildable
+            raise TypeError(f"cannot copy {layer!r}")
+        cells = tuple(CellType(below) if _cell_holds(cell, inner) else cell for cell in layer.__closure__)
+        copy = FunctionType(layer.__code__, layer.__globals__, layer.__name__, layer.__defaults__, cells)
+        functools.update_wrapper(copy, layer)  # name, doc, annotations, its __dict__ (attributes decorators set)
+        copy.__kwdefaults__ = None if layer.__kwdefaults__ is None else dict(layer.__kwdefaults__)
+        copy.__wrapped__ = below  # type: ignore[attr-defined]
+        below = copy
+    return below
+
+
+def _check_forwarding(chain: list[Callable[..., Any]]) -> None:
+    """Refuse, at decoration time, a wrapper that cannot be copied and cannot pass ``db=`` down either."""
+    for layer in chain[:-1]:
+        try:
+            params = inspect.signature(layer, follow_wrapped=False).parameters
+        except (TypeError, ValueError):  # nothing to check (some C callables)
+            continue
+        if not any(
+            (p.name == "db" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)) or p.kind == p.VAR_KEYWORD
+            for p in params.values()
+        ):
+            # Not __qualname__: functools.wraps copies the wrapped function's onto the wrapper.
+            if isinstance(layer, FunctionType):
+                name = getattr(layer.__code__, "co_qualname", layer.__code__.co_name)
+            else:
+                name = f"{type(layer).__qualname__} object"
+            user = getattr(chain[-1], "__qualname__", repr(chain[-1]))
+            raise TypeError(
+                f"with_mysql cannot hand 'db' to {user} through the decorator {name}: it is not a function that "
+                "keeps the function it wraps in its closure, and it takes no keyword 'db' (or **kwargs) to pass "
+                "on; put @with_mysql directly on the function, below that decorator"
+            )
 
 
 def _connect_on_init(db: ServerlessMySQL) -> None:
@@ -570,11 +648,11 @@ def _connect_on_init(db: ServerlessMySQL) -> None:
         db.set_deadline(None)
 
 
-def _innermost(func: Callable[..., Any]) -> tuple[Callable[..., Any] | None, Callable[..., Any]]:
-    """(the wrapper directly around the user's function or None, the user's function), via ``__wrapped__``."""
-    layer: Callable[..., Any] | None = None
+def _chain(func: Callable[..., Any]) -> list[Callable[..., Any]]:
+    """``func``, the wrappers below it and last the user's function, following ``__wrapped__``."""
+    chain = [func]
+    seen = {id(func)}
     current = func
-    seen: set[int] = set()
     while True:
         if getattr(current, _MARK, None) is not None:
             raise TypeError(
@@ -582,10 +660,11 @@ def _innermost(func: Callable[..., Any]) -> tuple[Callable[..., Any] | None, Cal
                 "per handler (for a second database build another ServerlessMySQL)"
             )
         inner = getattr(current, "__wrapped__", None)
-        if inner is None or id(current) in seen or not callable(inner):
-            return layer, current
-        seen.add(id(current))
-        layer, current = current, inner
+        if inner is None or not callable(inner) or id(inner) in seen:
+            return chain
+        seen.add(id(inner))
+        chain.append(inner)
+        current = inner
 
 
 def _check_signature(user_fn: Callable[..., Any]) -> None:
@@ -648,3 +727,77 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     elif previous != signal.SIG_IGN:  # SIG_DFL, or None (installed outside Python): the default action
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
+
+
+# ---------------------------------------------------------------------------------------------- SnapStart
+SNAPSTART_HOOKS_MODULE = "snapshot_restore_py"
+"""The runtime hooks module of Lambda's managed Python runtimes (python3.12+); absent elsewhere."""
+
+_snapstart_lock = threading.Lock()
+_snapstart_clients: weakref.WeakSet[ServerlessMySQL] = weakref.WeakSet()
+_snapstart_hooks: bool | None = None  # None: not looked for yet; then whether the hooks are registered
+
+
+def register_snapstart(db: ServerlessMySQL) -> bool:
+    """Close ``db``'s connection before a SnapStart snapshot and reseed it after each restore. False if no hooks.
+
+    Registers two hooks with the runtime (once per process, the first time a client is registered):
+    before the snapshot every registered client is closed (``quit()``, else ``terminate()``), so no connection
+    is captured; after each restore every client draws fresh entropy (:meth:`ServerlessMySQL.reseed`), so the
+    environments restored from one snapshot do not all draw the same backoff delays, and its first statement
+    connects. The hooks module is imported here only, and only where it exists: ``import serverless_mysql``
+    does not look for it. Registering must happen during init (the snapshot is taken right after it).
+    """
+    global _snapstart_hooks
+    with _snapstart_lock:
+        if _snapstart_hooks is None:
+            _snapstart_hooks = _install_snapstart_hooks()
+        if _snapstart_hooks:
+            _snapstart_clients.add(db)
+        return _snapstart_hooks
+
+
+def _install_snapstart_hooks() -> bool:
+    import importlib  # noqa: PLC0415 - at decoration time, not at `import serverless_mysql`
+
+    try:
+        hooks: Any = importlib.import_module(SNAPSTART_HOOKS_MODULE)
+        hooks.register_before_snapshot(_before_snapshot)
+        hooks.register_after_restore(_after_restore)
+    except ImportError:  # not one of Lambda's managed runtimes: there is no snapshot
+        return False
+    except Exception as exc:  # a broken hooks module must not break the handler's import
+        logger.warning("SnapStart hooks not registered: %s: %s", type(exc).__name__, exc)
+        return False
+    logger.debug("SnapStart hooks registered", extra={"event": "snapstart_hooks"})
+    return True
+
+
+def _before_snapshot() -> None:
+    for db in list(_snapstart_clients):
+        _close_for_snapshot(db)
+    logger.debug("connections closed before the snapshot", extra={"event": "snapstart_before"})
+
+
+def _close_for_snapshot(db: ServerlessMySQL) -> None:
+    db.set_deadline(INIT_CONNECT_BUDGET)  # a rollback of a transaction left open by init must not hang the hook
+    try:
+        db.quit()  # COM_QUIT: the server forgets the session now, not after wait_timeout
+    except Exception as exc:
+        logger.warning("closing the connection before the snapshot failed: %s: %s", type(exc).__name__, exc)
+        _terminate_quietly(db)
+    finally:
+        db.set_deadline(None)
+
+
+def _after_restore() -> None:
+    for db in list(_snapstart_clients):
+        _reseed_quietly(db)
+    logger.debug("clients reseeded after the restore", extra={"event": "snapstart_restore"})
+
+
+def _reseed_quietly(db: ServerlessMySQL) -> None:
+    try:
+        db.reseed()
+    except Exception as exc:  # never fail the restore: the jitter is then only less random
+        logger.warning("reseeding after the restore failed: %s: %s", type(exc).__name__, exc)

@@ -143,7 +143,3 @@ class Pressure:
     def under_pressure(self, now: float) -> bool:
         """True while someone is (or very recently was) refused a slot: give the connection back after use."""
         return now < self.pressure_until
-
-    def reseed(self, rng: random.Random) -> None:
-        """Use another jitter source (after a SnapStart restore)."""
-        self.rng = rng

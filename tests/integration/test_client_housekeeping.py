@@ -195,7 +195,7 @@ def test_zombies_past_max_timeout_die_without_pressure(
 def test_housekeeping_failure_never_fails_the_caller(
     app_user: AppUser, client_factory: ClientFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(client_module, "usage_sql", lambda with_limits: "SELECT * FROM no_such_table_xyz WHERE 1 = %s")
+    monkeypatch.setattr(client_module, "usage_sql", lambda **_: "SELECT * FROM no_such_table_xyz WHERE 1 = %s")
     errors: list[BaseException] = []
     db = client_factory(app_user, on_error=errors.append)
     db.query("SELECT 1")

@@ -1,0 +1,186 @@
+"""What end() housekeeping looks at: whose connections (user names with '@') and where (the processlist source)."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any
+
+import pytest
+
+from serverless_mysql import ServerlessMySQL, housekeeping
+from serverless_mysql import client as client_module
+from tests.integration.conftest import ClientFactory
+from tests.support.mariadb import AppUser, MariaDBServer
+
+pytestmark = pytest.mark.integration
+Factory = Any
+
+
+def alive(server: MariaDBServer, ids: list[int]) -> set[int]:
+    return {row["ID"] for row in server.processlist()} & set(ids)
+
+
+def at_sign_user(server: MariaDBServer, *, max_user_connections: int = 0) -> AppUser:
+    """An account whose name contains '@' (``svc@corp``-style), which ``create_user`` does not allow."""
+    name, password = f"svc@corp{random.randrange(10**6)}", "pw-" + str(random.randrange(10**9))
+    limits = f" WITH MAX_USER_CONNECTIONS {max_user_connections}" if max_user_connections else ""
+    server.execute(f"CREATE USER %s@'%%' IDENTIFIED BY %s{limits}", [name, password])
+    server.execute(f"GRANT ALL PRIVILEGES ON `{server.database}`.* TO %s@'%%'", [name])
+    return AppUser(name=name, password=password, host=server.host, port=server.port, database=server.database)
+
+
+def test_user_name_with_at_sign_gets_its_zombies_counted_and_killed(
+    server_factory: Factory, client_factory: ClientFactory
+) -> None:
+    server = server_factory(max_connections=20)
+    app = at_sign_user(server, max_user_connections=10)  # the account limit makes utilization count user_total
+    try:
+        zombies = server.open_zombies(app, 4)
+        time.sleep(1.1)
+        killed: list[int] = []
+        db = client_factory(app, zombie_min_timeout=1, zombie_max_timeout=1, on_kill=lambda t, idle: killed.append(t))
+        db.query("SELECT 1")
+        db.end()
+        assert db.get_stats().last_utilization == pytest.approx(5 / 10)  # 4 zombies + its own connection
+        assert sorted(killed) == sorted(zombies)  # all past zombie_max_timeout
+        assert alive(server, zombies) == set()
+        assert db.get_stats().zombies_killed == 4
+    finally:
+        server.close_zombies()
+
+
+# ---- the processlist source: performance_schema.processlist where it works, else information_schema ----------
+
+
+@pytest.fixture
+def sources(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Records, for each housekeeping statement, whether it read performance_schema.processlist."""
+    used: list[bool] = []
+
+    def spy(*, with_limits: bool, performance_schema: bool = False) -> str:
+        used.append(performance_schema)
+        return housekeeping.usage_sql(with_limits=with_limits, performance_schema=performance_schema)
+
+    monkeypatch.setattr(client_module, "usage_sql", spy)
+    return used
+
+
+def measure_and_kill(server: MariaDBServer, app: AppUser, client_factory: ClientFactory) -> ServerlessMySQL:
+    """3 zombies past ``zombie_max_timeout``; a client that measures at every end(); its first end() done."""
+    zombies = server.open_zombies(app, 3)
+    time.sleep(1.1)
+    db = client_factory(app, zombie_min_timeout=1, zombie_max_timeout=1, used_conns_freq=0)
+    db.query("SELECT 1")
+    db.end()
+    assert db.get_stats().last_utilization == pytest.approx(4 / 10)  # 3 zombies + its own connection
+    assert db.get_stats().zombies_killed == 3
+    assert alive(server, zombies) == set()
+    return db
+
+
+def statements_of_next_end(db: ServerlessMySQL) -> int:
+    before = db.get_stats().housekeeping_statements
+    db.query("SELECT 1")
+    db.end()
+    return db.get_stats().housekeeping_statements - before
+
+
+@pytest.mark.parametrize("performance_schema", ["OFF", "ON"])
+def test_mariadb_reads_information_schema_at_no_extra_cost(
+    performance_schema: str,
+    server_factory: Factory,
+    make_user: Factory,
+    client_factory: ClientFactory,
+    sources: list[bool],
+) -> None:
+    server = server_factory(max_connections=20, extra_args=[f"--performance-schema={performance_schema}"])
+    assert int(server.get_global("performance_schema")) == (performance_schema == "ON")
+    db = measure_and_kill(server, make_user(server, max_user_connections=10), client_factory)
+    assert db.get_stats().housekeeping_statements == 1 + 3  # the measurement and 3 KILLs: no probe
+    assert statements_of_next_end(db) == 1
+    assert sources == [False, False]
+
+
+@pytest.mark.parametrize(("grant", "errno"), [(False, 1142), (True, 1146)])
+def test_falls_back_to_information_schema_once_where_performance_schema_has_no_processlist(
+    grant: bool,
+    errno: int,
+    server_factory: Factory,
+    make_user: Factory,
+    client_factory: ClientFactory,
+    sources: list[bool],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A server whose version promises the table but which does not have it: MariaDB with the Performance Schema on
+    # has a performance_schema database without a processlist table. A user without grants there is refused
+    # before the table is looked up (1142), one with SELECT on it learns that the table does not exist (1146).
+    server = server_factory(max_connections=20, extra_args=["--performance-schema=ON"])
+    monkeypatch.setattr(housekeeping, "has_performance_schema_processlist", lambda version: True)
+    app = make_user(server, max_user_connections=10)
+    if grant:
+        server.execute("GRANT SELECT ON performance_schema.* TO %s@'%%'", [app.name])
+    with caplog.at_level(logging.DEBUG, logger="serverless_mysql"):
+        db = measure_and_kill(server, app, client_factory)
+    assert [r.__dict__.get("errno") for r in caplog.records if "processlist unusable" in r.getMessage()] == [errno]
+    assert db.get_stats().housekeeping_statements == 2 + 3  # one failed attempt, once
+    assert db.get_stats().housekeeping_errors == 0
+    assert statements_of_next_end(db) == 1
+    assert statements_of_next_end(db) == 1
+    assert sources == [True, False, False, False]
+
+
+def standin(server: MariaDBServer, definition: str) -> str:
+    """A table or view with performance_schema.processlist's columns in the app database (MariaDB has none)."""
+    name = f"{server.database}.processlist_{random.randrange(10**6)}"
+    server.execute(definition.format(name=name))
+    return name
+
+
+COLUMNS = "ID, USER, HOST, DB, COMMAND, TIME, STATE, INFO"
+
+
+def test_reads_performance_schema_processlist_where_it_works(
+    server_factory: Factory,
+    make_user: Factory,
+    client_factory: ClientFactory,
+    sources: list[bool],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # MySQL 8's table, played by a view over the same threads with the same columns and the same visibility rule
+    # (the invoker's privileges: without PROCESS, only its own user's threads). The statement is the library's.
+    server = server_factory(max_connections=20)
+    table = standin(
+        server, f"CREATE SQL SECURITY INVOKER VIEW {{name}} AS SELECT {COLUMNS} FROM information_schema.PROCESSLIST"
+    )
+    monkeypatch.setattr(housekeeping, "PERFORMANCE_SCHEMA_PROCESSLIST", table)
+    monkeypatch.setattr(housekeeping, "has_performance_schema_processlist", lambda version: True)
+    db = measure_and_kill(server, make_user(server, max_user_connections=10), client_factory)
+    assert db.get_stats().housekeeping_statements == 1 + 3  # no fallback, no probe
+    assert statements_of_next_end(db) == 1
+    assert sources == [True, True]
+
+
+def test_falls_back_when_performance_schema_processlist_is_empty(
+    server_factory: Factory,
+    make_user: Factory,
+    client_factory: ClientFactory,
+    sources: list[bool],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # MySQL 8 with performance_schema=OFF (Aurora's default without Performance Insights): the table exists and
+    # answers, empty. Reading it would count 0 connections and never find a zombie.
+    server = server_factory(max_connections=20)
+    table = standin(
+        server,
+        "CREATE TABLE {name} (ID BIGINT UNSIGNED, USER VARCHAR(32), HOST VARCHAR(255), DB VARCHAR(64), "
+        "COMMAND VARCHAR(16), TIME BIGINT, STATE VARCHAR(64), INFO LONGTEXT)",
+    )
+    monkeypatch.setattr(housekeeping, "PERFORMANCE_SCHEMA_PROCESSLIST", table)
+    monkeypatch.setattr(housekeeping, "has_performance_schema_processlist", lambda version: True)
+    db = measure_and_kill(server, make_user(server, max_user_connections=10), client_factory)
+    assert db.get_stats().housekeeping_statements == 2 + 3
+    assert statements_of_next_end(db) == 1
+    assert sources == [True, False, False]

@@ -1,0 +1,18 @@
+"""Playing Lambda's managed Python runtime for SnapStart tests: its hooks module on a subprocess's path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNTIME = Path(__file__).resolve().parent / "snapstart_runtime"
+"""Holds only the stand-in ``snapshot_restore_py`` (see its docstring)."""
+
+
+def runtime_env(*, with_runtime: bool = True) -> dict[str, str]:
+    """A subprocess environment: the stand-in hooks module first on the path (or not), then our sources."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SERVERLESS_MYSQL_")}
+    path = [str(RUNTIME)] if with_runtime else []
+    env["PYTHONPATH"] = os.pathsep.join([*path, str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return env
