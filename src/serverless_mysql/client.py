@@ -440,10 +440,11 @@ class ServerlessMySQL:
                     self._bump(refused_full=1)
                 else:
                     self._bump(refused_down=1)
-                delay = pressure.delay(kind, attempt + 1, previous, now - started)
-                if not pressure.may_retry(
-                    attempt=attempt, max_retries=cfg.max_retries, now=now, delay=delay, wait_end=wait_end
-                ):
+                wanted = pressure.delay(kind, attempt + 1, previous, now - started)
+                delay = pressure.next_wait(
+                    attempt=attempt, max_retries=cfg.max_retries, now=now, delay=wanted, wait_end=wait_end
+                )
+                if delay is None:
                     self._emit("on_connect_error", exc)
                     raise self._retry_failure(attempt, started, exc) from exc
                 attempt += 1

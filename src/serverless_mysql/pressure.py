@@ -17,7 +17,8 @@ what it sees itself, at once.
   has seen.
 
 A wait ends at the deadline (the Lambda's remaining time minus ``deadline_margin``), or ``max_connect_wait``
-seconds after it began, whichever comes first; ``max_retries`` is only a safety bound. ``"full"``,
+seconds after it began, whichever comes first, with a final attempt just before; ``max_retries`` is only a
+safety bound. ``"full"``,
 ``"decorrelated"`` or a callable keep the serverless-mysql behaviour: the same delays for both kinds.
 
 **Giving the slot back.** The environment is *under pressure* for :data:`WINDOW` seconds after any of:
@@ -48,7 +49,7 @@ from typing import Literal
 
 from .backoff import Backoff
 
-__all__ = ["AGING", "DOWN", "FRESH", "FULL", "WINDOW", "Kind", "Pressure"]
+__all__ = ["AGED_MEAN", "AGING", "DOWN", "FINAL_RESERVE", "FRESH", "FULL", "FULL_MEAN", "WINDOW", "Kind", "Pressure"]
 
 Kind = Literal["full", "down"]
 FULL: Kind = "full"
@@ -58,6 +59,8 @@ WINDOW = 2.0
 """Seconds an environment stays under pressure after its last sign of someone being refused."""
 FRESH = 5.0
 """Two readings of the refusal counter further apart than this say nothing about now: the older one is a baseline."""
+FINAL_RESERVE = 0.05
+"""Seconds before the end of a wait at which its final attempt is made."""
 FULL_MEAN = 0.75
 AGED_MEAN = 0.2
 AGING = 3.0
@@ -105,12 +108,19 @@ class Pressure:
         return max(self.base, self.rng.uniform(0.5, 1.5) * mean)
 
     @staticmethod
-    def may_retry(*, attempt: int, max_retries: int, now: float, delay: float, wait_end: float | None) -> bool:
-        """Whether another attempt after ``delay`` is allowed: within the count and ending before ``wait_end``.
+    def next_wait(*, attempt: int, max_retries: int, now: float, delay: float, wait_end: float | None) -> float | None:
+        """The seconds to sleep before another attempt, or ``None`` when the wait is over.
 
-        The delay is never cut short to squeeze in a last attempt that would have no time to run.
+        ``attempt`` retries were made so far. A delay that would end past ``wait_end`` is cut so that one final
+        attempt lands :data:`FINAL_RESERVE` seconds before it (a slot may have freed by then); after that the
+        wait is over.
         """
-        return attempt < max_retries and (wait_end is None or now + delay < wait_end)
+        if attempt >= max_retries:
+            return None
+        if wait_end is None or now + delay < wait_end - FINAL_RESERVE:
+            return delay
+        last = wait_end - FINAL_RESERVE - now
+        return last if last > 0 else None
 
     # ------------------------------------------------------------------------------------------ signals
     def refused(self, now: float, kind: Kind) -> None:

@@ -10,7 +10,7 @@ from pymysql.err import OperationalError
 
 from serverless_mysql.backoff import FullJitter
 from serverless_mysql.errors import connect_failure_kind
-from serverless_mysql.pressure import AGING, DOWN, FRESH, FULL, WINDOW, Pressure
+from serverless_mysql.pressure import AGING, DOWN, FINAL_RESERVE, FRESH, FULL, WINDOW, Pressure
 
 
 def paced(seed: int = 1, *, base: float = 0.05, cap: float = 1.0) -> Pressure:
@@ -60,11 +60,14 @@ def test_a_serverless_mysql_strategy_is_used_for_both_kinds() -> None:
     assert all(p.delay(kind, 3, 0.0, waited=10.0) <= 0.1 for kind in (FULL, DOWN) for _ in range(200))
 
 
-def test_retry_is_bounded_by_count_and_by_time() -> None:
-    assert Pressure.may_retry(attempt=3, max_retries=10, now=1.0, delay=0.5, wait_end=2.0)
-    assert not Pressure.may_retry(attempt=10, max_retries=10, now=1.0, delay=0.5, wait_end=None)
-    assert not Pressure.may_retry(attempt=3, max_retries=10, now=1.6, delay=0.5, wait_end=2.0)  # would wake too late
-    assert Pressure.may_retry(attempt=3, max_retries=10, now=1.6, delay=0.5, wait_end=None)
+def test_retry_is_bounded_by_count_and_by_time_with_a_final_attempt_before_the_end() -> None:
+    wait = Pressure.next_wait
+    assert wait(attempt=3, max_retries=10, now=1.0, delay=0.5, wait_end=2.0) == 0.5
+    assert wait(attempt=10, max_retries=10, now=1.0, delay=0.5, wait_end=None) is None  # the count
+    last = wait(attempt=3, max_retries=10, now=1.6, delay=0.5, wait_end=2.0)  # would wake too late: cut short
+    assert last == pytest.approx(2.0 - FINAL_RESERVE - 1.6)
+    assert wait(attempt=4, max_retries=10, now=2.0 - FINAL_RESERVE + 0.01, delay=0.5, wait_end=2.0) is None
+    assert wait(attempt=3, max_retries=10, now=1.6, delay=0.5, wait_end=None) == 0.5
 
 
 def test_a_full_refusal_means_pressure_for_a_while_a_down_server_does_not() -> None:
