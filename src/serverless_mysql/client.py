@@ -138,6 +138,7 @@ class ServerlessMySQL:
         self._poller: select.poll | None = None
         self._polled_sock: object = None
         self._short_idle = False  # the session's wait_timeout is pressure_idle_timeout
+        self._waited = False  # the current connection was refused a slot before it got one
 
     # ------------------------------------------------------------------------------------------ public API
     def connect(self) -> None:
@@ -199,16 +200,19 @@ class ServerlessMySQL:
             now = self._clock()
             # Under pressure it measures at least once a second: a waiter that got in is the one who can kill the
             # zombies holding the slots.
-            if self._housekeeper.due(now, pressure=self._pressure.under_pressure(now)):
+            freed = 0
+            waited, self._waited = self._waited, False
+            if waited or self._housekeeper.due(now, pressure=self._pressure.under_pressure(now)):
                 try:
-                    self._housekeep(conn, now)
+                    freed = self._housekeep(conn, now)
                 except Exception as exc:
                     self._bump(housekeeping_errors=1)
                     logger.warning("housekeeping failed: %s", _describe(exc), extra={"event": "housekeeping_error"})
                     self._emit("on_error", exc)
                 finally:
                     self._bump(housekeeping_seconds=self._clock() - now)
-            if conn is self._conn and self._pressure.under_pressure(self._clock()):
+            # Someone is refused a slot: the zombies it killed are theirs; if it killed none, its own is.
+            if conn is self._conn and not freed and self._pressure.under_pressure(self._clock()):
                 logger.debug("giving the connection back under pressure", extra={"event": "pressure_quit"})
                 self._bump(pressure_quits=1)
                 self._close(conn)
@@ -434,7 +438,6 @@ class ServerlessMySQL:
                         elapsed=self._clock() - started,
                     ) from exc
                 now = self._clock()
-                pressure.refused(now, kind)
                 if kind == "full":
                     full_refusals += 1
                     self._bump(refused_full=1)
@@ -462,8 +465,9 @@ class ServerlessMySQL:
             self._counter = 0
             self._short_idle = False
             self._last_used = self._clock()
-            if cfg.manage_conns and not self._rds_proxy and not full_refusals:
-                self._refusal_baseline(conn)  # after refusals it gives the slot back anyway
+            self._waited = full_refusals > 0  # then its end() measures, kills zombies and reads the counters
+            if cfg.manage_conns and not self._rds_proxy:
+                self._refusal_baseline(conn)
             self._bump(connects=1, connect_wait_seconds=self._last_used - started if attempt else 0.0)
             logger.debug(
                 "connected",
@@ -715,7 +719,8 @@ class ServerlessMySQL:
             self._emit("on_error", exc)
 
     # ------------------------------------------------------------------------------------------ housekeeping
-    def _housekeep(self, conn: Connection[Any], now: float) -> None:
+    def _housekeep(self, conn: Connection[Any], now: float) -> int:
+        """Measure, decide and kill; returns how many slots the kills freed."""
         cfg = self._config
         hk = self._housekeeper
         with_limits = hk.limits_stale(now)
@@ -733,11 +738,18 @@ class ServerlessMySQL:
             zombies=parse_zombies(row["zombies"], own_ids),
         )
         hk.record(now, usage)
+        pressure = self._pressure
+        if usage.max_user_connections > 0 and usage.used >= usage.limit:
+            pressure.account_full(now)  # its refusals (1203) are not counted by the server
+        elif usage.utilization >= cfg.conn_utilization and not pressure.under_pressure(now):
+            self._read_refusals(conn, busy=True)
+        pressed = pressure.under_pressure(now)
         decision = plan(
             usage,
             conn_utilization=cfg.conn_utilization,
             zombie_max_timeout=cfg.zombie_max_timeout,
             max_kills=cfg.max_kills,
+            pressure=pressed,
         )
         logger.debug(
             "housekeeping",
@@ -748,24 +760,19 @@ class ServerlessMySQL:
                 "utilization": round(usage.utilization, 3),
                 "zombies": len(usage.zombies),
                 "to_kill": len(decision.kill),
+                "pressure": pressed,
             },
         )
-        self._kill(conn, decision.kill)
-        if conn is not self._conn:
-            return  # lost during a KILL
-        pressure = self._pressure
-        if usage.max_user_connections > 0 and usage.used >= usage.limit:
-            pressure.account_full(now)  # its refusals (1203) are not counted by the server
-        elif usage.utilization >= cfg.conn_utilization and not pressure.under_pressure(now):
-            self._read_refusals(conn, busy=True)
-        if pressure.under_pressure(now):
-            return  # the connection is given back: its idle timeout does not matter
+        freed = self._kill(conn, decision.kill)
+        if conn is not self._conn or (pressed and not freed):
+            return freed  # lost during a KILL, or about to be given back: its idle timeout does not matter
         idle = cfg.pressure_idle_timeout
         if idle is not None:
             if usage.utilization >= cfg.conn_utilization and not self._short_idle:
                 self._set_idle_timeout(conn, f"{math.ceil(idle)}")
             elif usage.utilization < HEADROOM * cfg.conn_utilization and self._short_idle:
                 self._set_idle_timeout(conn, "@@GLOBAL.wait_timeout")
+        return freed
 
     def _refusal_baseline(self, conn: Connection[Any]) -> None:
         """Read the failed-connect counters right after connecting.

@@ -185,13 +185,18 @@ HEADROOM = 0.75
 """Zombies idle ``zombie_min_timeout`` die from this share of ``conn_utilization`` on, not only above it."""
 
 
-def plan(usage: Usage, *, conn_utilization: float, zombie_max_timeout: float, max_kills: int) -> Plan:
+def plan(
+    usage: Usage, *, conn_utilization: float, zombie_max_timeout: float, max_kills: int, pressure: bool = False
+) -> Plan:
     """Decide what to kill given ``usage`` (a pure function: the whole policy, testable without a server).
 
     Zombies idle ``zombie_max_timeout`` always die. From ``HEADROOM * conn_utilization`` on, just enough of the
     oldest zombies die to get back to that level, so that the next burst of cold starts finds free slots instead
     of "too many connections" (each KILL may hit a frozen environment about to thaw, which then reconnects).
+    Under ``pressure`` (someone is refused a slot right now) every zombie dies: each one is a slot for a waiter.
     """
+    if pressure:
+        return Plan(kill=usage.zombies[:max_kills])
     expired = sum(1 for z in usage.zombies if z.idle >= zombie_max_timeout)  # zombies are ordered oldest first
     count = expired
     floor = HEADROOM * conn_utilization

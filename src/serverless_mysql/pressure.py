@@ -21,17 +21,19 @@ seconds after it began, whichever comes first, with a final attempt just before;
 safety bound. ``"full"``,
 ``"decorrelated"`` or a callable keep the serverless-mysql behaviour: the same delays for both kinds.
 
-**Giving the slot back.** The environment is *under pressure* for :data:`WINDOW` seconds after any of:
+**Giving the slot back.** The environment is *under pressure* for :data:`WINDOW` seconds after either of:
 
-- one of its own connects was refused because the server (or the account) was full;
 - two of its own readings of the server's failed-connect counters, at most :data:`FRESH` seconds apart, show a
   refusal in between (:meth:`Pressure.counters`; read after connecting, and at ``end()`` while the server is at
   ``conn_utilization`` or above);
 - the account is at its own ``max_user_connections`` limit (1203 refusals are not counted by the server).
 
-After an invocation under pressure, ``end()`` gives its connection back (COM_QUIT) so a waiting environment
-gets the slot. Giving back cannot lock itself in: it lasts only while refusals go on, and an environment whose
-connect goes through without a refusal, with no refusal counted by the server, keeps its connection again.
+Its own refusals are not a sign by themselves: by the time it gets a slot the burst that refused it may be over.
+But an environment that had to wait measures at its ``end()``, reading the counters, and kills the zombies.
+
+After an invocation under pressure, ``end()`` kills every zombie it sees and, if that freed nothing, gives its
+own connection back (COM_QUIT) so a waiting environment gets the slot. Giving back cannot lock itself in: it
+lasts only while the server counts refusals, and an environment that sees none keeps its connection again.
 
 **Slots held by idle or destroyed environments.** ``end()`` only runs in an invoked environment, so it cannot
 free slots that frozen or destroyed environments hold when no environment with a connection is invoked. While
@@ -123,11 +125,6 @@ class Pressure:
         return last if last > 0 else None
 
     # ------------------------------------------------------------------------------------------ signals
-    def refused(self, now: float, kind: Kind) -> None:
-        """One of this client's connects was refused."""
-        if kind == FULL:
-            self.pressure_until = max(self.pressure_until, now + WINDOW)
-
     def counters(self, now: float, refused: int, aborted: int, *, busy: bool) -> bool:
         """A reading of the server's failed-connect counters; True when it shows a refusal since a fresh previous one.
 

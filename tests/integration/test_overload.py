@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pymysql
 import pytest
 
 from serverless_mysql import DeadlineExceededError, ServerlessMySQL, with_mysql
@@ -113,21 +114,26 @@ def test_a_server_restart_under_load_leaves_no_failure_once_it_is_back(
 def test_two_clients_keep_separate_policy_state(
     server_factory: Factory, make_user: Factory, client_factory: ClientFactory
 ) -> None:
-    full = server_factory(max_connections=10)
-    hog, refused_user = make_user(full), make_user(full)
-    held = fill(full, hog, 10)
-    quiet_user = make_user()
-    a = client_factory(refused_user, max_connect_wait=0.3)
-    b = client_factory(quiet_user)
-    with pytest.raises(DeadlineExceededError, match="max_connect_wait"):
-        a.query("SELECT 1")
-    assert a.get_stats().refused_full >= 1
+    busy = server_factory(max_connections=10)
+    hog, pressed_user = make_user(busy), make_user(busy, process=True)
+    a = client_factory(pressed_user, conn_utilization=0.5)
+    b = client_factory(make_user())  # another server, nobody refused there
+    a.query("SELECT 1")
     b.query("SELECT 1")
+    held = fill(busy, hog, 10 - busy.connection_count())
+    with pytest.raises(pymysql.err.OperationalError, match="Too many connections"):
+        hog.connect()  # someone is refused a slot on a's server
+    a.end()
     b.end()
-    assert b.get_client() is not None and b.get_stats().pressure_quits == 0  # a's refusals are not b's
+    assert a.get_client() is None and a.get_stats().pressure_quits == 1
+    assert b.get_client() is not None and b.get_stats().pressure_quits == 0
     assert a._pressure is not b._pressure and a._pressure.rng is not b._pressure.rng
     now = time.monotonic()
     assert a._pressure.under_pressure(now) and not b._pressure.under_pressure(now)
+    # Their jitter differs too: environments never draw the same waits.
+    assert [a._pressure.delay("full", 1, 0.0, 0.0) for _ in range(5)] != [
+        b._pressure.delay("full", 1, 0.0, 0.0) for _ in range(5)
+    ]
     for conn in held:
         conn.close()
 

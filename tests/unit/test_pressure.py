@@ -70,13 +70,12 @@ def test_retry_is_bounded_by_count_and_by_time_with_a_final_attempt_before_the_e
     assert wait(attempt=3, max_retries=10, now=1.6, delay=0.5, wait_end=None) == 0.5
 
 
-def test_a_full_refusal_means_pressure_for_a_while_a_down_server_does_not() -> None:
+def test_pressure_lasts_a_window_after_the_last_sign() -> None:
     p = paced()
-    p.refused(10.0, DOWN)
-    assert not p.under_pressure(10.0)
-    p.refused(10.0, FULL)
-    assert p.under_pressure(10.0) and p.under_pressure(10.0 + WINDOW - 0.01)
-    assert not p.under_pressure(10.0 + WINDOW)  # it cannot lock itself in: it ends unless refusals go on
+    p.counters(10.0, 0, 0, busy=True)
+    assert p.counters(11.0, 1, 0, busy=True)
+    assert p.under_pressure(11.0) and p.under_pressure(11.0 + WINDOW - 0.01)
+    assert not p.under_pressure(11.0 + WINDOW)  # it cannot lock itself in: it ends unless refusals go on
 
 
 def test_the_refusal_counters_need_a_fresh_previous_reading() -> None:
@@ -106,8 +105,8 @@ def test_the_account_at_its_limit_means_pressure() -> None:
 
 def test_two_clients_keep_separate_state() -> None:
     a, b = paced(1), paced(1)
-    a.refused(0.0, FULL)
     a.counters(0.0, 7, 7, busy=True)
+    a.counters(0.2, 8, 8, busy=True)
     assert a.under_pressure(0.5) and not b.under_pressure(0.5)
     assert not b.counters(1.0, 9, 9, busy=True)  # b's first reading: a baseline of its own, not a's
 
