@@ -75,9 +75,7 @@ def test_rows_streaming_slowly_are_not_stopped_by_read_timeout(fault_user: AppUs
     db.quit()
 
 
-def test_one_packet_trickling_in_stops_at_the_deadline(
-    fault_user: AppUser, proxy: FaultProxy, leaks: LeakSink
-) -> None:
+def test_one_packet_trickling_in_stops_at_the_deadline(fault_user: AppUser, proxy: FaultProxy, leaks: LeakSink) -> None:
     """A 1 MB row arrives in >= 16 pieces of <= 64 KB, 0.15 s apart: one read of one packet, many ``recv`` calls;
     each of them is bounded by the time left."""
     db = client(fault_user, host=proxy.host, port=proxy.port, read_timeout=1.0)
