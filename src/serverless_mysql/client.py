@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pymysql
 import pymysql.connections
 import pymysql.cursors
-from pymysql.constants import SERVER_STATUS
+from pymysql.constants import CLIENT, CR, SERVER_STATUS
 
 from . import errors as E
 from .backoff import RetryBudget, make_backoff
@@ -826,7 +826,10 @@ class _Connection(_BaseConnection):
     TLS context. Without TLS options PyMySQL builds ``ssl.create_default_context()`` (it loads the system CA store)
     in every ``Connection()``, even when the server offers no TLS: tens of milliseconds of CPU on each connect
     attempt, retries included. That context is always configured the same way, so it is built once per process.
-    Explicit TLS options (``ssl``, ``ssl_ca``, ...) still get a context of their own.
+    Explicit TLS options (``ssl``, ``ssl_ca``, ...) still get a context of their own, and ``ssl_verify_identity``
+    checks the host name also without ``ssl_ca`` (against the system CA store), where PyMySQL alone skips it.
+    When TLS options are given and the server offers no TLS, nothing is sent (PyMySQL < 1.2 sent the login in
+    clear text).
     """
 
     _shared_tls: ClassVar[ssl.SSLContext | None] = None
@@ -836,6 +839,7 @@ class _Connection(_BaseConnection):
     _read_timeout: float | None
     _write_timeout: float | None
     _current_timeout: float | None
+    server_capabilities: int
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._io = _IoLimits(kwargs.get("read_timeout"), kwargs.get("write_timeout"))
@@ -849,7 +853,12 @@ class _Connection(_BaseConnection):
             if ctx is None:  # two threads may both build it: harmless, one wins
                 ctx = _Connection._shared_tls = super()._create_ssl_ctx(sslp)  # type: ignore[misc]
             return ctx
-        return super()._create_ssl_ctx(sslp)  # type: ignore[misc,no-any-return]
+        ctx = super()._create_ssl_ctx(sslp)  # type: ignore[misc]
+        if isinstance(sslp, dict) and sslp.get("check_hostname") and not ctx.check_hostname:
+            # PyMySQL turns the host-name check off when no CA file is given (system CA store).
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.check_hostname = True
+        return ctx  # type: ignore[no-any-return]
 
     # ---- deadline ---------------------------------------------------------------------------------------------
     def _set_io_limits(self, read_timeout: float | None, write_timeout: float | None, deadline: float | None) -> None:
@@ -914,6 +923,11 @@ class _Connection(_BaseConnection):
         super()._get_server_information()  # type: ignore[misc]
 
     def _request_authentication(self) -> None:
+        if getattr(self, "_ssl_required", self.ssl) and not self.server_capabilities & CLIENT.SSL:
+            # PyMySQL 1.2 refuses this too; older versions sent the login (a password, an IAM token) in clear text.
+            raise pymysql.err.OperationalError(
+                CR.CR_SSL_CONNECTION_ERROR, "SSL is required but the server doesn't support it; nothing was sent"
+            )
         super()._request_authentication()  # type: ignore[misc]
         self._install_reader()  # normally done at the first write after the TLS upgrade already
 
