@@ -11,13 +11,16 @@ connections silently.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
 import re
 import select
+import socket
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -26,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pymysql
 import pymysql.connections
 import pymysql.cursors
-from pymysql.constants import SERVER_STATUS
+from pymysql.constants import CLIENT, CR, SERVER_STATUS
 
 from . import errors as E
 from . import housekeeping as H
@@ -127,7 +130,7 @@ class ServerlessMySQL:
         self._rds_proxy = cfg.is_rds_proxy
         self._processlist: tuple[str, bool] | None = None  # (server version, read performance_schema.processlist)
         self._lock = threading.RLock()
-        self._conn: Connection[Any] | None = None
+        self._conn: _Connection | None = None
         self._last_used = 0.0
         self._counter = 0
         self._error_count = 0
@@ -281,6 +284,10 @@ class ServerlessMySQL:
         time to raise :class:`DeadlineExceededError` before the budget is spent.
         """
         self._deadline = None if seconds is None else self._clock() + max(0.0, seconds)
+        conn = self._conn
+        if conn is not None:  # a read in progress in another thread keeps its bound; the next one gets the new one
+            lim = conn._io
+            conn._set_io_limits(lim.read_cap, lim.write_cap, self._deadline)
 
     def remaining(self) -> float | None:
         """Seconds left before the deadline, or ``None`` without one."""
@@ -337,7 +344,7 @@ class ServerlessMySQL:
             self._lock.release()
 
     # ------------------------------------------------------------------------------------------ connecting
-    def _ensure_connection(self) -> Connection[Any]:
+    def _ensure_connection(self) -> _Connection:
         conn = self._conn
         if conn is not None:
             if self._alive(conn):
@@ -365,8 +372,8 @@ class ServerlessMySQL:
             # most of the time left for the reconnect.
             left = self.remaining()
             wait = max(0.001, min(self._config.connect_timeout, _PING_TIMEOUT, math.inf if left is None else left / 2))
-            setattr(conn, "_read_timeout", wait)  # noqa: B010 - reset by _apply_timeouts before the next statement
-            setattr(conn, "_write_timeout", wait)  # noqa: B010
+            if isinstance(conn, _Connection):
+                conn._set_io_limits(wait, wait, self._deadline)  # reset by _apply_timeouts before the next statement
             try:
                 conn.ping(reconnect=False)
             except pymysql.MySQLError:
@@ -394,7 +401,7 @@ class ServerlessMySQL:
             "cursorclass": pymysql.cursors.DictCursor,
         }
 
-    def _open(self) -> Connection[Any]:
+    def _open(self) -> _Connection:
         cfg = self._config
         pressure = self._pressure
         started = self._clock()
@@ -413,11 +420,15 @@ class ServerlessMySQL:
                 raise E.DeadlineExceededError(
                     f"deadline reached after {waited:.3f}s of connecting", waited=waited, last_error=last_error
                 )
-            # The handshake reads use read_timeout: bound them like the TCP connect, then restore after.
-            kwargs.update(connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout)
+            # Each handshake read and write waits at most connect_timeout, and all of them together end by the
+            # deadline; the statement timeouts apply once connected.
+            kwargs.update(connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout, defer_connect=True)
             self._bump(connect_attempts=1)
             try:
-                conn: Connection[Any] = _Connection(**kwargs)
+                conn = _Connection(**kwargs)
+                conn._io.clock = self._clock
+                conn._set_io_limits(timeout, timeout, self._deadline)
+                conn.connect()
             except pymysql.MySQLError as exc:
                 last_error = exc
                 self._error_count += 1
@@ -457,8 +468,7 @@ class ServerlessMySQL:
                 logger.debug("connect retry", extra={"event": "connect_retry", "errno": code, "delay": delay})
                 self._sleep(delay)
                 continue
-            setattr(conn, "_read_timeout", cfg.read_timeout)  # noqa: B010 - not in PyMySQL's public API
-            setattr(conn, "_write_timeout", cfg.write_timeout)  # noqa: B010
+            conn._set_io_limits(cfg.read_timeout, cfg.write_timeout, self._deadline)
             self._conn = conn
             # Decided on the host actually connected to: with a secret the configured host is only "localhost".
             self._rds_proxy = cfg.rds_proxy_for(kwargs["host"])
@@ -517,16 +527,13 @@ class ServerlessMySQL:
         return left if timeout is None else min(timeout, left)
 
     def _apply_timeouts(self, conn: Connection[Any]) -> None:
-        cfg = self._config
-        if self._deadline is None:
-            read, write = cfg.read_timeout, cfg.write_timeout
-        else:
-            read = self._bounded(cfg.read_timeout)
-            write = self._bounded(cfg.write_timeout)
-            if read is None or write is None:
-                raise E.DeadlineExceededError("deadline reached before the statement could be sent", waited=0.0)
-        setattr(conn, "_read_timeout", read)  # noqa: B010 - PyMySQL applies it before its next socket read
-        setattr(conn, "_write_timeout", write)  # noqa: B010
+        """Check that time is left, and bound every socket operation of the next statement by the deadline."""
+        deadline = self._deadline
+        if deadline is not None and deadline - self._clock() <= 0.001:
+            raise E.DeadlineExceededError("deadline reached before the statement could be sent", waited=0.0)
+        if isinstance(conn, _Connection):
+            cfg = self._config
+            conn._set_io_limits(cfg.read_timeout, cfg.write_timeout, deadline)
 
     def _discard(self, conn: Connection[Any] | None, reason: str, *, mark_lost_tx: bool = True) -> None:
         if conn is None:
@@ -895,17 +902,88 @@ if TYPE_CHECKING:
 else:
     _BaseConnection = pymysql.connections.Connection
 
+_IO_SLACK = 0.005
+"""Seconds a socket operation may overrun the deadline; spares a ``settimeout()`` call on most operations."""
+
+
+_QUIT_WAIT = 0.05
+"""Seconds ``close()`` may wait to send COM_QUIT when the deadline has (nearly) passed."""
+
+
+class _DeadlineReached(TimeoutError):
+    """The deadline passed before a socket read or write could start (PyMySQL wraps it like a socket timeout)."""
+
+
+class _IoLimits:
+    """What bounds each socket operation of one connection: the timeouts and the deadline (shared with its reader).
+
+    ``recheck_at`` is the clock reading up to which the socket's current timeout cannot carry an operation past
+    the deadline (+ :data:`_IO_SLACK`): before it, a read or write costs one clock call and one compare.
+    """
+
+    __slots__ = ("clock", "deadline", "read_cap", "recheck_at", "write_cap")
+
+    def __init__(self, read_cap: float | None, write_cap: float | None) -> None:
+        self.clock: Callable[[], float] = time.monotonic
+        self.deadline: float | None = None
+        self.read_cap = read_cap
+        self.write_cap = write_cap
+        self.recheck_at = -math.inf  # -inf: check before the next operation; +inf: never (no deadline)
+
+
+class _DeadlineSocketIO(socket.SocketIO):
+    """The raw reader under PyMySQL's buffered ``_rfile``: bounds every ``recv`` by the time left.
+
+    One ``_read_bytes`` may take several ``recv`` calls (a large packet, bytes trickling in); each one is bounded,
+    so the whole read ends by the deadline. The buffered reader calls this only when its buffer is empty.
+    """
+
+    def __init__(self, sock: socket.socket, limits: _IoLimits, owner: weakref.ref[_Connection]) -> None:
+        super().__init__(sock, "rb")
+        self._limits = limits
+        self._owner = owner  # weak: no reference cycle between the connection and its reader
+
+    def readinto(self, b: Any) -> int | None:
+        limits = self._limits
+        if limits.clock() > limits.recheck_at:
+            conn = self._owner()
+            if conn is not None:
+                conn._bound_io(write=False)
+        return super().readinto(b)
+
 
 class _Connection(_BaseConnection):
-    """PyMySQL's connection, sharing one TLS context for its default "use TLS if offered" mode.
+    """PyMySQL's connection, with every socket operation bounded by the deadline, and one shared TLS context.
 
-    Without TLS options PyMySQL builds ``ssl.create_default_context()`` (it loads the system CA store) in every
-    ``Connection()``, even when the server offers no TLS: tens of milliseconds of CPU on each connect attempt,
-    retries included. That context is always configured the same way, so it is built once per process.
-    Explicit TLS options (``ssl``, ``ssl_ca``, ...) still get a context of their own.
+    Deadline. PyMySQL's ``read_timeout``/``write_timeout`` bound each socket operation, however many a statement
+    or a handshake takes. Here every ``recv`` and every write also waits at most until ``_io.deadline`` (set by
+    the client, see :meth:`_set_io_limits`): the socket timeout is lowered to the time left whenever it could
+    carry the operation past the deadline, and an operation that would start after it fails at once, as a
+    socket timeout (``OperationalError`` 2013 or 2006 with the ``TimeoutError`` as its context).
+
+    TLS context. Without TLS options PyMySQL builds ``ssl.create_default_context()`` (it loads the system CA store)
+    in every ``Connection()``, even when the server offers no TLS: tens of milliseconds of CPU on each connect
+    attempt, retries included. That context is always configured the same way, so it is built once per process.
+    Explicit TLS options (``ssl``, ``ssl_ca``, ...) still get a context of their own, and ``ssl_verify_identity``
+    checks the host name also without ``ssl_ca`` (against the system CA store), where PyMySQL alone skips it.
+    When TLS options are given and the server offers no TLS, nothing is sent (PyMySQL < 1.2 sent the login in
+    clear text).
     """
 
     _shared_tls: ClassVar[ssl.SSLContext | None] = None
+    # PyMySQL internals used below (not in its type stubs); declared only, PyMySQL sets them
+    _sock: socket.socket | None
+    _rfile: io.BufferedReader | None
+    _read_timeout: float | None
+    _write_timeout: float | None
+    _current_timeout: float | None
+    server_capabilities: int
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._io = _IoLimits(kwargs.get("read_timeout"), kwargs.get("write_timeout"))
+        self._io_handshaking = False
+        self._reader_sock: object = None
+        super().__init__(*args, **kwargs)
 
     def _create_ssl_ctx(self, sslp: object) -> ssl.SSLContext:
         if isinstance(sslp, dict) and not sslp:
@@ -913,7 +991,103 @@ class _Connection(_BaseConnection):
             if ctx is None:  # two threads may both build it: harmless, one wins
                 ctx = _Connection._shared_tls = super()._create_ssl_ctx(sslp)  # type: ignore[misc]
             return ctx
-        return super()._create_ssl_ctx(sslp)  # type: ignore[misc,no-any-return]
+        ctx = super()._create_ssl_ctx(sslp)  # type: ignore[misc]
+        if isinstance(sslp, dict) and sslp.get("check_hostname") and not ctx.check_hostname:
+            # PyMySQL turns the host-name check off when no CA file is given (system CA store).
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.check_hostname = True
+        return ctx  # type: ignore[no-any-return]
+
+    # ---- deadline ---------------------------------------------------------------------------------------------
+    def _set_io_limits(self, read_timeout: float | None, write_timeout: float | None, deadline: float | None) -> None:
+        """Bound each read/write by its timeout (``None``: no bound) and all of them by ``deadline`` (client clock)."""
+        lim = self._io
+        if lim.deadline == deadline and lim.read_cap == read_timeout and lim.write_cap == write_timeout:
+            return
+        lim.read_cap, lim.write_cap, lim.deadline = read_timeout, write_timeout, deadline
+        if deadline is None and not self._io_handshaking:
+            lim.recheck_at = math.inf
+            self._read_timeout = read_timeout  # PyMySQL applies them before its next read/write
+            self._write_timeout = write_timeout
+        else:
+            lim.recheck_at = -math.inf
+
+    def _bound_io(self, *, write: bool) -> None:
+        """Set the socket timeout for the next operation so that it ends by the deadline; raise if it has passed."""
+        lim = self._io
+        if self._io_handshaking:
+            self._install_reader()  # after the TLS upgrade PyMySQL made a new reader: bound it too
+        read_cap, write_cap, deadline = lim.read_cap, lim.write_cap, lim.deadline
+        if deadline is None:
+            read, written, recheck = read_cap, write_cap, math.inf
+        else:
+            left = deadline - lim.clock()
+            if left <= 0:
+                raise _DeadlineReached("timed out: the deadline was reached")
+            read = left if read_cap is None else min(read_cap, left)
+            written = left if write_cap is None else min(write_cap, left)
+            recheck = deadline + _IO_SLACK - max(read, written)
+        # PyMySQL switches the socket between these two before its reads and writes: both are within the bound.
+        self._read_timeout, self._write_timeout = read, written
+        lim.recheck_at = -math.inf if self._io_handshaking else recheck
+        timeout = written if write else read
+        sock = self._sock
+        if sock is not None and self._current_timeout != timeout:
+            sock.settimeout(timeout)
+            self._current_timeout = timeout
+
+    def _install_reader(self) -> None:
+        sock = self._sock
+        if sock is None or sock is self._reader_sock:
+            return
+        old = self._rfile
+        self._rfile = io.BufferedReader(_DeadlineSocketIO(sock, self._io, weakref.ref(self)))
+        self._reader_sock = sock
+        if old is not None:
+            old.close()  # PyMySQL's reader: nothing was read through it yet
+
+    # ---- PyMySQL hooks ----------------------------------------------------------------------------------------
+    def connect(self, sock: Any = None) -> None:
+        self._io_handshaking = True  # every handshake operation goes through _bound_io
+        self._io.recheck_at = -math.inf
+        try:
+            super().connect(sock)
+        finally:
+            self._io_handshaking = False
+            self._io.recheck_at = -math.inf
+
+    def _get_server_information(self) -> None:
+        self._install_reader()  # before the first read: the greeting
+        super()._get_server_information()  # type: ignore[misc]
+
+    def _request_authentication(self) -> None:
+        if getattr(self, "_ssl_required", self.ssl) and not self.server_capabilities & CLIENT.SSL:
+            # PyMySQL 1.2 refuses this too; older versions sent the login (a password, an IAM token) in clear text.
+            raise pymysql.err.OperationalError(
+                CR.CR_SSL_CONNECTION_ERROR, "SSL is required but the server doesn't support it; nothing was sent"
+            )
+        super()._request_authentication()  # type: ignore[misc]
+        self._install_reader()  # normally done at the first write after the TLS upgrade already
+
+    def close(self) -> None:
+        lim = self._io
+        if lim.deadline is not None and lim.clock() + _QUIT_WAIT > lim.deadline:
+            # COM_QUIT (5 bytes an idle socket takes at once) lets the server free the slot without logging an
+            # aborted connection: worth a moment even at the deadline.
+            self._set_io_limits(_QUIT_WAIT, _QUIT_WAIT, None)
+        super().close()
+
+    def _write_bytes(self, data: bytes) -> None:
+        lim = self._io
+        if lim.clock() > lim.recheck_at:
+            try:
+                self._bound_io(write=True)
+            except OSError as exc:
+                self._force_close()  # type: ignore[attr-defined]
+                raise pymysql.err.OperationalError(
+                    E.CR_SERVER_GONE_ERROR, f"MySQL server has gone away ({exc}; nothing was sent)"
+                ) from exc
+        super()._write_bytes(data)  # type: ignore[misc]
 
 
 def _server_in_transaction(conn: Connection[Any]) -> bool:

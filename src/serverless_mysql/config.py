@@ -163,12 +163,22 @@ class Config:
     def _check_tls_kept(self, tls: Mapping[str, Any]) -> None:
         # connect_args are merged over the provider's arguments: they must not switch its TLS off or weaken it
         # (an IAM token travels as a clear-text password).
+        provider = type(self.credentials).__name__
         for key, value in self.connect_args.items():
             if (key == "ssl_disabled" and value) or (key in tls and tls[key] not in _OFF and value in _OFF):
-                provider = type(self.credentials).__name__
                 raise ConfigError(
                     f"connect_args[{key!r}]={value!r} would weaken the TLS that option 'credentials' ({provider}) "
                     "requires (its token is sent as a clear-text password); remove it from connect_args"
+                )
+        from .iam import tls_weakness  # noqa: PLC0415 - only with a credentials provider that requires TLS
+
+        if tls_weakness(tls) is None:  # the provider verifies the server: so must the merged arguments
+            problem = tls_weakness({**tls, **self.connect_args})
+            if problem is not None:
+                key, why = problem
+                raise ConfigError(
+                    f"connect_args[{key!r}] {why}: it would weaken the verified TLS that option 'credentials' "
+                    f"({provider}) requires (its token is sent as a clear-text password); remove it from connect_args"
                 )
 
     @property

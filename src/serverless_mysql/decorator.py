@@ -196,7 +196,9 @@ def with_mysql(handler: Callable[..., Any] | None = None, /, **options: Any) -> 
     secret_max_age : float
         Seconds the secret is cached (300).
     iam_auth : bool
-        Connect with RDS IAM auth tokens (False); needs ``host``, ``user`` and TLS in ``connect_args``/``url``.
+        Connect with RDS IAM auth tokens (False); needs ``host`` and ``user``. The token is sent only over TLS
+        that verified the server's certificate and host name (``ssl_ca`` in ``connect_args``/``url``, else the
+        system CA store); TLS arguments that would weaken that are refused.
     region : str, optional
         AWS Region for ``secret_id``/``iam_auth`` (default: boto3's, ``AWS_REGION`` on Lambda).
     after : {"end", "quit"}
@@ -379,20 +381,17 @@ class _Setup:
             raise self._error(exc) from None
 
     def _iam_credentials(self, options: Mapping[str, Any]) -> Any:
-        from .iam import TLS_ARGS, IamAuthCredentials, requires_tls  # noqa: PLC0415
+        from .iam import TLS_ARGS, IamAuthCredentials, verified_tls  # noqa: PLC0415
 
         config = Config.from_options(**options)
         if "host" not in config.explicit:
             raise ConfigError("option 'iam_auth' needs option 'host' (the endpoint the token is signed for)")
         if config.user is None:
             raise ConfigError("option 'iam_auth' needs option 'user' (the IAM-enabled database user)")
-        tls = {k: v for k, v in config.connect_args.items() if k in TLS_ARGS}
-        if not requires_tls({**tls, "ssl_disabled": config.connect_args.get("ssl_disabled", False)}):
-            raise ConfigError(
-                "option 'iam_auth' requires TLS in option 'connect_args' (the token is sent in clear text): e.g. "
-                "connect_args={'ssl_ca': '/opt/python/global-bundle.pem', 'ssl_verify_identity': True}, "
-                "?ssl_ca=... in option 'url', or SERVERLESS_MYSQL_CONNECT_ARGS"
-            )
+        # Checked here to name connect_args (or the URL / variable it came from) rather than the provider's tls.
+        given = {k: v for k, v in config.connect_args.items() if k in TLS_ARGS or k == "ssl_disabled"}
+        tls = verified_tls(given, where="connect_args")
+        tls.pop("ssl_disabled", None)  # present only as False here
         return IamAuthCredentials(host=config.host, user=config.user, port=config.port, region=self.region, tls=tls)
 
 

@@ -62,7 +62,7 @@ _DESCRIPTIONS: Mapping[str, str] = {
     # decorator
     "secret_id": "Secrets Manager secret (name or ARN) in RDS JSON format; fetched with Powertools, cached",
     "secret_max_age": "Seconds a fetched secret is cached; on access denied (1045) it is re-fetched once",
-    "iam_auth": "Connect with an RDS IAM auth token (needs TLS: `ssl_ca` in the URL or `CONNECT_ARGS`)",
+    "iam_auth": "Connect with an RDS IAM auth token over verified TLS (`ssl_ca` in the URL or `CONNECT_ARGS`)",
     "region": "AWS Region of the secret / database for IAM tokens (default: boto3's, `AWS_REGION`)",
     "after": "After each invocation: `end` (housekeeping, keep the connection) or `quit` (close it)",
     "deadline_margin": "Seconds kept free before Lambda's timeout; every wait ends by then with DeadlineExceededError",

@@ -1,4 +1,4 @@
-"""IAM database authentication: a fresh RDS auth token for every new connection, over TLS only.
+"""IAM database authentication: a fresh RDS auth token for every new connection, over verified TLS only.
 
 boto3 is imported on first use only (the Lambda runtime ships it; our layer does not vendor it).
 """
@@ -6,6 +6,7 @@ boto3 is imported on first use only (the Lambda runtime ships it; our layer does
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -16,16 +17,19 @@ if TYPE_CHECKING:
     import boto3
     from mypy_boto3_rds.client import RDSClient
 
-__all__ = ["TLS_ARGS", "IamAuthCredentials", "requires_tls"]
+__all__ = ["TLS_ARGS", "IamAuthCredentials", "requires_tls", "tls_weakness", "verified_tls"]
 
 logger = logging.getLogger(__name__)
 
 TLS_ARGS = ("ssl", "ssl_ca", "ssl_cert", "ssl_key", "ssl_verify_cert", "ssl_verify_identity")
 """``pymysql.connect`` arguments that make TLS required (PyMySQL 1.2: any of them given and not false)."""
 
-_TLS_HINT = (
-    "pass the RDS CA bundle, e.g. connect_args={'ssl_ca': '/opt/python/global-bundle.pem', "
-    "'ssl_verify_identity': True} (or ?ssl_ca=... in the url, or SERVERLESS_MYSQL_CONNECT_ARGS)"
+_OFF: tuple[object, ...] = (None, False, "", {})  # values that leave a pymysql.connect TLS argument unset
+_VERIFY_ARGS = ("ssl_verify_cert", "ssl_verify_identity")
+_TLS_RULE = (
+    "IAM authentication sends its token as a clear-text password, so TLS must verify the server's certificate "
+    "and host name: leave ssl_verify_cert and ssl_verify_identity out (they default to True) and give ssl_ca "
+    "(e.g. the RDS CA bundle '/opt/python/global-bundle.pem'; without it the system CA store is used)"
 )
 
 
@@ -33,7 +37,55 @@ def requires_tls(connect_args: Mapping[str, Any]) -> bool:
     """True when these ``pymysql.connect`` arguments make PyMySQL refuse to connect without TLS."""
     if connect_args.get("ssl_disabled"):
         return False
-    return any(connect_args.get(key) not in (None, False, "", {}) for key in TLS_ARGS)
+    return any(connect_args.get(key) not in _OFF for key in TLS_ARGS)
+
+
+def tls_weakness(connect_args: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(argument, why)`` for arguments that leave the server unverified; ``None`` when they verify it.
+
+    Verified (PyMySQL checks the certificate and the host name before it sends anything) means:
+    ``ssl_verify_cert=True`` and ``ssl_verify_identity=True`` (with ``ssl_ca`` or the system CA store), or an
+    ``ssl.SSLContext`` in ``ssl`` with ``CERT_REQUIRED`` and ``check_hostname`` and no other TLS argument
+    (PyMySQL would build its own context from those and ignore the given one).
+    """
+    if connect_args.get("ssl_disabled"):
+        return "ssl_disabled", "switches TLS off"
+    context = connect_args.get("ssl")
+    if isinstance(context, ssl.SSLContext):
+        if context.verify_mode != ssl.CERT_REQUIRED:
+            return "ssl", "is an SSLContext whose verify_mode is not ssl.CERT_REQUIRED"
+        if not context.check_hostname:
+            return "ssl", "is an SSLContext whose check_hostname is off"
+        for key in TLS_ARGS[1:]:
+            if key in connect_args:
+                return key, "makes PyMySQL ignore the SSLContext given in 'ssl'; configure that context instead"
+        return None
+    if context not in _OFF:
+        return "ssl", (
+            "is not checked here (PyMySQL ignores it next to ssl_ca and skips verification without a CA); "
+            "use ssl_ca/ssl_cert/ssl_key or an ssl.SSLContext"
+        )
+    for key in _VERIFY_ARGS:
+        if connect_args.get(key) is not True:
+            return key, "must be True"
+    return None
+
+
+def verified_tls(tls: Mapping[str, Any], *, where: str) -> dict[str, Any]:
+    """``tls`` with certificate and host-name verification switched on; anything weaker raises :class:`ConfigError`.
+
+    ``ssl_verify_cert`` and ``ssl_verify_identity`` default to ``True`` (unless ``ssl`` is an ``SSLContext``);
+    ``where`` names the mapping in the message (``"connect_args"``, ``"tls"``).
+    """
+    args = dict(tls)
+    if not isinstance(args.get("ssl"), ssl.SSLContext):
+        for key in _VERIFY_ARGS:
+            args.setdefault(key, True)
+    problem = tls_weakness(args)
+    if problem is not None:
+        key, why = problem
+        raise ConfigError(f"option {where!r}: {where}[{key!r}]={args.get(key)!r} {why}. {_TLS_RULE}")
+    return args
 
 
 class IamAuthCredentials:
@@ -41,7 +93,9 @@ class IamAuthCredentials:
 
     A token is signed locally with the function's AWS credentials (no API call) and is valid for 15 minutes,
     for connecting only: the connection outlives it. The token travels as a clear-text password (the server
-    asks for ``mysql_clear_password``, which PyMySQL supports natively), so TLS is required.
+    asks for ``mysql_clear_password``, which PyMySQL supports natively), so it is only ever sent over TLS that
+    verified the server's certificate and host name (``ssl_verify_cert=True``, ``ssl_verify_identity=True``,
+    against ``ssl_ca`` or the system CA store); a server without TLS is refused before anything is sent.
 
     Parameters
     ----------
@@ -54,11 +108,12 @@ class IamAuthCredentials:
     region : str, optional
         AWS Region of the database; by default boto3's (``AWS_REGION`` on Lambda).
     ssl_ca : str, optional
-        Path of the CA bundle (RDS ``global-bundle.pem``); shorthand for ``tls={"ssl_ca": ...,
-        "ssl_verify_identity": True}``.
+        Path of the CA bundle (RDS ``global-bundle.pem``); shorthand for ``tls={"ssl_ca": ...}``. Without it (and
+        without ``tls``) the server's certificate is verified against the system CA store.
     tls : Mapping[str, Any], optional
-        ``pymysql.connect`` TLS arguments (``ssl_ca``, ``ssl_verify_identity``, ``ssl`` (an ``SSLContext``), ...).
-        They are added to the connection's arguments.
+        ``pymysql.connect`` TLS arguments (``ssl_ca``, ``ssl_cert``, ``ssl_key``, or ``ssl``: an ``SSLContext``
+        with ``CERT_REQUIRED`` and ``check_hostname``). ``ssl_verify_cert`` and ``ssl_verify_identity`` default
+        to ``True`` and may not be switched off. They are added to the connection's arguments.
     boto3_session : boto3.session.Session, optional
         Session to create the RDS client from.
     boto3_client : RDSClient, optional
@@ -67,7 +122,8 @@ class IamAuthCredentials:
     Raises
     ------
     ConfigError
-        No TLS configured (neither ``ssl_ca`` nor ``tls``), or an empty host or user.
+        TLS arguments that would not verify the server (``ssl_verify_cert=False``, ``ssl_verify_identity=False``,
+        an ``ssl`` dict or an ``SSLContext`` that does not verify), or an empty host or user.
 
     Example
     -------
@@ -100,14 +156,10 @@ class IamAuthCredentials:
         tls_args: dict[str, Any] = dict(tls or {})
         if ssl_ca is not None:
             tls_args.setdefault("ssl_ca", ssl_ca)
-            tls_args.setdefault("ssl_verify_identity", True)
-        if not requires_tls(tls_args):
-            raise ConfigError(
-                f"IAM database authentication requires TLS (the token is sent in clear text): {_TLS_HINT}"
-            )
-        unknown = sorted(set(tls_args) - set(TLS_ARGS))
+        unknown = sorted(set(tls_args) - {*TLS_ARGS, "ssl_disabled"})  # ssl_disabled: refused by name below
         if unknown:
             raise ConfigError(f"tls accepts only {', '.join(TLS_ARGS)}; not {', '.join(unknown)}")
+        tls_args = verified_tls(tls_args, where="tls")
         self.host = host
         self.user = user
         self.port = port

@@ -3,10 +3,15 @@
 Verifying the CA and the host name succeeds; a wrong CA or a wrong host name fails closed with a clear error.
 The host-name mismatch is produced without a second server: the fault proxy listens on ``127.0.0.2`` (loopback,
 not in the certificate's SAN) and forwards to the server.
+
+IAM tokens are sent as clear-text passwords: a fake server (``tests/support/fake_mysql.py``) playing the man in
+the middle records everything the client sends it, decrypted, to prove the token never reaches a server that is
+not verified.
 """
 
 from __future__ import annotations
 
+import json
 import ssl
 import time
 from collections.abc import Iterator
@@ -19,13 +24,15 @@ import pymysql
 import pytest
 
 from serverless_mysql import ServerlessMySQL, with_mysql
+from serverless_mysql.client import _Connection, _DeadlineSocketIO
 from serverless_mysql.errors import ConfigError, ConnectError, ServerlessMySQLError
 from serverless_mysql.iam import IamAuthCredentials
 from serverless_mysql.lambda_context import LocalLambdaContext
 from tests.faults.conftest import LeakSink
+from tests.support.fake_mysql import FakeMySQLServer
 from tests.support.faultproxy import FaultProxy
 from tests.support.mariadb import AppUser, MariaDBServer, external_url
-from tests.support.tls import TestPKI
+from tests.support.tls import CertPair, TestPKI
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.private_server]
 
@@ -238,29 +245,99 @@ def rds(monkeypatch: pytest.MonkeyPatch, leaks: LeakSink) -> TokenRecorder:
     return TokenRecorder(leaks)
 
 
-def test_iam_auth_refuses_without_tls() -> None:
-    with pytest.raises(ConfigError, match="requires TLS"):
-        IamAuthCredentials(host="db.example.com", user="app")
-    with pytest.raises(ConfigError, match="requires TLS"):
-        IamAuthCredentials(host="db.example.com", user="app", tls={"ssl_verify_cert": False})
-    with pytest.raises(ConfigError, match="requires TLS"):
+def unverified_context() -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
-        @with_mysql(iam_auth=True, host="db.example.com", user="app", region="us-east-1", sigterm=False)
-        def handler(event: object, context: object, db: ServerlessMySQL) -> None:
-            pass
 
-    with pytest.raises(ConfigError, match="requires TLS"):
+def test_iam_auth_verifies_the_server_by_default() -> None:
+    """Certificate and host-name verification are switched on whatever TLS arguments are given (or none)."""
+    verify = {"ssl_verify_cert": True, "ssl_verify_identity": True}
+    assert IamAuthCredentials(host="db.example.com", user="app").tls == verify  # the system CA store
+    assert IamAuthCredentials(host="db.example.com", user="app", ssl_ca="/ca.pem").tls == {
+        "ssl_ca": "/ca.pem",
+        **verify,
+    }
+    context = ssl.create_default_context()
+    assert IamAuthCredentials(host="db.example.com", user="app", tls={"ssl": context}).tls == {"ssl": context}
+
+
+@pytest.mark.parametrize(
+    ("tls", "culprit"),
+    [
+        ({"ssl_verify_cert": False}, "ssl_verify_cert"),
+        ({"ssl_ca": "/ca.pem", "ssl_verify_identity": False}, "ssl_verify_identity"),
+        ({"ssl_ca": "/ca.pem", "ssl_verify_cert": "yes"}, "ssl_verify_cert"),
+        ({"ssl": {"ca": "/ca.pem"}}, "ssl"),
+        ({"ssl": "unverified context"}, "ssl"),
+        ({"ssl": "verified context", "ssl_ca": "/ca.pem"}, "ssl_ca"),
+    ],
+)
+def test_iam_auth_refuses_tls_that_does_not_verify(tls: dict[str, Any], culprit: str) -> None:
+    if tls.get("ssl") == "unverified context":
+        tls = {**tls, "ssl": unverified_context()}
+    elif tls.get("ssl") == "verified context":
+        tls = {**tls, "ssl": ssl.create_default_context()}
+    with pytest.raises(ConfigError, match=f"tls\\[{culprit!r}\\]") as info:
+        IamAuthCredentials(host="db.example.com", user="app", tls=tls)
+    assert "verify the server's certificate and host name" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "connect_args",
+    [{"ssl_ca": "/x.pem", "ssl_disabled": True}, {"ssl_verify_cert": False}, {"ssl_verify_identity": False}],
+    ids=["ssl_disabled", "ssl_verify_cert", "ssl_verify_identity"],
+)
+def test_iam_auth_decorator_refuses_tls_that_does_not_verify_naming_connect_args(
+    connect_args: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    culprit = next(k for k in connect_args if k != "ssl_ca")
+    with pytest.raises(ConfigError, match=f"connect_args\\[{culprit!r}\\]"):
 
         @with_mysql(
             iam_auth=True,
             host="db.example.com",
             user="app",
             region="us-east-1",
-            connect_args={"ssl_ca": "/x.pem", "ssl_disabled": True},
+            connect_args=connect_args,
             sigterm=False,
         )
+        def handler(event: object, context: object, db: ServerlessMySQL) -> None:
+            pass
+
+    # The same through the environment: the message names the variable the value came from.
+    monkeypatch.setenv("SERVERLESS_MYSQL_CONNECT_ARGS", json.dumps(connect_args))
+    with pytest.raises(ConfigError, match="SERVERLESS_MYSQL_CONNECT_ARGS") as info:
+
+        @with_mysql(iam_auth=True, host="db.example.com", user="app", region="us-east-1", sigterm=False)
         def handler2(event: object, context: object, db: ServerlessMySQL) -> None:
             pass
+
+    assert f"connect_args[{culprit!r}]" in str(info.value)
+
+
+def test_iam_auth_without_tls_arguments_is_accepted() -> None:
+    """No TLS arguments: TLS with verification against the system CA store (it used to be refused outright)."""
+
+    @with_mysql(iam_auth=True, host="db.example.com", user="app", region="us-east-1", sigterm=False)
+    def handler(event: object, context: object, db: ServerlessMySQL) -> None:
+        pass
+
+    creds = handler.db.get_config()["credentials"]
+    assert creds.tls == {"ssl_verify_cert": True, "ssl_verify_identity": True}
+
+
+def test_connect_args_cannot_replace_the_verified_context() -> None:
+    """connect_args are merged over the provider's TLS arguments: an SSLContext there would be ignored by PyMySQL
+    next to them, or would not verify: refused naming it."""
+    creds = IamAuthCredentials(host="db.example.com", user="app", ssl_ca="/ca.pem")
+    with pytest.raises(ConfigError, match=r"connect_args\['ssl'\]"):
+        ServerlessMySQL(host="db.example.com", credentials=creds, connect_args={"ssl": unverified_context()})
+    creds = IamAuthCredentials(host="db.example.com", user="app", tls={"ssl": ssl.create_default_context()})
+    with pytest.raises(ConfigError, match=r"connect_args\['ssl'\]"):
+        ServerlessMySQL(host="db.example.com", credentials=creds, connect_args={"ssl": unverified_context()})
 
 
 def test_iam_token_travels_only_inside_tls(
@@ -284,7 +361,9 @@ def test_iam_token_travels_only_inside_tls(
     assert rds.tokens[0].encode() not in wire
 
 
-@pytest.mark.parametrize("downgrade", [{"ssl_disabled": True}, {"ssl_verify_identity": False}])
+@pytest.mark.parametrize(
+    "downgrade", [{"ssl_disabled": True}, {"ssl_verify_identity": False}, {"ssl_verify_cert": False}]
+)
 def test_iam_auth_cannot_be_downgraded_by_connect_args(
     downgrade: dict[str, Any], tls_server: MariaDBServer, pki: TestPKI, rds: TokenRecorder, leaks: LeakSink
 ) -> None:
@@ -305,3 +384,146 @@ def test_iam_auth_cannot_be_downgraded_by_connect_args(
     assert not rds.tokens, "a token was signed"
     assert isinstance(info.value, ConfigError), repr(info.value)
     assert f"connect_args[{next(iter(downgrade))!r}]" in str(info.value), str(info.value)
+
+
+# ================================================================================================ IAM and a fake server
+@pytest.fixture(scope="module")
+def wrong_name_cert(pki: TestPKI) -> CertPair:
+    """A certificate from the trusted CA, but for another host name."""
+    return pki.issue("elsewhere", ("db.example.com",))
+
+
+def iam_client(form: str, port: int, ca_path: str | None, rds: TokenRecorder, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """An IAM client for 127.0.0.1:port given only ``ssl_ca`` (or nothing), built as README shows it."""
+    if form == "credentials":
+        tls = {} if ca_path is None else {"ssl_ca": ca_path}
+        creds = IamAuthCredentials(host="127.0.0.1", user="iam_app", port=port, tls=tls, boto3_client=cast(Any, rds))
+        return ServerlessMySQL(host="127.0.0.1", port=port, credentials=creds, connect_timeout=2.0)
+    monkeypatch.setattr(IamAuthCredentials, "_rds_client", lambda self: rds)
+    if ca_path is not None:  # README's example for the variable
+        monkeypatch.setenv("SERVERLESS_MYSQL_CONNECT_ARGS", json.dumps({"ssl_ca": ca_path}))
+
+    @with_mysql(iam_auth=True, host="127.0.0.1", port=port, user="iam_app", region="us-east-1", sigterm=False)
+    def handler(event: object, context: object, db: ServerlessMySQL) -> None:
+        pass
+
+    return handler.db
+
+
+FORMS = ["credentials", "decorator"]
+
+
+def connect_to_fake(db: ServerlessMySQL, fake: FakeMySQLServer, leaks: LeakSink) -> ConnectError:
+    db.set_deadline(3.0)
+    with pytest.raises(ConnectError) as info:
+        db.connect()
+    leaks.observe(info.value, db)
+    fake.stop()  # waits for the fake to finish with the connection
+    return info.value
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_iam_token_reaches_a_trusted_server(
+    form: str, pki: TestPKI, rds: TokenRecorder, leaks: LeakSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control for the tests below: a fake server the client has reason to trust gets the token."""
+    with FakeMySQLServer(cert=pki.server) as fake:
+        error = connect_to_fake(iam_client(form, fake.port, pki.ca_path, rds, monkeypatch), fake, leaks)
+    assert error.errno == 1045 and fake.logins == 1 and len(rds.tokens) == 1
+    assert rds.tokens[0].encode() in fake.received
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("certificate", ["another CA", "another host name"])
+def test_iam_token_never_reaches_a_server_that_fails_verification(
+    form: str,
+    certificate: str,
+    pki: TestPKI,
+    other_pki: TestPKI,
+    wrong_name_cert: CertPair,
+    rds: TokenRecorder,
+    leaks: LeakSink,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only ``ssl_ca`` given (README's shape of SERVERLESS_MYSQL_CONNECT_ARGS): PyMySQL alone would not check the
+    certificate at all; the client must refuse the server before the login packet, let alone the token."""
+    cert = other_pki.server if certificate == "another CA" else wrong_name_cert
+    with FakeMySQLServer(cert=cert) as fake:
+        error = connect_to_fake(iam_client(form, fake.port, pki.ca_path, rds, monkeypatch), fake, leaks)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(error), str(error)
+    assert ("mismatch" in str(error)) == (certificate == "another host name"), str(error)
+    assert fake.tls_failures == 1 and fake.tls_handshakes == 0 and fake.logins == 0
+    assert all(token.encode() not in fake.received for token in rds.tokens)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_iam_token_never_reaches_a_server_without_tls(
+    form: str, pki: TestPKI, rds: TokenRecorder, leaks: LeakSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FakeMySQLServer(cert=None) as fake:
+        error = connect_to_fake(iam_client(form, fake.port, pki.ca_path, rds, monkeypatch), fake, leaks)
+    assert "SSL is required" in str(error) and "nothing was sent" in str(error), str(error)
+    assert fake.connections == 1 and fake.received == b"", "the client sent something to a server without TLS"
+
+
+@pytest.mark.parametrize("certificate", ["trusted", "another CA", "another host name"])
+def test_iam_without_ssl_ca_verifies_against_the_system_ca_store(
+    certificate: str,
+    pki: TestPKI,
+    other_pki: TestPKI,
+    wrong_name_cert: CertPair,
+    rds: TokenRecorder,
+    leaks: LeakSink,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No ssl_ca: the system CA store (here OpenSSL's SSL_CERT_FILE, the test CA) and the host name are checked
+    (PyMySQL alone skips the host name without ssl_ca)."""
+    monkeypatch.setenv("SSL_CERT_FILE", pki.ca_path)
+    cert = {"trusted": pki.server, "another CA": other_pki.server, "another host name": wrong_name_cert}[certificate]
+    with FakeMySQLServer(cert=cert) as fake:
+        error = connect_to_fake(iam_client("decorator", fake.port, None, rds, monkeypatch), fake, leaks)
+    if certificate == "trusted":
+        assert error.errno == 1045 and fake.logins == 1
+    else:
+        assert "CERTIFICATE_VERIFY_FAILED" in str(error) and fake.logins == 0, str(error)
+        assert all(token.encode() not in fake.received for token in rds.tokens)
+
+
+def test_iam_with_only_ssl_ca_makes_no_login_attempt_on_a_server_signed_by_another_ca(
+    tls_server: MariaDBServer, other_pki: TestPKI, rds: TokenRecorder, leaks: LeakSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same against the real MariaDB: the server's certificate is not from the CA given; the server sees no
+    login attempt (its count of refused logins does not move)."""
+    before = int(tls_server.status("Access_denied_errors") or 0)
+    db = iam_client("decorator", tls_server.port, other_pki.ca_path, rds, monkeypatch)
+    db.set_deadline(2.0)
+    with pytest.raises(ConnectError) as info:
+        db.connect()
+    leaks.observe(info.value, db)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(info.value), str(info.value)
+    assert int(tls_server.status("Access_denied_errors") or 0) == before
+
+
+# ================================================================================================ deadline over TLS
+def test_tls_handshake_is_bounded_by_the_deadline(tls_user: AppUser, pki: TestPKI, tls_server: MariaDBServer) -> None:
+    """Every step of greeting, TLS handshake and login takes 0.8 s (well under connect_timeout): the deadline
+    bounds them together, including the reads inside the TLS handshake and after the upgrade."""
+    with FaultProxy(tls_server.host, tls_server.port) as proxy:
+        db = ServerlessMySQL(**{**tls_user.connect_kwargs(), "port": proxy.port}, **verified(pki), connect_timeout=1.0)
+        proxy.delay(0.4)
+        db.set_deadline(1.5)
+        t0 = time.monotonic()
+        with pytest.raises(ServerlessMySQLError) as info:
+            db.connect()
+        elapsed = time.monotonic() - t0
+        assert elapsed < 1.5 + 0.25, (elapsed, info.value)
+        assert type(info.value).__name__ == "DeadlineExceededError", repr(info.value)
+        proxy.heal()
+        db.set_deadline(5.0)
+        db.connect()
+        conn = db.get_client()
+        assert isinstance(conn, _Connection) and conn._rfile is not None  # the reader made after the TLS upgrade
+        assert isinstance(conn._rfile.raw, _DeadlineSocketIO)
+        assert tls_version(db).startswith("TLS")
+        db.set_deadline(None)
+        db.quit()

@@ -162,6 +162,13 @@ class TestPKI:
         """The CA bundle to pass as ``ssl_ca``."""
         return str(self.ca.cert_path)
 
+    def issue(self, stem: str, names: Sequence[str]) -> CertPair:
+        """Another server certificate, for ``names``, signed by this PKI's CA (e.g. for a wrong host name)."""
+        ca_cert = x509.load_pem_x509_certificate(self.ca.cert_path.read_bytes())
+        ca_key = serialization.load_pem_private_key(self.ca.key_path.read_bytes(), password=None)
+        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+        return make_leaf(self.directory, stem, ca_cert, ca_key, names)
+
     def server_args(self) -> list[str]:
         """mariadbd arguments that enable TLS with this PKI's server certificate."""
         return [

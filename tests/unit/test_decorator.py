@@ -205,20 +205,26 @@ def test_options_are_validated() -> None:
         with_mysql(iam_auth=True, host="h", user="u", password="pw")(echo)
 
 
-def test_iam_auth_needs_host_user_and_tls() -> None:
+def test_iam_auth_needs_host_user_and_verified_tls() -> None:
     with pytest.raises(ConfigError, match="needs option 'host'"):
         with_mysql(iam_auth=True, user="app")(echo)
     with pytest.raises(ConfigError, match="needs option 'user'"):
         with_mysql(iam_auth=True, host="db.example")(echo)
-    with pytest.raises(ConfigError, match="requires TLS in option 'connect_args'"):
-        with_mysql(iam_auth=True, host="db.example", user="app")(echo)
-    with pytest.raises(ConfigError, match="requires TLS"):
+    with pytest.raises(
+        ConfigError, match=r"option 'connect_args': connect_args\['ssl_disabled'\]=True switches TLS off"
+    ):
         with_mysql(iam_auth=True, url="mysql://app@db.example/shop?ssl_ca=/ca.pem&ssl_disabled=true")(echo)
+    with pytest.raises(ConfigError, match=r"connect_args\['ssl_verify_cert'\]=False must be True"):
+        with_mysql(iam_auth=True, url="mysql://app@db.example/shop?ssl_ca=/ca.pem&ssl_verify_cert=false")(echo)
     handler = with_mysql(iam_auth=True, url="mysql://app@db.example/shop?ssl_ca=/ca.pem", region="eu-west-1")(echo)
     provider = handler.db.get_config()["credentials"]
     assert type(provider).__name__ == "IamAuthCredentials"
     assert (provider.host, provider.user, provider.port, provider.region) == ("db.example", "app", 3306, "eu-west-1")
-    assert provider.tls == {"ssl_ca": "/ca.pem"}
+    # Only ssl_ca given (PyMySQL alone would then not verify the certificate): verification is switched on.
+    assert provider.tls == {"ssl_ca": "/ca.pem", "ssl_verify_cert": True, "ssl_verify_identity": True}
+    # No TLS argument at all: verified against the system CA store.
+    provider = with_mysql(iam_auth=True, host="db.example", user="app")(echo).db.get_config()["credentials"]
+    assert provider.tls == {"ssl_verify_cert": True, "ssl_verify_identity": True}
 
 
 def test_typed_options_cover_every_option() -> None:

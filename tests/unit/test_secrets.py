@@ -241,7 +241,7 @@ def test_iam_token_per_connect_with_tls(aws: SecretsManagerClient) -> None:
     assert not provider.refreshable
     first = provider.get_credentials()
     assert (first.user, first.host, first.port) == ("app", "db.internal", 3307)
-    assert first.connect_args == {"ssl_ca": "/opt/ca.pem", "ssl_verify_identity": True}
+    assert first.connect_args == {"ssl_ca": "/opt/ca.pem", "ssl_verify_cert": True, "ssl_verify_identity": True}
     assert first.password is not None
     token = urlsplit("https://" + first.password)
     assert token.netloc == "db.internal:3307"
@@ -267,11 +267,13 @@ def test_iam_generates_a_token_for_every_connect() -> None:
     assert calls[0] == {"DBHostname": "h", "Port": 3306, "DBUsername": "u", "Region": "eu-central-1"}
 
 
-def test_iam_requires_tls_naming_the_option() -> None:
-    with pytest.raises(ConfigError, match=r"requires TLS .*ssl_ca"):
-        IamAuthCredentials(host="h", user="u")
-    with pytest.raises(ConfigError, match="requires TLS"):
+def test_iam_requires_verified_tls_naming_the_argument() -> None:
+    # No TLS argument: the server is verified against the system CA store.
+    assert IamAuthCredentials(host="h", user="u").tls == {"ssl_verify_cert": True, "ssl_verify_identity": True}
+    with pytest.raises(ConfigError, match=r"tls\['ssl_disabled'\]=True switches TLS off"):
         IamAuthCredentials(host="h", user="u", tls={"ssl_ca": "/ca", "ssl_disabled": True})
+    with pytest.raises(ConfigError, match=r"tls\['ssl_verify_cert'\]=False must be True.*ssl_ca"):
+        IamAuthCredentials(host="h", user="u", tls={"ssl_ca": "/ca", "ssl_verify_cert": False})
     with pytest.raises(ConfigError, match="tls accepts only"):
         IamAuthCredentials(host="h", user="u", tls={"ssl_ca": "/ca", "charset": "latin1"})
     with pytest.raises(ConfigTypeError, match="needs option 'user'"):
