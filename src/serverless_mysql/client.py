@@ -201,19 +201,21 @@ class ServerlessMySQL:
             if not self._config.manage_conns or self._rds_proxy:
                 return
             now = self._clock()
-            # Under pressure it measures at least once a second: a waiter that got in is the one who can kill the
-            # zombies holding the slots.
-            freed = 0
+            # While someone is refused a slot, and after it had to wait for its own, it measures at every end():
+            # it is the one who can kill the zombies holding the slots, and it decides whether to give its own back.
+            pressed = self._pressure.under_pressure(now)
             waited, self._waited = self._waited, False
-            if waited or self._housekeeper.due(now, pressure=self._pressure.under_pressure(now)):
-                try:
-                    freed = self._housekeep(conn, now)
-                except Exception as exc:
-                    self._bump(housekeeping_errors=1)
-                    logger.warning("housekeeping failed: %s", _describe(exc), extra={"event": "housekeeping_error"})
-                    self._emit("on_error", exc)
-                finally:
-                    self._bump(housekeeping_seconds=self._clock() - now)
+            if not (pressed or waited or self._housekeeper.due(now)):
+                return
+            freed = 0
+            try:
+                freed = self._housekeep(conn, now)
+            except Exception as exc:
+                self._bump(housekeeping_errors=1)
+                logger.warning("housekeeping failed: %s", _describe(exc), extra={"event": "housekeeping_error"})
+                self._emit("on_error", exc)
+            finally:
+                self._bump(housekeeping_seconds=self._clock() - now)
             # Someone is refused a slot: the zombies it killed are theirs; if it killed none, its own is.
             if conn is self._conn and not freed and self._pressure.under_pressure(self._clock()):
                 logger.debug("giving the connection back under pressure", extra={"event": "pressure_quit"})

@@ -19,8 +19,9 @@ What to do is then decided here, in plain Python (:func:`plan`), with the refere
   that only hands the slot to another environment of the fleet, which pays a reconnect on every invocation.
 - It runs adaptively (:meth:`Housekeeper.due`): on a client's first ``end()`` (a cold start: the fleet is
   growing), then on one ``end()`` in ten, also once a second per environment from half the threshold on, and on
-  every ``end()`` while the last measurement was over the threshold, and at least once a second under pressure (an
-  environment that waited for its slot is the one that can kill the zombies holding the others).
+  every ``end()`` while the last measurement was over the threshold. The client also measures at every ``end()``
+  under pressure and after waiting for a slot (that environment is the one that can kill the zombies holding the
+  others).
 """
 
 from __future__ import annotations
@@ -235,13 +236,11 @@ class Housekeeper:
     MID = 0.5
     MID_INTERVAL = 1.0
 
-    def due(self, now: float, *, pressure: bool = False) -> bool:
-        """Whether this ``end()`` should measure utilization (``pressure``: someone is refused a slot)."""
+    def due(self, now: float) -> bool:
+        """Whether this ``end()`` should measure utilization (the client also measures under pressure)."""
         if self.used_conns_freq is not None:
             return now - self.last_run >= self.used_conns_freq
         if self.last_utilization is None:  # a cold start: the fleet is growing
-            return True
-        if pressure and now - self.last_run >= self.MID_INTERVAL:
             return True
         closeness = self.last_utilization / self.conn_utilization
         if closeness > 1.0:
