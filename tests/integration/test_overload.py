@@ -192,3 +192,37 @@ def test_a_warm_environment_idle_for_a_minute_keeps_its_connection_while_nobody_
     time.sleep(61)
     assert db.query("SELECT CONNECTION_ID() AS id")[0]["id"] == first
     assert db.get_stats().connects == 1
+
+
+def test_mariadb_counts_an_ordinary_refusal_only_in_aborted_connects(
+    server_factory: Factory, make_user: Factory
+) -> None:
+    # Why the policy reads both counters (serverless_mysql.pressure.Pressure.counters): the premise was
+    # that Connection_errors_max_connections counts every 1040; MariaDB 10.11 counts it only when it refuses before
+    # authentication (more than max_connections + 1 connections at that moment).
+    server = server_factory(max_connections=10)
+    hog = make_user(server)
+    before = {name: int(server.status(name) or 0) for name in ("Aborted_connects", "Connection_errors_max_connections")}
+    held = fill(server, hog, 10 - server.connection_count())
+    for _ in range(3):
+        with pytest.raises(pymysql.err.OperationalError, match="Too many connections"):
+            hog.connect()
+    after = {name: int(server.status(name) or 0) for name in before}
+    assert after["Aborted_connects"] - before["Aborted_connects"] == 3
+    assert after["Connection_errors_max_connections"] == before["Connection_errors_max_connections"]
+    for conn in held:
+        conn.close()
+
+
+def test_failed_logins_on_a_quiet_server_do_not_read_as_someone_waiting(
+    server_factory: Factory, make_user: Factory, client_factory: ClientFactory
+) -> None:
+    server = server_factory(max_connections=20)
+    app, other = make_user(server, process=True), make_user(server)
+    db = client_factory(app, used_conns_freq=0)  # measures at every end()
+    db.query("SELECT 1")
+    for _ in range(3):  # bad passwords, health checks: Aborted_connects grows, nobody waits
+        with pytest.raises(pymysql.err.OperationalError, match="Access denied"):
+            pymysql.connect(host=other.host, port=other.port, user=other.name, password="wrong", connect_timeout=2)
+    db.end()
+    assert db.get_client() is not None and db.get_stats().pressure_quits == 0
