@@ -42,20 +42,19 @@ __all__ = ["Rows", "ServerlessMySQL", "Stats"]
 
 logger = logging.getLogger(__name__)
 
-_READ_ONLY = re.compile(r"^\s*(?:/\*.*?\*/\s*)*(SELECT|SHOW|DESCRIBE|DESC|EXPLAIN|WITH)\b", re.IGNORECASE | re.DOTALL)
-# A "read" with a side effect is not safe to run twice.
-_NOT_A_PLAIN_READ = re.compile(
-    r"\bFOR\s+UPDATE\b|\bLOCK\s+IN\s+SHARE\s+MODE\b|\bINTO\b|\b(?:GET_LOCK|RELEASE_LOCK|RELEASE_ALL_LOCKS|NEXTVAL|SETVAL|"
-    r"LAST_INSERT_ID)\s*\(|\b(?:INSERT|UPDATE|DELETE|REPLACE)\b",
-    re.IGNORECASE,
-)
 _PING_TIMEOUT = 1.0  # seconds a liveness ping may wait (ping_after_idle)
 _MAX_LOST_RERUNS = 2  # re-runs of one statement after lost connections: bounded, whatever the server does
 
 
 def is_plain_read(sql: str) -> bool:
-    """True for a statement that only reads, so running it twice is harmless (``SELECT`` without locks etc.)."""
-    return bool(_READ_ONLY.match(sql)) and not _NOT_A_PLAIN_READ.search(sql)
+    """True for a statement that provably has no side effect, so running it twice is harmless.
+
+    A ``SELECT``/``SHOW``/``DESCRIBE``/``EXPLAIN`` without locking clauses or ``INTO`` that calls no function but
+    side-effect-free built-ins (see :mod:`serverless_mysql._statements`).
+    """
+    from ._statements import is_plain_read as classify  # noqa: PLC0415 - only needed after a lost connection
+
+    return classify(sql)
 
 
 class Rows(list[dict[str, Any]]):
