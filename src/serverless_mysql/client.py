@@ -613,6 +613,17 @@ class ServerlessMySQL:
             if commit:
                 try:
                     self._apply_timeouts(conn)
+                except BaseException as exc:
+                    # COMMIT was not sent: the transaction must not stay open on the server, where the next
+                    # START TRANSACTION would commit it implicitly. Closing the connection rolls it back.
+                    self._discard(conn, "no time left for COMMIT")
+                    if isinstance(exc, E.DeadlineExceededError):
+                        raise E.DeadlineExceededError(
+                            "deadline reached before COMMIT could be sent; the transaction was rolled back",
+                            waited=exc.waited,
+                        ) from exc
+                    raise
+                try:
                     conn.commit()
                 except pymysql.MySQLError as exc:
                     if E.is_connection_lost(exc):
@@ -622,6 +633,9 @@ class ServerlessMySQL:
                             "been applied"
                         ) from exc
                     self._rollback_or_close(conn)
+                    raise
+                except BaseException:
+                    self._discard(conn, "interrupted at COMMIT")  # never keep a connection in an unknown state
                     raise
             else:
                 self._rollback_or_close(conn)

@@ -276,3 +276,39 @@ def test_waiting_for_a_busy_client_is_bounded_by_the_deadline(app_user: AppUser,
     db.set_deadline(None)
     release.set()
     thread.join(5)
+
+
+def _open_transactions(server: MariaDBServer, user: str) -> int:
+    rows = server.execute(
+        "SELECT COUNT(*) AS n FROM information_schema.innodb_trx t "
+        "JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id WHERE p.user = %s",
+        (user,),
+    )
+    return int(rows[0]["n"])
+
+
+def test_deadline_spent_before_commit_rolls_the_transaction_back(
+    mariadb: MariaDBServer, app_user: AppUser, table: str, client_factory: ClientFactory
+) -> None:
+    """Issue 11 item 2: COMMIT cannot be sent for lack of time, so the transaction is rolled back (the connection
+    closed); the caller's retry must not commit the first attempt through the implicit commit of its own
+    START TRANSACTION."""
+    from serverless_mysql import DeadlineExceededError
+
+    db = client_factory(app_user)
+    db.set_deadline(0.3)
+    with pytest.raises(DeadlineExceededError) as info, db.transaction() as tx:
+        tx.query(f"INSERT INTO {table} (v) VALUES ('first attempt')")
+        time.sleep(0.4)  # the handler's own work spends the rest of the budget
+    left_open = db.in_transaction or _open_transactions(mariadb, app_user.name) > 0
+    db.set_deadline(5)
+    with db.transaction() as tx:  # the caller retries
+        tx.query(f"INSERT INTO {table} (v) VALUES ('retry')")
+    assert values(mariadb, table) == ["retry"]  # before the fix: ['first attempt', 'retry']
+    assert not left_open
+    assert "before COMMIT" in str(info.value) and "rolled back" in str(info.value)
+    assert isinstance(info.value.__cause__, DeadlineExceededError)
+    assert not db.in_transaction
+    assert _open_transactions(mariadb, app_user.name) == 0
+    assert db.get_stats().connects == 2  # the first connection was closed: that rolled the transaction back
+    assert db.query("SELECT 1 AS one") == [{"one": 1}]
