@@ -171,12 +171,13 @@ class ServerlessMySQL:
         """
         with self._locked(deadline=False):
             conn = self._conn
+            # The invocation is over, and with it any transaction it left: nothing of it reaches the next one.
+            self._lost_transaction = False
             if conn is None:
                 return
             self._counter += 1
-            self._lost_transaction = False
             if not self._alive(conn):
-                self._discard(conn, "dead at end()")
+                self._discard(conn, "dead at end()", mark_lost_tx=False)
                 return
             if not self._rollback_leftover(conn, "end()"):
                 return
@@ -199,6 +200,7 @@ class ServerlessMySQL:
         """Close the connection gracefully (COM_QUIT), rolling back an open transaction first."""
         with self._locked(deadline=False):
             conn = self._conn
+            self._lost_transaction = False  # closing ends any transaction on purpose
             if conn is None:
                 return
             if self._alive(conn):
@@ -564,7 +566,7 @@ class ServerlessMySQL:
             self._apply_timeouts(conn)
             conn.rollback()
         except Exception as exc:  # any failure: the connection must not survive with an open transaction
-            self._discard(conn, "rollback failed")
+            self._discard(conn, "rollback failed", mark_lost_tx=False)  # end()/quit(): nobody continues it
             self._emit("on_error", exc)
             return False
         return True

@@ -312,3 +312,35 @@ def test_deadline_spent_before_commit_rolls_the_transaction_back(
     assert _open_transactions(mariadb, app_user.name) == 0
     assert db.get_stats().connects == 2  # the first connection was closed: that rolled the transaction back
     assert db.query("SELECT 1 AS one") == [{"one": 1}]
+
+
+@pytest.mark.parametrize("failure", ["dead-at-end", "rollback-fails"])
+def test_a_transaction_lost_at_end_does_not_reach_the_next_invocation(
+    mariadb: MariaDBServer, app_user: AppUser, table: str, client_factory: ClientFactory, failure: str
+) -> None:
+    """Issue 11 item 4: end() finds the plain START TRANSACTION's connection dead (or its ROLLBACK fails); the next,
+    unrelated invocation's first statement must run, not raise TransactionAbortedError."""
+    db = client_factory(app_user)
+    db.query("START TRANSACTION")
+    db.query(f"INSERT INTO {table} (v) VALUES ('left open')")
+    own = conn_id(db)
+    if failure == "dead-at-end":
+        mariadb.kill(own)
+        mariadb.wait_for_connection_count(0, app_user.name)
+    else:
+        conn = db.get_client()
+        assert conn is not None
+        original_rollback = conn.rollback
+
+        def rollback_on_a_dead_connection() -> None:
+            mariadb.kill(own)
+            mariadb.wait_for_connection_count(0, app_user.name)
+            original_rollback()
+
+        conn.rollback = rollback_on_a_dead_connection  # type: ignore[method-assign]
+    db.end()
+    assert db.get_client() is None
+    # The next invocation.
+    db.query(f"INSERT INTO {table} (v) VALUES ('next invocation')")
+    assert values(mariadb, table) == ["next invocation"]
+    assert not db.in_transaction
