@@ -369,19 +369,24 @@ class ServerlessMySQL:
         budget = RetryBudget(self._backoff, cfg.max_retries, self._deadline, self._clock)
         started = self._clock()
         refresh = refreshed = False
+        last_exc: BaseException | None = None  # named by a deadline error, whichever check runs out of time
         while True:
             kwargs = self._connect_kwargs(refresh)
             refresh = False
             timeout = self._bounded(cfg.connect_timeout)
             if timeout is None:  # deadline already spent
                 waited = self._clock() - started
-                raise E.DeadlineExceededError(f"deadline reached after {waited:.3f}s of connecting", waited=waited)
+                why = "" if last_exc is None else f"; last error: {_describe(last_exc)}"
+                raise E.DeadlineExceededError(
+                    f"deadline reached after {waited:.3f}s of connecting{why}", waited=waited, last_error=last_exc
+                ) from last_exc
             # The handshake reads use read_timeout: bound them like the TCP connect, then restore after.
             kwargs.update(connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout)
             self._bump(connect_attempts=1)
             try:
                 conn: Connection[Any] = _Connection(**kwargs)
             except pymysql.MySQLError as exc:
+                last_exc = exc
                 self._error_count += 1
                 code = E.error_number(exc)
                 logger.debug(
