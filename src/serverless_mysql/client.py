@@ -121,6 +121,7 @@ class ServerlessMySQL:
         self._deadline: float | None = None
         self._stats = Stats()
         self._tx: Transaction | None = None
+        self._tx_thread = 0  # the thread that opened self._tx (it holds the lock until the transaction ends)
         self._lost_transaction = False
         self._poller: select.poll | None = None
         self._polled_sock: object = None
@@ -168,8 +169,15 @@ class ServerlessMySQL:
         the user's zombie connections and gives up this connection when the server is near its limit. Never
         opens a connection, and never raises for a housekeeping failure (it is logged, counted in
         :meth:`get_stats` and passed to ``on_error``).
+
+        Raises
+        ------
+        RuntimeError
+            Called inside an open :meth:`transaction` (its ``with`` block or chain decides its fate); the
+            transaction is left as it was.
         """
         with self._locked(deadline=False):
+            self._refuse_inside_transaction("end()")
             conn = self._conn
             # The invocation is over, and with it any transaction it left: nothing of it reaches the next one.
             self._lost_transaction = False
@@ -197,8 +205,15 @@ class ServerlessMySQL:
                 self._bump(housekeeping_seconds=self._clock() - started)
 
     def quit(self) -> None:
-        """Close the connection gracefully (COM_QUIT), rolling back an open transaction first."""
+        """Close the connection gracefully (COM_QUIT), rolling back an open transaction first.
+
+        Raises
+        ------
+        RuntimeError
+            Called inside an open :meth:`transaction`; the transaction is left as it was.
+        """
         with self._locked(deadline=False):
+            self._refuse_inside_transaction("quit()")
             conn = self._conn
             self._lost_transaction = False  # closing ends any transaction on purpose
             if conn is None:
@@ -561,6 +576,21 @@ class ServerlessMySQL:
                 f"deadline reached during a statement ({_describe(exc)})", waited=0.0, last_error=exc
             ) from exc
 
+    def _refuse_inside_transaction(self, where: str) -> None:
+        """Raise when a :class:`Transaction` is open: ending the connection in it would split it in two.
+
+        Called with the lock held, so an open transaction is this thread's own.
+        """
+        if self._tx is not None:
+            raise RuntimeError(
+                f"{where} called inside an open transaction (db.transaction()); the transaction was left as it was: "
+                "leave the with block (or let the chain's commit() return) first"
+            )
+
+    def _in_transaction_here(self) -> bool:
+        """True while the calling thread has a :class:`Transaction` open on this client (no lock needed)."""
+        return self._tx is not None and self._tx_thread == threading.get_ident()
+
     def _rollback_leftover(self, conn: Connection[Any], where: str) -> bool:
         """Roll back a transaction left open so that no later invocation can commit it; False if that failed."""
         if not _server_in_transaction(conn):
@@ -601,6 +631,7 @@ class ServerlessMySQL:
                     ) from exc
                 raise
             self._tx = tx
+            self._tx_thread = threading.get_ident()
         except BaseException:
             self._lock.release()
             raise
