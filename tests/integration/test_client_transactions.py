@@ -13,10 +13,12 @@ import pytest
 
 from serverless_mysql import TransactionAbortedError
 from tests.integration.conftest import ClientFactory, later, values
+from tests.integration.decorator_fixtures import clean_serverless_env
 from tests.support.mariadb import AppUser, MariaDBServer
 
 pytestmark = pytest.mark.integration
 Factory = Any
+__all__ = ["clean_serverless_env"]
 
 
 def conn_id(db: Any) -> int:
@@ -344,3 +346,30 @@ def test_a_transaction_lost_at_end_does_not_reach_the_next_invocation(
     db.query(f"INSERT INTO {table} (v) VALUES ('next invocation')")
     assert values(mariadb, table) == ["next invocation"]
     assert not db.in_transaction
+
+
+def test_deadline_spent_before_commit_under_the_decorator(
+    mariadb: MariaDBServer, app_user: AppUser, table: str, clean_serverless_env: None
+) -> None:
+    """The same under @with_mysql: the invocation fails, nothing of it is committed, and the next, unrelated
+    invocation runs normally (before the fix it raised TransactionAbortedError)."""
+    from serverless_mysql import DeadlineExceededError, ServerlessMySQL, with_mysql
+    from serverless_mysql.lambda_context import LocalLambdaContext
+
+    @with_mysql(**app_user.connect_kwargs(), sigterm=False, deadline_margin=0.5)
+    def handler(event: dict[str, Any], context: Any, db: ServerlessMySQL) -> int:
+        if event["work"]:
+            with db.transaction() as tx:
+                tx.query(f"INSERT INTO {table} (v) VALUES (%s)", (event["v"],))
+                time.sleep(event["work"])
+        else:  # an unrelated invocation: one autocommitted statement
+            db.query(f"INSERT INTO {table} (v) VALUES (%s)", (event["v"],))
+        return int(db.query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"])
+
+    try:
+        with pytest.raises(DeadlineExceededError, match="before COMMIT"):
+            handler({"v": "slow", "work": 0.4}, LocalLambdaContext(timeout=0.8))  # a 0.3 s budget
+        assert handler({"v": "next", "work": 0}, LocalLambdaContext(timeout=5.0)) == 1
+        assert values(mariadb, table) == ["next"]
+    finally:
+        handler.db.terminate()
