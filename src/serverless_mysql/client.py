@@ -591,6 +591,18 @@ class ServerlessMySQL:
         """True while the calling thread has a :class:`Transaction` open on this client (no lock needed)."""
         return self._tx is not None and self._tx_thread == threading.get_ident()
 
+    def _abandon_transaction(self) -> bool:
+        """Roll back a :class:`Transaction` this thread opened and never ended, and release the client.
+
+        For the end of an invocation only (``@with_mysql``): True if there was one.
+        """
+        tx = self._tx
+        if tx is None or self._tx_thread != threading.get_ident():
+            return False
+        self._bump(rollbacks_on_end=1)
+        self._finish(tx, commit=False)
+        return True
+
     def _rollback_leftover(self, conn: Connection[Any], where: str) -> bool:
         """Roll back a transaction left open so that no later invocation can commit it; False if that failed."""
         if not _server_in_transaction(conn):

@@ -461,6 +461,9 @@ class _Lifecycle:
         db = self.db
         started = time.monotonic()
         try:
+            # A db.transaction() opened by this invocation and never ended (its with block was not left): roll it
+            # back and release the client, or end()/quit() would refuse and the next invocation would run in it.
+            _abandon_transaction(db)
             if self.after == "quit":
                 db.quit()
             else:
@@ -530,6 +533,15 @@ def _inside_transaction(db: ServerlessMySQL) -> bool:
         return db._in_transaction_here()
     except AttributeError:  # a subclass that skips ServerlessMySQL.__init__ (test doubles)
         return False
+
+
+def _abandon_transaction(db: ServerlessMySQL) -> None:
+    try:
+        abandoned = db._abandon_transaction()
+    except AttributeError:  # a subclass that skips ServerlessMySQL.__init__ (test doubles)
+        return
+    if abandoned:
+        logger.warning("a transaction was left open by the handler: rolled back", extra={"event": "rollback_leftover"})
 
 
 def _terminate_quietly(db: ServerlessMySQL) -> None:

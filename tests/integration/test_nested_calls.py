@@ -136,3 +136,27 @@ def test_decorated_handler_called_inside_the_callers_transaction(
         assert values(mariadb, table) == []
     assert values(mariadb, table) == ["script-1", "handler", "script-2"]
     assert shared.get_stats().connects == 1
+
+
+def test_a_transaction_the_handler_never_ended_is_rolled_back_after_the_invocation(
+    mariadb: MariaDBServer, app_user: AppUser, table: str, client_factory: ClientFactory
+) -> None:
+    """end() refuses to run inside an open transaction, so the decorator rolls back one the invocation left open
+    (a with block never exited) and releases the client; the next invocation starts clean."""
+    shared = client_factory(app_user)
+
+    @with_mysql(db=shared, sigterm=False)
+    def handler(event: Any, context: Any, db: ServerlessMySQL) -> int:
+        if event["leak"]:
+            tx = db.transaction().__enter__()  # a handler bug: the block is never left
+            tx.query(f"INSERT INTO {table} (v) VALUES ('leaked')")
+            return 0
+        db.query(f"INSERT INTO {table} (v) VALUES ('next')")
+        return int(db.query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"])
+
+    assert handler({"leak": True}, LocalLambdaContext(timeout=5.0)) == 0
+    assert not shared.in_transaction
+    assert shared.get_stats().rollbacks_on_end == 1
+    assert handler({"leak": False}, LocalLambdaContext(timeout=5.0)) == 1
+    assert values(mariadb, table) == ["next"]
+    assert shared.remaining() is None
