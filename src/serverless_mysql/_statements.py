@@ -87,6 +87,7 @@ _SEQUENCE_WORDS = frozenset({"NEXTVAL", "CURRVAL", "LASTVAL", "SETVAL"})  # also
 _SHOW_WORDS = frozenset({"PROCEDURE"})  # SHOW PROCEDURE STATUS, SHOW CREATE PROCEDURE: reads
 _COMPARISON_END = frozenset("=<>")  # the last character of =, <>, !=, <=, >=, <=>
 
+_SPACE = " \t\n\r\f\v"  # the server's whitespace; other characters >= U+0080 are identifier characters
 _WORD = re.compile(r"[0-9A-Za-z_$\u0080-\U0010ffff]+")
 _PLACEHOLDER = re.compile(r"%(?:s|\([^()%]*\)s)")
 
@@ -116,9 +117,9 @@ def _tokenize(sql: str, *, backslash_escapes: bool) -> list[_Token] | None:
     spaced = False
     while i < n:
         c = sql[i]
-        if c.isspace():
+        if c in _SPACE:
             i, spaced = i + 1, True
-        elif c == "#" or (sql.startswith("--", i) and (i + 2 == n or sql[i + 2].isspace() or sql[i + 2] < " ")):
+        elif c == "#" or (sql.startswith("--", i) and (i + 2 == n or sql[i + 2] in _SPACE or sql[i + 2] < " ")):
             end = sql.find("\n", i)
             i, spaced = (n if end < 0 else end + 1), True
         elif sql.startswith("/*", i):
