@@ -47,21 +47,20 @@ __all__ = ["Rows", "ServerlessMySQL", "Stats"]
 
 logger = logging.getLogger(__name__)
 
-_READ_ONLY = re.compile(r"^\s*(?:/\*.*?\*/\s*)*(SELECT|SHOW|DESCRIBE|DESC|EXPLAIN|WITH)\b", re.IGNORECASE | re.DOTALL)
-# A "read" with a side effect is not safe to run twice.
-_NOT_A_PLAIN_READ = re.compile(
-    r"\bFOR\s+UPDATE\b|\bLOCK\s+IN\s+SHARE\s+MODE\b|\bINTO\b|\b(?:GET_LOCK|RELEASE_LOCK|RELEASE_ALL_LOCKS|NEXTVAL|SETVAL|"
-    r"LAST_INSERT_ID)\s*\(|\b(?:INSERT|UPDATE|DELETE|REPLACE)\b",
-    re.IGNORECASE,
-)
 _PING_TIMEOUT = 1.0  # seconds a liveness ping may wait (ping_after_idle)
 _MAX_LOST_RERUNS = 2  # re-runs of one statement after lost connections: bounded, whatever the server does
 _DEFAULT_CONNECT_WAIT = 30.0  # seconds a connect may wait for a slot without a deadline or max_connect_wait
 
 
 def is_plain_read(sql: str) -> bool:
-    """True for a statement that only reads, so running it twice is harmless (``SELECT`` without locks etc.)."""
-    return bool(_READ_ONLY.match(sql)) and not _NOT_A_PLAIN_READ.search(sql)
+    """True for a statement that provably has no side effect, so running it twice is harmless.
+
+    A ``SELECT``/``SHOW``/``DESCRIBE``/``EXPLAIN`` without locking clauses or ``INTO`` that calls no function but
+    side-effect-free built-ins (see :mod:`serverless_mysql._statements`).
+    """
+    from ._statements import is_plain_read as classify  # noqa: PLC0415 - only needed after a lost connection
+
+    return classify(sql)
 
 
 class Rows(list[dict[str, Any]]):
@@ -137,6 +136,7 @@ class ServerlessMySQL:
         self._deadline: float | None = None
         self._stats = Stats()
         self._tx: Transaction | None = None
+        self._tx_thread = 0  # the thread that opened self._tx (it holds the lock until the transaction ends)
         self._lost_transaction = False
         self._poller: select.poll | None = None
         self._polled_sock: object = None
@@ -183,18 +183,26 @@ class ServerlessMySQL:
         """Per-invocation housekeeping; the connection normally stays open for the next invocation.
 
         Rolls back a transaction left open, then (every so often, see the README) measures utilization, kills
-        the user's zombie connections and gives up this connection when the server is near its limit. Never
+        the user's zombie connections, and gives this connection back while someone is refused a slot. Never
         opens a connection, and never raises for a housekeeping failure (it is logged, counted in
         :meth:`get_stats` and passed to ``on_error``).
+
+        Raises
+        ------
+        RuntimeError
+            Called inside an open :meth:`transaction` (its ``with`` block or chain decides its fate); the
+            transaction is left as it was.
         """
         with self._locked(deadline=False):
+            self._refuse_inside_transaction("end()")
             conn = self._conn
+            # The invocation is over, and with it any transaction it left: nothing of it reaches the next one.
+            self._lost_transaction = False
             if conn is None:
                 return
             self._counter += 1
-            self._lost_transaction = False
             if not self._alive(conn):
-                self._discard(conn, "dead at end()")
+                self._discard(conn, "dead at end()", mark_lost_tx=False)
                 return
             if not self._rollback_leftover(conn, "end()"):
                 return
@@ -223,9 +231,17 @@ class ServerlessMySQL:
                 self._close(conn)
 
     def quit(self) -> None:
-        """Close the connection gracefully (COM_QUIT), rolling back an open transaction first."""
+        """Close the connection gracefully (COM_QUIT), rolling back an open transaction first.
+
+        Raises
+        ------
+        RuntimeError
+            Called inside an open :meth:`transaction`; the transaction is left as it was.
+        """
         with self._locked(deadline=False):
+            self._refuse_inside_transaction("quit()")
             conn = self._conn
+            self._lost_transaction = False  # closing ends any transaction on purpose
             if conn is None:
                 return
             if self._alive(conn):
@@ -411,17 +427,18 @@ class ServerlessMySQL:
         attempt = 0  # retries so far
         previous = 0.0
         full_refusals = 0
-        last_error: pymysql.MySQLError | None = None
         refresh = refreshed = False
+        last_exc: BaseException | None = None  # named by a deadline error, whichever check runs out of time
         while True:
             kwargs = self._connect_kwargs(refresh)
             refresh = False
             timeout = self._bounded(cfg.connect_timeout)
             if timeout is None:  # deadline already spent
                 waited = self._clock() - started
+                why = "" if last_exc is None else f"; last error: {_describe(last_exc)}"
                 raise E.DeadlineExceededError(
-                    f"deadline reached after {waited:.3f}s of connecting", waited=waited, last_error=last_error
-                )
+                    f"deadline reached after {waited:.3f}s of connecting{why}", waited=waited, last_error=last_exc
+                ) from last_exc
             # Each handshake read and write waits at most connect_timeout, and all of them together end by the
             # deadline; the statement timeouts apply once connected.
             kwargs.update(connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout, defer_connect=True)
@@ -432,7 +449,7 @@ class ServerlessMySQL:
                 conn._set_io_limits(timeout, timeout, self._deadline)
                 conn.connect()
             except pymysql.MySQLError as exc:
-                last_error = exc
+                last_exc = exc
                 self._error_count += 1
                 code = E.error_number(exc)
                 logger.debug(
@@ -636,6 +653,33 @@ class ServerlessMySQL:
                 f"deadline reached during a statement ({_describe(exc)})", waited=0.0, last_error=exc
             ) from exc
 
+    def _refuse_inside_transaction(self, where: str) -> None:
+        """Raise when a :class:`Transaction` is open: ending the connection in it would split it in two.
+
+        Called with the lock held, so an open transaction is this thread's own.
+        """
+        if self._tx is not None:
+            raise RuntimeError(
+                f"{where} called inside an open transaction (db.transaction()); the transaction was left as it was: "
+                "leave the with block (or let the chain's commit() return) first"
+            )
+
+    def _in_transaction_here(self) -> bool:
+        """True while the calling thread has a :class:`Transaction` open on this client (no lock needed)."""
+        return self._tx is not None and self._tx_thread == threading.get_ident()
+
+    def _abandon_transaction(self) -> bool:
+        """Roll back a :class:`Transaction` this thread opened and never ended, and release the client.
+
+        For the end of an invocation only (``@with_mysql``): True if there was one.
+        """
+        tx = self._tx
+        if tx is None or self._tx_thread != threading.get_ident():
+            return False
+        self._bump(rollbacks_on_end=1)
+        self._finish(tx, commit=False)
+        return True
+
     def _rollback_leftover(self, conn: Connection[Any], where: str) -> bool:
         """Roll back a transaction left open so that no later invocation can commit it; False if that failed."""
         if not _server_in_transaction(conn):
@@ -646,7 +690,7 @@ class ServerlessMySQL:
             self._apply_timeouts(conn)
             conn.rollback()
         except Exception as exc:  # any failure: the connection must not survive with an open transaction
-            self._discard(conn, "rollback failed")
+            self._discard(conn, "rollback failed", mark_lost_tx=False)  # end()/quit(): nobody continues it
             self._emit("on_error", exc)
             return False
         return True
@@ -676,6 +720,7 @@ class ServerlessMySQL:
                     ) from exc
                 raise
             self._tx = tx
+            self._tx_thread = threading.get_ident()
         except BaseException:
             self._lock.release()
             raise
@@ -695,6 +740,17 @@ class ServerlessMySQL:
             if commit:
                 try:
                     self._apply_timeouts(conn)
+                except BaseException as exc:
+                    # COMMIT was not sent: the transaction must not stay open on the server, where the next
+                    # START TRANSACTION would commit it implicitly. Closing the connection rolls it back.
+                    self._discard(conn, "no time left for COMMIT")
+                    if isinstance(exc, E.DeadlineExceededError):
+                        raise E.DeadlineExceededError(
+                            "deadline reached before COMMIT could be sent; the transaction was rolled back",
+                            waited=exc.waited,
+                        ) from exc
+                    raise
+                try:
                     conn.commit()
                 except pymysql.MySQLError as exc:
                     if E.is_connection_lost(exc):
@@ -704,6 +760,9 @@ class ServerlessMySQL:
                             "been applied"
                         ) from exc
                     self._rollback_or_close(conn)
+                    raise
+                except BaseException:
+                    self._discard(conn, "interrupted at COMMIT")  # never keep a connection in an unknown state
                     raise
             else:
                 self._rollback_or_close(conn)

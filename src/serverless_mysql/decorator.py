@@ -16,6 +16,9 @@ What it does for each decorated handler:
 * **After each invocation**, returned or raised: ``end()`` (housekeeping; rolls back an open transaction) or
   ``quit()``; a cleanup failure is logged and the connection closed, never raised; the handler's result or
   exception is passed on untouched. Optionally per-invocation metrics into a Powertools ``Metrics``.
+* **Nested calls**: a decorated handler called by another one on the same thread with the same client
+  (``db=``), or inside a transaction its caller opened, gets no deadline and no cleanup of its own: the
+  outermost call owns them, and the caller decides the transaction's fate.
 * **On SIGTERM** (environment shutdown, python3.12+ with an extension): closes every decorated client's
   connection with COM_QUIT, then runs the previous SIGTERM handler (or the default action).
 * **SnapStart** (python3.12+, Lambda's managed runtimes): before the snapshot, closes every decorated client's
@@ -427,6 +430,19 @@ class _Lifecycle:
 
     def run(self, call: Callable[[], R], context: object) -> R:
         db = self.db
+        running = _running_here()
+        if id(db) in running or _inside_transaction(db):
+            # A decorated handler called by another one sharing db= (or inside a transaction of the caller's):
+            # the outermost call owns the deadline and the cleanup, and the caller decides the transaction's fate.
+            return call()
+        running.add(id(db))
+        try:
+            return self._run(call, context)
+        finally:
+            running.discard(id(db))
+
+    def _run(self, call: Callable[[], R], context: object) -> R:
+        db = self.db
         # Counters are only compared when someone looks: metrics, or debug logging.
         before = db.get_stats() if self.metrics is not None or logger.isEnabledFor(logging.DEBUG) else None
         budget = self._budget(context)
@@ -455,6 +471,9 @@ class _Lifecycle:
         db = self.db
         started = time.monotonic()
         try:
+            # A db.transaction() opened by this invocation and never ended (its with block was not left): roll it
+            # back and release the client, or end()/quit() would refuse and the next invocation would run in it.
+            _abandon_transaction(db)
             if self.after == "quit":
                 db.quit()
             else:
@@ -506,6 +525,33 @@ class _Lifecycle:
             sink.add_metric(name="ConnectionUtilization", unit="Percent", value=round(values["utilization"] * 100, 2))
         if values["reused"] is not None:
             sink.add_metric(name="ConnectionReused", unit="Count", value=int(values["reused"]))
+
+
+_nesting = threading.local()
+
+
+def _running_here() -> set[int]:
+    """The ids of the clients with a decorated invocation running on this thread (nested calls share the thread)."""
+    running: set[int] | None = getattr(_nesting, "clients", None)
+    if running is None:
+        running = _nesting.clients = set()
+    return running
+
+
+def _inside_transaction(db: ServerlessMySQL) -> bool:
+    try:
+        return db._in_transaction_here()
+    except AttributeError:  # a subclass that skips ServerlessMySQL.__init__ (test doubles)
+        return False
+
+
+def _abandon_transaction(db: ServerlessMySQL) -> None:
+    try:
+        abandoned = db._abandon_transaction()
+    except AttributeError:  # a subclass that skips ServerlessMySQL.__init__ (test doubles)
+        return
+    if abandoned:
+        logger.warning("a transaction was left open by the handler: rolled back", extra={"event": "rollback_leftover"})
 
 
 def _terminate_quietly(db: ServerlessMySQL) -> None:

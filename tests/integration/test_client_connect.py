@@ -266,3 +266,28 @@ def test_default_tls_setup_is_built_once_per_process(
     with pytest.raises(ConnectError, match="SSL is required"):
         explicit.connect()
     assert len(built) == 2
+
+
+def test_deadline_at_the_top_of_the_connect_loop_names_the_last_error(
+    server_factory: Factory, make_user: Factory, client_factory: ClientFactory
+) -> None:
+    """Issue 11 item 6: a backoff sleep overruns the deadline (a loaded machine, a frozen environment), so the next
+    turn of the connect loop finds no time left; the error still names the refusal that caused the wait."""
+    server = server_factory(max_connections=10)
+    hog, app = make_user(server), make_user(server)
+    held = fill(server, hog, 10)
+    try:
+        db = client_factory(app, max_retries=100, cap=0.01, sleep=lambda delay: time.sleep(1.1))
+        db.set_deadline(1.0)  # the first attempt (refused at once) has ample time, the sleep overruns the rest
+        with pytest.raises(DeadlineExceededError) as info:
+            db.query("SELECT 1")
+        err = info.value
+        assert "of connecting" in str(err)  # raised by the check at the top of the loop
+        assert "last error: (1040)" in str(err) and "Too many connections" in str(err)
+        assert isinstance(err.last_error, pymysql.err.OperationalError)
+        assert err.__cause__ is err.last_error
+        assert err.errno == 1040
+        assert db.get_stats().connect_attempts == 1
+    finally:
+        for conn in held:
+            conn.close()

@@ -13,10 +13,12 @@ import pytest
 
 from serverless_mysql import TransactionAbortedError
 from tests.integration.conftest import ClientFactory, later, values
+from tests.integration.decorator_fixtures import clean_serverless_env
 from tests.support.mariadb import AppUser, MariaDBServer
 
 pytestmark = pytest.mark.integration
 Factory = Any
+__all__ = ["clean_serverless_env"]
 
 
 def conn_id(db: Any) -> int:
@@ -276,3 +278,98 @@ def test_waiting_for_a_busy_client_is_bounded_by_the_deadline(app_user: AppUser,
     db.set_deadline(None)
     release.set()
     thread.join(5)
+
+
+def _open_transactions(server: MariaDBServer, user: str) -> int:
+    rows = server.execute(
+        "SELECT COUNT(*) AS n FROM information_schema.innodb_trx t "
+        "JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id WHERE p.user = %s",
+        (user,),
+    )
+    return int(rows[0]["n"])
+
+
+def test_deadline_spent_before_commit_rolls_the_transaction_back(
+    mariadb: MariaDBServer, app_user: AppUser, table: str, client_factory: ClientFactory
+) -> None:
+    """Issue 11 item 2: COMMIT cannot be sent for lack of time, so the transaction is rolled back (the connection
+    closed); the caller's retry must not commit the first attempt through the implicit commit of its own
+    START TRANSACTION."""
+    from serverless_mysql import DeadlineExceededError
+
+    db = client_factory(app_user)
+    db.set_deadline(0.3)
+    with pytest.raises(DeadlineExceededError) as info, db.transaction() as tx:
+        tx.query(f"INSERT INTO {table} (v) VALUES ('first attempt')")
+        time.sleep(0.4)  # the handler's own work spends the rest of the budget
+    left_open = db.in_transaction or _open_transactions(mariadb, app_user.name) > 0
+    db.set_deadline(5)
+    with db.transaction() as tx:  # the caller retries
+        tx.query(f"INSERT INTO {table} (v) VALUES ('retry')")
+    assert values(mariadb, table) == ["retry"]  # before the fix: ['first attempt', 'retry']
+    assert not left_open
+    assert "before COMMIT" in str(info.value) and "rolled back" in str(info.value)
+    assert isinstance(info.value.__cause__, DeadlineExceededError)
+    assert not db.in_transaction
+    assert _open_transactions(mariadb, app_user.name) == 0
+    assert db.get_stats().connects == 2  # the first connection was closed: that rolled the transaction back
+    assert db.query("SELECT 1 AS one") == [{"one": 1}]
+
+
+@pytest.mark.parametrize("failure", ["dead-at-end", "rollback-fails"])
+def test_a_transaction_lost_at_end_does_not_reach_the_next_invocation(
+    mariadb: MariaDBServer, app_user: AppUser, table: str, client_factory: ClientFactory, failure: str
+) -> None:
+    """Issue 11 item 4: end() finds the plain START TRANSACTION's connection dead (or its ROLLBACK fails); the next,
+    unrelated invocation's first statement must run, not raise TransactionAbortedError."""
+    db = client_factory(app_user)
+    db.query("START TRANSACTION")
+    db.query(f"INSERT INTO {table} (v) VALUES ('left open')")
+    own = conn_id(db)
+    if failure == "dead-at-end":
+        mariadb.kill(own)
+        mariadb.wait_for_connection_count(0, app_user.name)
+    else:
+        conn = db.get_client()
+        assert conn is not None
+        original_rollback = conn.rollback
+
+        def rollback_on_a_dead_connection() -> None:
+            mariadb.kill(own)
+            mariadb.wait_for_connection_count(0, app_user.name)
+            original_rollback()
+
+        conn.rollback = rollback_on_a_dead_connection  # type: ignore[method-assign]
+    db.end()
+    assert db.get_client() is None
+    # The next invocation.
+    db.query(f"INSERT INTO {table} (v) VALUES ('next invocation')")
+    assert values(mariadb, table) == ["next invocation"]
+    assert not db.in_transaction
+
+
+def test_deadline_spent_before_commit_under_the_decorator(
+    mariadb: MariaDBServer, app_user: AppUser, table: str, clean_serverless_env: None
+) -> None:
+    """The same under @with_mysql: the invocation fails, nothing of it is committed, and the next, unrelated
+    invocation runs normally (before the fix it raised TransactionAbortedError)."""
+    from serverless_mysql import DeadlineExceededError, ServerlessMySQL, with_mysql
+    from serverless_mysql.lambda_context import LocalLambdaContext
+
+    @with_mysql(**app_user.connect_kwargs(), sigterm=False, deadline_margin=0.5)
+    def handler(event: dict[str, Any], context: Any, db: ServerlessMySQL) -> int:
+        if event["work"]:
+            with db.transaction() as tx:
+                tx.query(f"INSERT INTO {table} (v) VALUES (%s)", (event["v"],))
+                time.sleep(event["work"])
+        else:  # an unrelated invocation: one autocommitted statement
+            db.query(f"INSERT INTO {table} (v) VALUES (%s)", (event["v"],))
+        return int(db.query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"])
+
+    try:
+        with pytest.raises(DeadlineExceededError, match="before COMMIT"):
+            handler({"v": "slow", "work": 0.4}, LocalLambdaContext(timeout=0.8))  # a 0.3 s budget
+        assert handler({"v": "next", "work": 0}, LocalLambdaContext(timeout=5.0)) == 1
+        assert values(mariadb, table) == ["next"]
+    finally:
+        handler.db.terminate()
