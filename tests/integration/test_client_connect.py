@@ -277,7 +277,7 @@ def test_deadline_at_the_top_of_the_connect_loop_names_the_last_error(
     hog, app = make_user(server), make_user(server)
     held = fill(server, hog, 10)
     try:
-        db = client_factory(app, max_retries=100, cap=0.01, sleep=lambda delay: time.sleep(1.1))
+        db = client_factory(app, max_retries=100, base=0.002, cap=0.01, sleep=lambda delay: time.sleep(1.1))
         db.set_deadline(1.0)  # the first attempt (refused at once) has ample time, the sleep overruns the rest
         with pytest.raises(DeadlineExceededError) as info:
             db.query("SELECT 1")
