@@ -36,7 +36,8 @@ from . import housekeeping as H
 from .backoff import RetryBudget, make_backoff
 from .config import Config
 from .credentials import time_budget
-from .housekeeping import REFUSALS_SQL, Housekeeper, Usage, parse_zombies, plan, someone_waits, usage_sql
+from .housekeeping import HEADROOM, REFUSALS_SQL, Housekeeper, Usage, parse_zombies, plan, usage_sql
+from .pressure import Pressure
 from .transactions import Transaction
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 _PING_TIMEOUT = 1.0  # seconds a liveness ping may wait (ping_after_idle)
 _MAX_LOST_RERUNS = 2  # re-runs of one statement after lost connections: bounded, whatever the server does
+_DEFAULT_CONNECT_WAIT = 30.0  # seconds a connect may wait for a slot without a deadline or max_connect_wait
 
 
 def is_plain_read(sql: str) -> bool:
@@ -76,6 +78,9 @@ class Stats:
     connects: int = 0
     connect_attempts: int = 0
     connect_retries: int = 0
+    refused_full: int = 0
+    refused_down: int = 0
+    connect_wait_seconds: float = 0.0
     reconnects: int = 0
     queries: int = 0
     query_retries: int = 0
@@ -86,6 +91,7 @@ class Stats:
     kill_errors: int = 0
     housekeeping_errors: int = 0
     pressure_quits: int = 0
+    idle_timeout_changes: int = 0
     rollbacks_on_end: int = 0
     last_utilization: float | None = None
 
@@ -110,7 +116,9 @@ class ServerlessMySQL:
         rng = cfg.random or _random.Random()
         self._rng = rng  # shared by every random choice below; reseed() renews it
         self._rng_given = cfg.random is not None
-        self._backoff = make_backoff(cfg.backoff, base=cfg.base, cap=cfg.cap, rng=rng)
+        paced = cfg.backoff == "paced"
+        backoff = None if paced else make_backoff(cfg.backoff, base=cfg.base, cap=cfg.cap, rng=rng)
+        self._pressure = Pressure(backoff=backoff, base=cfg.base, cap=cfg.cap, rng=rng)
         self._query_backoff = make_backoff(cfg.query_retry_backoff, base=cfg.base, cap=cfg.cap, rng=rng)
         self._housekeeper = Housekeeper(
             conn_utilization=cfg.conn_utilization,
@@ -132,6 +140,8 @@ class ServerlessMySQL:
         self._lost_transaction = False
         self._poller: select.poll | None = None
         self._polled_sock: object = None
+        self._short_idle = False  # the session's wait_timeout is pressure_idle_timeout
+        self._waited = False  # the current connection was refused a slot before it got one
 
     # ------------------------------------------------------------------------------------------ public API
     def connect(self) -> None:
@@ -173,7 +183,7 @@ class ServerlessMySQL:
         """Per-invocation housekeeping; the connection normally stays open for the next invocation.
 
         Rolls back a transaction left open, then (every so often, see the README) measures utilization, kills
-        the user's zombie connections and gives up this connection when the server is near its limit. Never
+        the user's zombie connections, and gives this connection back while someone is refused a slot. Never
         opens a connection, and never raises for a housekeeping failure (it is logged, counted in
         :meth:`get_stats` and passed to ``on_error``).
 
@@ -199,17 +209,26 @@ class ServerlessMySQL:
             if not self._config.manage_conns or self._rds_proxy:
                 return
             now = self._clock()
-            if not self._housekeeper.due(now):
+            # While someone is refused a slot, and after it had to wait for its own, it measures at every end():
+            # it is the one who can kill the zombies holding the slots, and it decides whether to give its own back.
+            pressed = self._pressure.under_pressure(now)
+            waited, self._waited = self._waited, False
+            if not (pressed or waited or self._housekeeper.due(now)):
                 return
-            started = now
+            freed = 0
             try:
-                self._housekeep(conn, now)
+                freed = self._housekeep(conn, now)
             except Exception as exc:
                 self._bump(housekeeping_errors=1)
                 logger.warning("housekeeping failed: %s", _describe(exc), extra={"event": "housekeeping_error"})
                 self._emit("on_error", exc)
             finally:
-                self._bump(housekeeping_seconds=self._clock() - started)
+                self._bump(housekeeping_seconds=self._clock() - now)
+            # Someone is refused a slot: the zombies it killed are theirs; if it killed none, its own is.
+            if conn is self._conn and not freed and self._pressure.under_pressure(self._clock()):
+                logger.debug("giving the connection back under pressure", extra={"event": "pressure_quit"})
+                self._bump(pressure_quits=1)
+                self._close(conn)
 
     def quit(self) -> None:
         """Close the connection gracefully (COM_QUIT), rolling back an open transaction first.
@@ -402,8 +421,12 @@ class ServerlessMySQL:
 
     def _open(self) -> _Connection:
         cfg = self._config
-        budget = RetryBudget(self._backoff, cfg.max_retries, self._deadline, self._clock)
+        pressure = self._pressure
         started = self._clock()
+        wait_end = self._wait_end(started)
+        attempt = 0  # retries so far
+        previous = 0.0
+        full_refusals = 0
         refresh = refreshed = False
         last_exc: BaseException | None = None  # named by a deadline error, whichever check runs out of time
         while True:
@@ -430,26 +453,37 @@ class ServerlessMySQL:
                 self._error_count += 1
                 code = E.error_number(exc)
                 logger.debug(
-                    "connect attempt failed",
-                    extra={"event": "connect_error", "errno": code, "attempt": budget.attempt + 1},
+                    "connect attempt failed", extra={"event": "connect_error", "errno": code, "attempt": attempt + 1}
                 )
                 can_refresh = cfg.credentials is not None and getattr(cfg.credentials, "refreshable", False)
                 if code == E.ER_ACCESS_DENIED_ERROR and can_refresh and not refreshed:
                     refresh = refreshed = True  # the password may have rotated: fetch it again, once
                     continue
-                if not E.is_retryable_connect_error(exc):
+                kind = E.connect_failure_kind(exc)
+                if kind is None:
                     self._emit("on_connect_error", exc)
                     raise E.ConnectError(
                         f"cannot connect to {_endpoint(kwargs)}: {_describe(exc)}",  # the host tried (maybe a secret's)
-                        attempts=budget.attempt + 1,
+                        attempts=attempt + 1,
                         elapsed=self._clock() - started,
                     ) from exc
-                delay = budget.next_delay()
+                now = self._clock()
+                if kind == "full":
+                    full_refusals += 1
+                    self._bump(refused_full=1)
+                else:
+                    self._bump(refused_down=1)
+                wanted = pressure.delay(kind, attempt + 1, previous, now - started)
+                delay = pressure.next_wait(
+                    attempt=attempt, max_retries=cfg.max_retries, now=now, delay=wanted, wait_end=wait_end
+                )
                 if delay is None:
                     self._emit("on_connect_error", exc)
-                    raise self._retry_failure(budget, started, exc) from exc
+                    raise self._retry_failure(attempt, started, exc) from exc
+                attempt += 1
+                previous = delay
                 self._bump(connect_retries=1)
-                self._emit("on_retry", exc, budget.attempt, delay, self._backoff.name)
+                self._emit("on_retry", exc, attempt, delay, cfg.backoff if isinstance(cfg.backoff, str) else "custom")
                 logger.debug("connect retry", extra={"event": "connect_retry", "errno": code, "delay": delay})
                 self._sleep(delay)
                 continue
@@ -458,27 +492,47 @@ class ServerlessMySQL:
             # Decided on the host actually connected to: with a secret the configured host is only "localhost".
             self._rds_proxy = cfg.rds_proxy_for(kwargs["host"])
             self._counter = 0
+            self._short_idle = False
             self._last_used = self._clock()
-            self._bump(connects=1)
+            self._waited = full_refusals > 0  # then its end() measures, kills zombies and reads the counters
+            if cfg.manage_conns and not self._rds_proxy:
+                self._refusal_baseline(conn)
+            self._bump(connects=1, connect_wait_seconds=self._last_used - started if attempt else 0.0)
             logger.debug(
                 "connected",
-                extra={"event": "connect", "thread_id": _thread_id(conn), "attempts": budget.attempt + 1},
+                extra={
+                    "event": "connect",
+                    "thread_id": _thread_id(conn),
+                    "attempts": attempt + 1,
+                    "full": full_refusals,
+                },
             )
             self._emit("on_connect", conn)
             return conn
 
-    def _retry_failure(self, budget: RetryBudget, started: float, exc: BaseException) -> E.ServerlessMySQLError:
+    def _wait_end(self, started: float) -> float | None:
+        """When a connect that began at ``started`` stops waiting: the deadline or ``max_connect_wait``."""
+        bound = self._config.max_connect_wait
+        if bound is None:
+            bound = None if self._deadline is not None else _DEFAULT_CONNECT_WAIT
+        by_bound = None if bound is None else started + bound
+        if self._deadline is None:
+            return by_bound
+        return self._deadline if by_bound is None else min(self._deadline, by_bound)
+
+    def _retry_failure(self, attempt: int, started: float, exc: BaseException) -> E.ServerlessMySQLError:
         waited = self._clock() - started
-        if budget.attempt < self._config.max_retries:
+        if attempt < self._config.max_retries:
+            within = "deadline" if self._deadline is not None and self._wait_end(started) == self._deadline else None
             return E.DeadlineExceededError(
-                f"deadline reached after {waited:.3f}s and {budget.attempt + 1} connect attempts; "
+                f"{within or 'max_connect_wait'} reached after {waited:.3f}s and {attempt + 1} connect attempts; "
                 f"last error: {_describe(exc)}",
                 waited=waited,
                 last_error=exc,
             )
         return E.RetriesExhaustedError(
-            f"gave up connecting after {budget.attempt + 1} attempts in {waited:.3f}s; last error: {_describe(exc)}",
-            attempts=budget.attempt + 1,
+            f"gave up connecting after {attempt + 1} attempts in {waited:.3f}s; last error: {_describe(exc)}",
+            attempts=attempt + 1,
             elapsed=waited,
         )
 
@@ -733,7 +787,8 @@ class ServerlessMySQL:
             self._emit("on_error", exc)
 
     # ------------------------------------------------------------------------------------------ housekeeping
-    def _housekeep(self, conn: Connection[Any], now: float) -> None:
+    def _housekeep(self, conn: Connection[Any], now: float) -> int:
+        """Measure, decide and kill; returns how many slots the kills freed."""
         cfg = self._config
         hk = self._housekeeper
         with_limits = hk.limits_stale(now)
@@ -751,11 +806,18 @@ class ServerlessMySQL:
             zombies=parse_zombies(row["zombies"], own_ids),
         )
         hk.record(now, usage)
+        pressure = self._pressure
+        if usage.max_user_connections > 0 and usage.used >= usage.limit:
+            pressure.account_full(now)  # its refusals (1203) are not counted by the server
+        elif usage.utilization >= cfg.conn_utilization and not pressure.under_pressure(now):
+            self._read_refusals(conn, busy=True)
+        pressed = pressure.under_pressure(now)
         decision = plan(
             usage,
             conn_utilization=cfg.conn_utilization,
             zombie_max_timeout=cfg.zombie_max_timeout,
             max_kills=cfg.max_kills,
+            pressure=pressed,
         )
         logger.debug(
             "housekeeping",
@@ -766,13 +828,55 @@ class ServerlessMySQL:
                 "utilization": round(usage.utilization, 3),
                 "zombies": len(usage.zombies),
                 "to_kill": len(decision.kill),
+                "pressure": pressed,
             },
         )
         freed = self._kill(conn, decision.kill)
-        if decision.quit_if_nothing_freed and freed == 0 and conn is self._conn and self._someone_waits(conn, usage):
-            logger.debug("giving up the connection under pressure", extra={"event": "pressure_quit"})
-            self._bump(pressure_quits=1)
-            self._close(conn)
+        if conn is not self._conn or (pressed and not freed):
+            return freed  # lost during a KILL, or about to be given back: its idle timeout does not matter
+        idle = cfg.pressure_idle_timeout
+        if idle is not None:
+            if usage.utilization >= cfg.conn_utilization and not self._short_idle:
+                self._set_idle_timeout(conn, f"{math.ceil(idle)}")
+            elif usage.utilization < HEADROOM * cfg.conn_utilization and self._short_idle:
+                self._set_idle_timeout(conn, "@@GLOBAL.wait_timeout")
+        return freed
+
+    def _refusal_baseline(self, conn: Connection[Any]) -> None:
+        """Read the failed-connect counters right after connecting.
+
+        So the first ``end()`` can tell whether anyone was refused meanwhile; otherwise a cold start's first reading
+        is only a baseline, and in a herd every lucky newcomer would keep its slot.
+        """
+        with contextlib.suppress(pymysql.MySQLError):  # lost already: the caller's statement reconnects
+            self._read_refusals(conn, busy=False)
+
+    def _read_refusals(self, conn: Connection[Any], *, busy: bool) -> None:
+        """Feed the server's failed-connect counters to the pressure policy (nothing when they are unreadable)."""
+        self._apply_timeouts(conn)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(REFUSALS_SQL)
+                values = {str(row["Variable_name"]).lower(): int(row["Value"]) for row in cur.fetchall()}
+        except pymysql.MySQLError as exc:
+            if E.is_connection_lost(exc):
+                raise
+            logger.debug("cannot read the refusal counters", extra={"event": "housekeeping", "errno": exc.args[0]})
+            return
+        finally:
+            self._bump(housekeeping_statements=1)
+        refused, aborted = values.get("connection_errors_max_connections"), values.get("aborted_connects")
+        if refused is not None and aborted is not None:
+            self._pressure.counters(self._clock(), refused, aborted, busy=busy)
+
+    def _set_idle_timeout(self, conn: Connection[Any], value: str) -> None:
+        """Set the session's ``wait_timeout``: short while the server is busy, the server's own otherwise."""
+        self._apply_timeouts(conn)
+        with conn.cursor() as cur:
+            cur.execute(f"SET SESSION wait_timeout = {value}")  # a whole number or @@GLOBAL.wait_timeout
+        self._short_idle = not value.startswith("@@")
+        self._bump(housekeeping_statements=1, idle_timeout_changes=1)
+        logger.debug("session idle timeout set", extra={"event": "idle_timeout", "short": self._short_idle})
 
     def _measure(self, conn: Connection[Any], with_limits: bool) -> dict[str, Any]:
         """Run the housekeeping statement on the server's best processlist source and return its row.
@@ -812,25 +916,6 @@ class ServerlessMySQL:
             return None
         finally:
             self._bump(housekeeping_statements=1)
-
-    def _someone_waits(self, conn: Connection[Any], usage: Usage) -> bool:
-        hk = self._housekeeper
-        refusals: int | None = None
-        if usage.max_user_connections == 0:
-            self._apply_timeouts(conn)
-            try:
-                with conn.cursor() as cur:
-                    cur.execute(REFUSALS_SQL)
-                    rows = cur.fetchall()
-                refusals = sum(int(row["Value"]) for row in rows) if rows else None
-            except pymysql.MySQLError as exc:
-                if E.is_connection_lost(exc):
-                    raise
-                logger.debug("cannot read the refusal counter", extra={"event": "housekeeping", "errno": exc.args[0]})
-            finally:
-                self._bump(housekeeping_statements=1)
-        before, hk.refusals = hk.refusals, refusals
-        return someone_waits(usage, refusals_before=before, refusals_now=refusals)
 
     def _kill(self, conn: Connection[Any], zombies: tuple[Any, ...]) -> int:
         freed = 0

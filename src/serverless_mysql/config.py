@@ -96,10 +96,12 @@ class Config:
     zombie_max_timeout: float = 900.0
     max_kills: int = 10
     rds_proxy: bool | None = None
-    backoff: str | Callable[[int, float], float] = "full"
-    base: float = 0.002
-    cap: float = 0.1
-    max_retries: int = 50
+    backoff: str | Callable[[int, float], float] = "paced"
+    base: float = 0.05
+    cap: float = 1.0
+    max_retries: int = 10_000
+    max_connect_wait: float | None = None
+    pressure_idle_timeout: float | None = 10.0
     max_query_retries: int = 0
     query_retry_backoff: str | Callable[[int, float], float] = "full"
     credentials: Any = None
@@ -364,6 +366,8 @@ _URL_OPTION_TYPES: dict[str, type] = {
     "base": float,
     "cap": float,
     "max_retries": int,
+    "max_connect_wait": type(None),
+    "pressure_idle_timeout": type(None),
     "max_query_retries": int,
     "query_retry_backoff": str,
 }
@@ -408,11 +412,11 @@ def _bool(name: str, value: object, *, optional: bool = False) -> bool | None:
 def _backoff(name: str, value: object) -> object:
     if callable(value):
         return value
-    if isinstance(value, str) and value.lower() in ("full", "decorrelated"):
+    names = ("paced", "full", "decorrelated") if name == "backoff" else ("full", "decorrelated")
+    if isinstance(value, str) and value.lower() in names:
         return value.lower()
-    raise ConfigError(
-        f"option {name!r} must be 'full', 'decorrelated' or a callable (attempt, previous) -> delay, not {value!r}"
-    )
+    expected = ", ".join(repr(n) for n in names)
+    raise ConfigError(f"option {name!r} must be {expected} or a callable (attempt, previous) -> delay, not {value!r}")
 
 
 def _connect_args(value: object) -> dict[str, Any]:
@@ -465,7 +469,12 @@ def _validate(name: str, value: Any) -> Any:
     if name == "used_conns_freq":
         return None if value is None else float(_number(name, value, low=0))
     if name in ("max_retries", "max_query_retries"):
-        return int(_number(name, value, low=0, high=10_000, integer=True))
+        return int(_number(name, value, low=0, high=100_000, integer=True))
+    if name == "max_connect_wait":
+        return None if value is None else float(_number(name, value, low=0, low_open=True))
+    if name == "pressure_idle_timeout":
+        # the server's wait_timeout is whole seconds, at least 1
+        return None if value is None else float(_number(name, value, low=1, high=31_536_000))
     if name == "max_kills":
         return int(_number(name, value, low=0, high=10_000, integer=True))
     if name in ("backoff", "query_retry_backoff"):

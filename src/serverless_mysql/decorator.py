@@ -150,6 +150,8 @@ class WithMySQLOptions(TypedDict, total=False):
     base: float
     cap: float
     max_retries: int
+    max_connect_wait: float | None
+    pressure_idle_timeout: float | None
     max_query_retries: int
     query_retry_backoff: str | Callable[[int, float], float]
     credentials: Any

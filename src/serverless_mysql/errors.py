@@ -7,6 +7,8 @@ caller's own statements (syntax errors, duplicate keys, ...) are never wrapped: 
 
 from __future__ import annotations
 
+from typing import Literal
+
 __all__ = [
     "ConfigError",
     "ConfigTypeError",
@@ -153,6 +155,17 @@ def error_number(exc: BaseException) -> int | None:
     """The MySQL error number carried by a PyMySQL exception, or ``None``."""
     args = getattr(exc, "args", ())
     return args[0] if args and isinstance(args[0], int) and not isinstance(args[0], bool) else None
+
+
+# Refusals that mean "full": a slot frees only when a client gives one back.
+_SERVER_FULL = frozenset({ER_CON_COUNT_ERROR, ER_OUT_OF_RESOURCES, ER_TOO_MANY_USER_CONNECTIONS, ER_USER_LIMIT_REACHED})
+
+
+def connect_failure_kind(exc: BaseException) -> Literal["full", "down"] | None:
+    """``"full"`` (no free slot), ``"down"`` (unreachable, restarting) or ``None`` (no retry can fix it)."""
+    if not is_retryable_connect_error(exc):
+        return None
+    return "full" if error_number(exc) in _SERVER_FULL else "down"
 
 
 def is_retryable_connect_error(exc: BaseException) -> bool:

@@ -13,15 +13,15 @@ What to do is then decided here, in plain Python (:func:`plan`), with the refere
 - Zombies past ``zombie_max_timeout`` always die; from 75% of the threshold on (:data:`HEADROOM`), just enough
   of the oldest zombies die to get back to that level, so bursts find free slots (at most ``max_kills`` per
   call). "Unknown thread id" (1094: another environment killed it first) counts as freed.
-- The connection is given up only when nothing could be freed **and someone is waiting for a slot**
-  (:func:`someone_waits`). serverless-mysql quits whenever it is over the threshold with nothing to kill; when the
-  connections over the threshold belong to the same warm fleet, that only hands the slot to another environment
-  of the fleet, which pays a reconnect on every invocation: the benchmark's scenario 1 collapsed that way.
+- Whether to give this connection back is not decided here but by the overload policy
+  (:mod:`serverless_mysql.pressure`): only while someone is refused a slot. serverless-mysql quits whenever it is
+  over the threshold with nothing to kill; when the connections over the threshold belong to the same warm fleet,
+  that only hands the slot to another environment of the fleet, which pays a reconnect on every invocation.
 - It runs adaptively (:meth:`Housekeeper.due`): on a client's first ``end()`` (a cold start: the fleet is
   growing), then on one ``end()`` in ten, also once a second per environment from half the threshold on, and on
-  every ``end()`` while the last measurement was over the threshold (where giving the slot back is decided).
-  Not after every reconnect: under pressure, measuring (and giving the slot back) right after each reconnect
-  feeds a loop in which every invocation reconnects.
+  every ``end()`` while the last measurement was over the threshold. The client also measures at every ``end()``
+  under pressure and after waiting for a slot (that environment is the one that can kill the zombies holding the
+  others).
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ __all__ = [
     "Zombie",
     "has_performance_schema_processlist",
     "plan",
-    "someone_waits",
     "usage_sql",
 ]
 
@@ -164,11 +163,9 @@ class Usage:
 
 @dataclass(frozen=True)
 class Plan:
-    """What ``end()`` should do: kill these zombies, and/or give up its own connection."""
+    """What ``end()`` should kill."""
 
     kill: tuple[Zombie, ...] = ()
-    quit_if_nothing_freed: bool = False
-    over_threshold: bool = False
 
 
 def parse_zombies(text: str | bytes | None, exclude: frozenset[int] = frozenset()) -> tuple[Zombie, ...]:
@@ -189,43 +186,31 @@ HEADROOM = 0.75
 """Zombies idle ``zombie_min_timeout`` die from this share of ``conn_utilization`` on, not only above it."""
 
 
-def plan(usage: Usage, *, conn_utilization: float, zombie_max_timeout: float, max_kills: int) -> Plan:
+def plan(
+    usage: Usage, *, conn_utilization: float, zombie_max_timeout: float, max_kills: int, pressure: bool = False
+) -> Plan:
     """Decide what to kill given ``usage`` (a pure function: the whole policy, testable without a server).
 
     Zombies idle ``zombie_max_timeout`` always die. From ``HEADROOM * conn_utilization`` on, just enough of the
     oldest zombies die to get back to that level, so that the next burst of cold starts finds free slots instead
     of "too many connections" (each KILL may hit a frozen environment about to thaw, which then reconnects).
+    Under ``pressure`` (someone is refused a slot right now) every zombie dies: each one is a slot for a waiter.
     """
+    if pressure:
+        return Plan(kill=usage.zombies[:max_kills])
     expired = sum(1 for z in usage.zombies if z.idle >= zombie_max_timeout)  # zombies are ordered oldest first
     count = expired
     floor = HEADROOM * conn_utilization
     if usage.utilization > floor:
         count = max(count, usage.used - math.floor(floor * usage.limit))
-    over = usage.utilization > conn_utilization
-    return Plan(kill=usage.zombies[: min(count, max_kills)], quit_if_nothing_freed=over, over_threshold=over)
+    return Plan(kill=usage.zombies[: min(count, max_kills)])
 
 
-# Failed connects: MariaDB counts a 1040 refusal in Aborted_connects only, MySQL also in
-# Connection_errors_max_connections. Their sum only has to grow when somebody is refused.
-REFUSALS_SQL = "SHOW GLOBAL STATUS WHERE Variable_name IN ('Aborted_connects', 'Connection_errors_max_connections')"
-
-
-def someone_waits(usage: Usage, *, refusals_before: int | None, refusals_now: int | None) -> bool:
-    """Whether giving up this connection would help another client, that is: is anybody refused a connection.
-
-    ``refusals_before``/``refusals_now``: the server's failed-connect counters at this client's previous and
-    current reading (``None``: not read before / unreadable). A first reading is only a baseline: a cold start
-    in a herd (after a restart, say) that gave its fresh connection straight back would make the next
-    invocation reconnect, and the herd would never drain. With an account limit the counters may not see the
-    refusals (1203), so the account being at its limit is the sign.
-    """
-    if usage.max_user_connections > 0:
-        return usage.used >= usage.limit
-    if refusals_now is None:
-        return True  # cannot tell: do what serverless-mysql does
-    if refusals_before is None:
-        return False
-    return refusals_now > refusals_before
+# Failed connects: Connection_errors_max_connections counts only refusals for max_connections, but MariaDB 10.11
+# counts a 1040 there only when it refuses before authentication (measured: not while the slot reserved for
+# SUPER is free); Aborted_connects counts every 1040, and also bad passwords, TLS probes and health checks.
+# serverless_mysql.pressure weighs the two.
+REFUSALS_SQL = "SHOW GLOBAL STATUS WHERE Variable_name IN ('Connection_errors_max_connections', 'Aborted_connects')"
 
 
 @dataclass
@@ -240,7 +225,6 @@ class Housekeeper:
     last_utilization: float | None = None
     limits: tuple[int, int] | None = None
     limits_at: float = -math.inf
-    refusals: int | None = None  # the server's refusal counter at the last reading
 
     # Adaptive mode, by how close the last measurement was to the threshold (utilization / conn_utilization):
     # over it, every end(); from MID on, at least every MID_INTERVAL seconds; and any end() with LOW_CHANCE. A
@@ -253,7 +237,7 @@ class Housekeeper:
     MID_INTERVAL = 1.0
 
     def due(self, now: float) -> bool:
-        """Whether this ``end()`` should measure utilization."""
+        """Whether this ``end()`` should measure utilization (the client also measures under pressure)."""
         if self.used_conns_freq is not None:
             return now - self.last_run >= self.used_conns_freq
         if self.last_utilization is None:  # a cold start: the fleet is growing

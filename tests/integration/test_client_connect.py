@@ -39,7 +39,9 @@ def test_retries_too_many_connections_until_a_slot_frees(
     hog, app = make_user(server), make_user(server)
     held = fill(server, hog, 10)
     retries: list[tuple[int, float, str]] = []
-    db = client_factory(app, cap=0.05, on_retry=lambda err, n, delay, kind: retries.append((n, delay, kind)))
+    db = client_factory(
+        app, backoff="full", base=0.002, cap=0.05, on_retry=lambda err, n, delay, kind: retries.append((n, delay, kind))
+    )
     later(0.4, held.pop().close)
     started = time.monotonic()
     assert db.query("SELECT 1 AS one") == [{"one": 1}]
@@ -117,7 +119,7 @@ def test_deadline_bounds_connect_retries(
     server = server_factory(max_connections=10)
     hog, app = make_user(server), make_user(server)
     held = fill(server, hog, 10)
-    db = client_factory(app, max_retries=10_000, cap=0.05)
+    db = client_factory(app, max_retries=10_000, base=0.002, cap=0.05)
     db.set_deadline(0.5)
     started = time.monotonic()
     with pytest.raises(DeadlineExceededError) as info:
@@ -137,7 +139,7 @@ def test_concurrent_cold_calls_on_a_full_server_all_finish(
     server = server_factory(max_connections=10)
     hog, app = make_user(server), make_user(server)
     held = fill(server, hog, 10)
-    db = client_factory(app, cap=0.02, max_retries=200)
+    db = client_factory(app, base=0.002, cap=0.02, max_retries=200)
     outcomes: list[object] = []
 
     def call() -> None:
@@ -165,7 +167,7 @@ def test_concurrent_cold_calls_fail_within_budget_when_no_slot_frees(
     server = server_factory(max_connections=10)
     hog, app = make_user(server), make_user(server)
     held = fill(server, hog, 10)
-    db = client_factory(app, cap=0.01, max_retries=5)
+    db = client_factory(app, base=0.002, cap=0.01, max_retries=5)
     outcomes: list[object] = []
 
     def call() -> None:
@@ -275,7 +277,7 @@ def test_deadline_at_the_top_of_the_connect_loop_names_the_last_error(
     hog, app = make_user(server), make_user(server)
     held = fill(server, hog, 10)
     try:
-        db = client_factory(app, max_retries=100, cap=0.01, sleep=lambda delay: time.sleep(1.1))
+        db = client_factory(app, max_retries=100, base=0.002, cap=0.01, sleep=lambda delay: time.sleep(1.1))
         db.set_deadline(1.0)  # the first attempt (refused at once) has ample time, the sleep overruns the rest
         with pytest.raises(DeadlineExceededError) as info:
             db.query("SELECT 1")

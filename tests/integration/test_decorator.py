@@ -145,7 +145,8 @@ def test_deadline_when_the_server_is_full(server_factory: ServerFactory, make_us
         assert isinstance(error.last_error, pymysql.err.OperationalError)
         assert error.last_error.args[0] == 1040
         assert "1040" in str(error)
-        assert handler.db.get_stats().connect_retries >= 3
+        # Paced waits for a full server (0.75 s on average), the last attempt just before the budget ends.
+        assert 1 <= handler.db.get_stats().connect_retries <= 4
         assert handler.db.remaining() is None  # the deadline is cleared after the invocation
         print(f"deadline: DeadlineExceededError after {elapsed:.3f}s of a 1.5s invocation")
         # Once a slot frees, the same warm handler works again within its next invocation.

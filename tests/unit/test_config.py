@@ -16,7 +16,8 @@ def test_defaults_match_the_documented_table() -> None:
     assert (cfg.max_conns_freq, cfg.used_conns_freq) == (15.0, None)
     assert (cfg.zombie_min_timeout, cfg.zombie_max_timeout, cfg.max_kills) == (3.0, 900.0, 10)
     assert cfg.rds_proxy is None
-    assert (cfg.backoff, cfg.base, cfg.cap, cfg.max_retries) == ("full", 0.002, 0.1, 50)
+    assert (cfg.backoff, cfg.base, cfg.cap, cfg.max_retries) == ("paced", 0.05, 1.0, 10_000)
+    assert (cfg.max_connect_wait, cfg.pressure_idle_timeout) == (None, 10.0)
     assert (cfg.max_query_retries, cfg.query_retry_backoff) == (0, "full")
 
 
@@ -38,7 +39,7 @@ def test_unknown_option_is_a_type_error_naming_it() -> None:
         ("conn_utilization", 0, ValueError, "'conn_utilization' must be > 0"),
         ("conn_utilization", 1.5, ValueError, "<= 1"),
         ("conn_utilization", float("nan"), ValueError, "finite"),
-        ("backoff", "decorrelated-jitter", ValueError, "'backoff' must be 'full', 'decorrelated'"),
+        ("backoff", "decorrelated-jitter", ValueError, "'backoff' must be 'paced', 'full', 'decorrelated'"),
         ("backoff", 3, ValueError, "'backoff'"),
         ("base", -1, ValueError, "'base' must be >= 0"),
         ("cap", "100", TypeError, "'cap'"),

@@ -3,7 +3,7 @@ from __future__ import annotations
 import random
 
 from serverless_mysql.client import is_plain_read
-from serverless_mysql.housekeeping import Housekeeper, Usage, Zombie, parse_zombies, plan, someone_waits, usage_sql
+from serverless_mysql.housekeeping import REFUSALS_SQL, Housekeeper, Usage, Zombie, parse_zombies, plan, usage_sql
 
 OLD = tuple(Zombie(i, 1000 - i) for i in range(1, 31))
 
@@ -20,7 +20,6 @@ def test_no_pressure_kills_only_zombies_past_max_timeout() -> None:
     zombies = (Zombie(7, 1200), Zombie(8, 901), Zombie(9, 899), Zombie(10, 5))
     decision = plan(Usage(100, 0, 60, 60, zombies), conn_utilization=0.8, zombie_max_timeout=900, max_kills=10)
     assert [z.thread_id for z in decision.kill] == [7, 8]  # 0.6 is not above the headroom (0.75 * 0.8)
-    assert not decision.quit_if_nothing_freed
 
 
 def test_pressure_kills_just_enough_oldest_first() -> None:
@@ -29,10 +28,17 @@ def test_pressure_kills_just_enough_oldest_first() -> None:
     assert [z.thread_id for z in decision.kill] == [1, 2, 3, 4, 5, 6]  # 20 used, headroom target 12: all 6
     decision = plan(Usage(100, 0, 64, 64, zombies), conn_utilization=0.8, zombie_max_timeout=900, max_kills=10)
     assert [z.thread_id for z in decision.kill] == [1, 2, 3, 4]  # 64 used, headroom target 60
-    assert not decision.quit_if_nothing_freed and not decision.over_threshold
     decision = plan(Usage(100, 0, 81, 81, zombies), conn_utilization=0.8, zombie_max_timeout=900, max_kills=10)
     assert len(decision.kill) == 6
-    assert decision.quit_if_nothing_freed and decision.over_threshold
+
+
+def test_when_someone_is_refused_every_zombie_dies() -> None:
+    zombies = tuple(Zombie(i, 10 - i) for i in range(1, 6))
+    quiet = Usage(100, 0, 40, 40, zombies)  # far below the headroom: normally only expired zombies die
+    assert plan(quiet, conn_utilization=0.8, zombie_max_timeout=900, max_kills=10).kill == ()
+    decision = plan(quiet, conn_utilization=0.8, zombie_max_timeout=900, max_kills=10, pressure=True)
+    assert decision.kill == zombies  # each one is a slot for a waiter
+    assert len(plan(quiet, conn_utilization=0.8, zombie_max_timeout=900, max_kills=2, pressure=True).kill) == 2
 
 
 def test_pressure_kills_are_capped() -> None:
@@ -40,30 +46,14 @@ def test_pressure_kills_are_capped() -> None:
     assert len(decision.kill) == 3
 
 
-def test_pressure_with_nothing_to_kill_means_quit() -> None:
-    decision = plan(Usage(10, 0, 10, 10, ()), conn_utilization=0.8, zombie_max_timeout=900, max_kills=10)
-    assert decision.kill == ()
-    assert decision.quit_if_nothing_freed
-
-
-def test_gives_up_its_connection_only_when_someone_waits() -> None:
-    full, busy = Usage(10, 0, 10, 10), Usage(10, 0, 9, 9)
-
-    def waits(usage: Usage, before: int | None, now: int | None) -> bool:
-        return someone_waits(usage, refusals_before=before, refusals_now=now)
-
-    assert not waits(busy, 7, 7)  # over the threshold, but the slots are held by a fleet nobody is refused from
-    assert waits(busy, 7, 8)  # someone was refused since the last reading
-    assert not waits(full, None, 7)  # a first reading is a baseline, even on a full server (a herd's cold start)
-    assert waits(busy, None, None) and waits(busy, 7, None)  # counters unreadable: serverless-mysql's rule
-    account = Usage(100, 5, 50, 4)
-    assert not waits(account, None, None) and waits(Usage(100, 5, 50, 5), None, None)  # account limit reached
+def test_both_failed_connect_counters_are_read() -> None:
+    # MariaDB counts an ordinary 1040 only in Aborted_connects; pressure.counters() weighs that noisier one.
+    assert "'Connection_errors_max_connections'" in REFUSALS_SQL and "'Aborted_connects'" in REFUSALS_SQL
 
 
 def test_at_threshold_is_not_over_but_zombies_die_down_to_the_headroom() -> None:
     decision = plan(Usage(10, 0, 8, 8, OLD[:3]), conn_utilization=0.8, zombie_max_timeout=9999, max_kills=10)
     assert len(decision.kill) == 2  # 8 used, headroom 0.6: back to 6
-    assert not decision.over_threshold and not decision.quit_if_nothing_freed
 
 
 def test_parse_zombies_excludes_own_ids() -> None:

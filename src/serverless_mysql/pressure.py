@@ -1,0 +1,152 @@
+"""The overload policy of one client (one Lambda environment): how it waits for a slot, when it gives its own back.
+
+A fleet of environments shares ``max_connections`` slots without any coordination: each environment decides from
+what it sees itself, at once.
+
+**Waiting.** A refused connect is either "server full" (1040, 1203, 1226 for connections, 1041) or "server down"
+(2003, 2006, 2013 at the handshake, 1053, connect timeouts). With the default ``backoff="paced"``:
+
+- *server down*: decorrelated jitter from ``base`` up to ``cap``: a restarting server is found within about ``cap``
+  seconds of coming back, and a server that is down only costs the client (refused TCP connects never reach it);
+- *server full*: a slot frees only when another client gives one back, so retrying faster than that only adds
+  refused connects the server must handle. Each retry waits ``uniform(0.5, 1.5) * m`` with a mean ``m`` of
+  ``0.75 * cap`` that *shrinks* as this invocation keeps waiting (to ``0.35 * cap`` after :data:`AGING` seconds):
+  the earliest waiters try most often, so newcomers cannot starve them (plain exponential backoff does the
+  opposite: its per-waiter rate keeps falling, so the longest waiters try least). Every waiter's rate is bounded
+  (on average at most ``1 / (0.35 * cap)``, about 3 attempts per second with the default ``cap``), whatever it
+  has seen.
+
+A wait ends at the deadline (the Lambda's remaining time minus ``deadline_margin``), or ``max_connect_wait``
+seconds after it began, whichever comes first, with a final attempt just before; ``max_retries`` is only a
+safety bound. ``"full"``,
+``"decorrelated"`` or a callable keep the serverless-mysql behaviour: the same delays for both kinds.
+
+**Giving the slot back.** The environment is *under pressure* for :data:`WINDOW` seconds after either of:
+
+- two of its own readings of the server's failed-connect counters, at most :data:`FRESH` seconds apart, show a
+  refusal in between (:meth:`Pressure.counters`; read after connecting, and at ``end()`` while the server is at
+  ``conn_utilization`` or above);
+- the account is at its own ``max_user_connections`` limit (1203 refusals are not counted by the server).
+
+Its own refusals are not a sign by themselves: by the time it gets a slot the burst that refused it may be over.
+But an environment that had to wait measures at its ``end()``, reading the counters, and kills the zombies.
+
+After an invocation under pressure, ``end()`` kills every zombie it sees and, if that freed nothing, gives its
+own connection back (COM_QUIT) so a waiting environment gets the slot. Giving back cannot lock itself in: it
+lasts only while the server counts refusals, and an environment that sees none keeps its connection again.
+
+**Slots held by idle or destroyed environments.** ``end()`` only runs in an invoked environment, so it cannot
+free slots that frozen or destroyed environments hold when no environment with a connection is invoked. While
+the server is measured at ``conn_utilization`` or above, the client lowers its session's ``wait_timeout`` to
+``pressure_idle_timeout``: the server itself then closes the connection of an environment that stays idle that
+long, invoked or not. Below :data:`~serverless_mysql.housekeeping.HEADROOM` of the threshold the server's value is
+restored, so a warm environment idle for minutes keeps its connection while nobody waits.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Literal
+
+from .backoff import Backoff
+
+__all__ = ["AGED_MEAN", "AGING", "DOWN", "FINAL_RESERVE", "FRESH", "FULL", "FULL_MEAN", "WINDOW", "Kind", "Pressure"]
+
+Kind = Literal["full", "down"]
+FULL: Kind = "full"
+DOWN: Kind = "down"
+
+WINDOW = 2.0
+"""Seconds an environment stays under pressure after its last sign of someone being refused."""
+FRESH = 5.0
+"""Two readings of the refusal counter further apart than this say nothing about now: the older one is a baseline."""
+FINAL_RESERVE = 0.05
+"""Seconds before the end of a wait at which its final attempt is made."""
+FULL_MEAN = 0.75
+AGED_MEAN = 0.2
+AGING = 3.0
+"""A waiter for a full server waits ``FULL_MEAN * cap`` on average between attempts at first, shrinking to
+``AGED_MEAN * cap`` once it has waited ``AGING`` seconds."""
+
+
+class Pressure:
+    """Per-client overload state and decisions; no I/O, ``now`` is passed in, so every decision is unit-testable.
+
+    Parameters
+    ----------
+    backoff
+        ``None`` for the paced waits described in the module docstring, else a serverless-mysql style strategy
+        used for both kinds of refusal.
+    base, cap
+        Seconds: the smallest delay, and the scale of the waits (see the module docstring).
+    rng
+        The jitter source (one per client: environments must not draw the same delays).
+    """
+
+    __slots__ = ("_counters", "backoff", "base", "cap", "pressure_until", "rng")
+
+    def __init__(self, *, backoff: Backoff | None, base: float, cap: float, rng: random.Random) -> None:
+        self.backoff = backoff
+        self.base = base
+        self.cap = cap
+        self.rng = rng
+        self.pressure_until = -math.inf
+        self._counters: tuple[float, int, int] | None = None  # (time, refused, aborted) at the last reading
+
+    # ------------------------------------------------------------------------------------------ waiting
+    def delay(self, kind: Kind, attempt: int, previous: float, waited: float) -> float:
+        """Seconds to wait before connect attempt ``attempt + 1`` after a refusal of ``kind``.
+
+        ``previous`` is the delay before this attempt (0 before the first), ``waited`` the seconds this connect
+        has waited so far.
+        """
+        if self.backoff is not None:
+            return self.backoff(attempt, previous)
+        if kind == DOWN:
+            prev = previous if previous >= self.base else self.base
+            return min(self.cap, self.rng.uniform(self.base, 3.0 * prev))
+        mean = self.cap * (FULL_MEAN - (FULL_MEAN - AGED_MEAN) * min(waited, AGING) / AGING)
+        return max(self.base, self.rng.uniform(0.5, 1.5) * mean)
+
+    @staticmethod
+    def next_wait(*, attempt: int, max_retries: int, now: float, delay: float, wait_end: float | None) -> float | None:
+        """The seconds to sleep before another attempt, or ``None`` when the wait is over.
+
+        ``attempt`` retries were made so far. A delay that would end past ``wait_end`` is cut so that one final
+        attempt lands :data:`FINAL_RESERVE` seconds before it (a slot may have freed by then); after that the
+        wait is over.
+        """
+        if attempt >= max_retries:
+            return None
+        if wait_end is None or now + delay < wait_end - FINAL_RESERVE:
+            return delay
+        last = wait_end - FINAL_RESERVE - now
+        return last if last > 0 else None
+
+    # ------------------------------------------------------------------------------------------ signals
+    def counters(self, now: float, refused: int, aborted: int, *, busy: bool) -> bool:
+        """A reading of the server's failed-connect counters; True when it shows a refusal since a fresh previous one.
+
+        ``refused`` is ``Connection_errors_max_connections``, ``aborted`` is ``Aborted_connects``, ``busy`` whether
+        the server was just measured at ``conn_utilization`` or above. MariaDB counts a 1040 in the former only when
+        it refuses before authentication (more than ``max_connections + 1`` connections at that moment), but always
+        in the latter, which also counts bad passwords, TLS probes and health checks: growth of ``aborted`` is only
+        taken as a refusal while the server is busy, where that noise costs at most one needless reconnect.
+        """
+        before, self._counters = self._counters, (now, refused, aborted)
+        if before is None or now - before[0] > FRESH:
+            return False  # a baseline
+        grew = refused > before[1] or (busy and aborted > before[2])
+        if grew:
+            self.pressure_until = max(self.pressure_until, now + WINDOW)
+        return grew
+
+    def account_full(self, now: float) -> None:
+        """The account is at its ``max_user_connections``: its own next connects are refused (1203)."""
+        self.pressure_until = max(self.pressure_until, now + WINDOW)
+
+    # ------------------------------------------------------------------------------------------ decisions
+    def under_pressure(self, now: float) -> bool:
+        """True while someone is (or very recently was) refused a slot: give the connection back after use."""
+        return now < self.pressure_until

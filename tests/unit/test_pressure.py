@@ -1,0 +1,129 @@
+"""The overload policy (serverless_mysql.pressure) without a server: waits, pressure signals, independence."""
+
+from __future__ import annotations
+
+import random
+import statistics
+
+import pytest
+from pymysql.err import OperationalError
+
+from serverless_mysql.backoff import FullJitter
+from serverless_mysql.errors import connect_failure_kind
+from serverless_mysql.pressure import AGING, DOWN, FINAL_RESERVE, FRESH, FULL, WINDOW, Pressure
+
+
+def paced(seed: int = 1, *, base: float = 0.05, cap: float = 1.0) -> Pressure:
+    return Pressure(backoff=None, base=base, cap=cap, rng=random.Random(seed))
+
+
+def test_server_down_waits_grow_from_base_to_cap() -> None:
+    p = paced()
+    previous, delays = 0.0, []
+    for attempt in range(1, 400):
+        previous = p.delay(DOWN, attempt, previous, waited=0.0)
+        delays.append(previous)
+    assert all(0.05 <= d <= 1.0 for d in delays)
+    assert delays[0] <= 0.15  # the first retry comes soon: a restarting server is found quickly
+    assert 0.3 < statistics.mean(delays) < 0.8  # then decorrelated jitter between base and cap
+
+
+def test_server_full_waits_are_long_at_first_and_shrink_with_the_wait() -> None:
+    p = paced()
+    fresh = [p.delay(FULL, 1, 0.0, waited=0.0) for _ in range(4000)]
+    aged = [p.delay(FULL, 9, 0.2, waited=AGING + 10) for _ in range(4000)]
+    assert 0.7 < statistics.mean(fresh) < 0.8  # 0.75 * cap
+    assert 0.18 < statistics.mean(aged) < 0.22  # 0.2 * cap: the earliest waiters try most often
+    assert min(fresh) >= 0.375 and max(fresh) <= 1.125 and min(aged) >= 0.05
+    # Not a falling rate: the delay never grows with the attempt number or the previous delay.
+    assert p.delay(FULL, 50, 5.0, waited=1.0) <= 1.5 * p.cap
+
+
+def test_a_waiters_attempt_rate_is_bounded_however_long_it_waits() -> None:
+    p = paced(cap=1.0)
+    t, attempts, previous = 0.0, 0, 0.0
+    while t < 60.0:
+        previous = p.delay(FULL, attempts + 1, previous, waited=t)
+        t += previous
+        attempts += 1
+    assert attempts / 60.0 < 6.0  # at most about 1 / (0.2 * cap) per second, never faster
+
+
+def test_the_floor_is_base() -> None:
+    p = paced(base=0.3, cap=1.0)
+    assert min(p.delay(FULL, 9, 0.0, waited=100.0) for _ in range(2000)) >= 0.3
+
+
+def test_a_serverless_mysql_strategy_is_used_for_both_kinds() -> None:
+    strategy = FullJitter(0.002, 0.1, random.Random(5))
+    p = Pressure(backoff=strategy, base=0.002, cap=0.1, rng=random.Random(5))
+    assert all(p.delay(kind, 3, 0.0, waited=10.0) <= 0.1 for kind in (FULL, DOWN) for _ in range(200))
+
+
+def test_retry_is_bounded_by_count_and_by_time_with_a_final_attempt_before_the_end() -> None:
+    wait = Pressure.next_wait
+    assert wait(attempt=3, max_retries=10, now=1.0, delay=0.5, wait_end=2.0) == 0.5
+    assert wait(attempt=10, max_retries=10, now=1.0, delay=0.5, wait_end=None) is None  # the count
+    last = wait(attempt=3, max_retries=10, now=1.6, delay=0.5, wait_end=2.0)  # would wake too late: cut short
+    assert last == pytest.approx(2.0 - FINAL_RESERVE - 1.6)
+    assert wait(attempt=4, max_retries=10, now=2.0 - FINAL_RESERVE + 0.01, delay=0.5, wait_end=2.0) is None
+    assert wait(attempt=3, max_retries=10, now=1.6, delay=0.5, wait_end=None) == 0.5
+
+
+def test_pressure_lasts_a_window_after_the_last_sign() -> None:
+    p = paced()
+    p.counters(10.0, 0, 0, busy=True)
+    assert p.counters(11.0, 1, 0, busy=True)
+    assert p.under_pressure(11.0) and p.under_pressure(11.0 + WINDOW - 0.01)
+    assert not p.under_pressure(11.0 + WINDOW)  # it cannot lock itself in: it ends unless refusals go on
+
+
+def test_the_refusal_counters_need_a_fresh_previous_reading() -> None:
+    p = paced()
+    assert not p.counters(0.0, 0, 100, busy=True)  # the first reading is a baseline
+    assert not p.counters(1.0, 0, 100, busy=True) and not p.under_pressure(1.0)  # nobody refused: keep the slot
+    assert p.counters(2.0, 0, 101, busy=True) and p.under_pressure(2.0)  # someone was refused in the last second
+    assert not p.counters(2.0 + WINDOW + FRESH + 1, 0, 500, busy=True)  # too old to say anything about now
+    assert not p.under_pressure(2.0 + WINDOW + FRESH + 1)
+
+
+def test_aborted_connects_count_only_while_the_server_is_busy() -> None:
+    p = paced()
+    p.counters(0.0, 5, 100, busy=False)
+    assert not p.counters(1.0, 5, 103, busy=False)  # bad passwords, health checks: noise on a quiet server
+    assert p.counters(2.0, 6, 103, busy=False)  # a refusal for max_connections counts whatever the utilization
+    q = paced()
+    q.counters(0.0, 5, 100, busy=False)
+    assert q.counters(1.0, 5, 101, busy=True)  # MariaDB's 1040 with the SUPER slot free: only Aborted_connects
+
+
+def test_the_account_at_its_limit_means_pressure() -> None:
+    p = paced()
+    p.account_full(3.0)
+    assert p.under_pressure(3.0) and not p.under_pressure(3.0 + WINDOW)
+
+
+def test_two_clients_keep_separate_state() -> None:
+    a, b = paced(1), paced(1)
+    a.counters(0.0, 7, 7, busy=True)
+    a.counters(0.2, 8, 8, busy=True)
+    assert a.under_pressure(0.5) and not b.under_pressure(0.5)
+    assert not b.counters(1.0, 9, 9, busy=True)  # b's first reading: a baseline of its own, not a's
+
+
+@pytest.mark.parametrize(
+    ("errno", "message", "kind"),
+    [
+        (1040, "Too many connections", FULL),
+        (1203, "User app already has more than 'max_user_connections' active connections", FULL),
+        (1226, "User 'app' has exceeded the 'max_user_connections' resource", FULL),
+        (1041, "Out of memory", FULL),
+        (2003, "Can't connect to MySQL server on '127.0.0.1' ([Errno 111] Connection refused)", DOWN),
+        (2013, "Lost connection to MySQL server during query", DOWN),
+        (1053, "Server shutdown in progress", DOWN),
+        (1045, "Access denied for user 'app'", None),
+        (1226, "User 'app' has exceeded the 'max_questions' resource", None),
+    ],
+)
+def test_refusals_are_classified(errno: int, message: str, kind: str | None) -> None:
+    assert connect_failure_kind(OperationalError(errno, message)) == kind
