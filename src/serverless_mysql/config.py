@@ -101,7 +101,7 @@ class Config:
     cap: float = 1.0
     max_retries: int = 10_000
     max_connect_wait: float | None = None
-    pressure_idle_timeout: float | None = 10.0
+    pressure_idle_timeout: float | None = 3.0
     max_query_retries: int = 0
     query_retry_backoff: str | Callable[[int, float], float] = "full"
     credentials: Any = None

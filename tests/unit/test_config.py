@@ -17,7 +17,7 @@ def test_defaults_match_the_documented_table() -> None:
     assert (cfg.zombie_min_timeout, cfg.zombie_max_timeout, cfg.max_kills) == (3.0, 900.0, 10)
     assert cfg.rds_proxy is None
     assert (cfg.backoff, cfg.base, cfg.cap, cfg.max_retries) == ("paced", 0.05, 1.0, 10_000)
-    assert (cfg.max_connect_wait, cfg.pressure_idle_timeout) == (None, 10.0)
+    assert (cfg.max_connect_wait, cfg.pressure_idle_timeout) == (None, 3.0)
     assert (cfg.max_query_retries, cfg.query_retry_backoff) == (0, "full")
 
 
