@@ -209,21 +209,23 @@ class ServerlessMySQL:
             if not self._config.manage_conns or self._rds_proxy:
                 return
             now = self._clock()
-            # After waiting for its slot it measures: it is the one who can kill the zombies holding the others'
-            # slots, and whether to give its own back depends on whether others were refused meanwhile.
+            # While someone is refused a slot, and after it had to wait for its own, it measures at every end():
+            # it is the one who can kill the zombies holding the slots, and it decides whether to give its own back.
+            pressed = self._pressure.under_pressure(now)
             waited, self._waited = self._waited, False
-            if not (waited or self._housekeeper.due(now)):
+            if not (pressed or waited or self._housekeeper.due(now)):
                 return
-            give_back = False
+            freed = 0
             try:
-                give_back = self._housekeep(conn, now, waited=waited)
+                freed = self._housekeep(conn, now, waited=waited)
             except Exception as exc:
                 self._bump(housekeeping_errors=1)
                 logger.warning("housekeeping failed: %s", _describe(exc), extra={"event": "housekeeping_error"})
                 self._emit("on_error", exc)
             finally:
                 self._bump(housekeeping_seconds=self._clock() - now)
-            if give_back and conn is self._conn:
+            # Someone is refused a slot: the zombies it killed are theirs; if it killed none, its own is.
+            if conn is self._conn and not freed and self._pressure.under_pressure(self._clock()):
                 logger.debug("giving the connection back under pressure", extra={"event": "pressure_quit"})
                 self._bump(pressure_quits=1)
                 self._close(conn)
@@ -492,8 +494,8 @@ class ServerlessMySQL:
             self._counter = 0
             self._short_idle = False
             self._last_used = self._clock()
-            self._waited = full_refusals > 0  # then its end() measures and asks whether others were refused meanwhile
-            if self._waited and cfg.manage_conns and not self._rds_proxy:
+            self._waited = full_refusals > 0  # then its end() measures, kills zombies and reads the counters
+            if cfg.manage_conns and not self._rds_proxy:
                 self._refusal_baseline(conn)
             self._bump(connects=1, connect_wait_seconds=self._last_used - started if attempt else 0.0)
             logger.debug(
@@ -785,11 +787,8 @@ class ServerlessMySQL:
             self._emit("on_error", exc)
 
     # ------------------------------------------------------------------------------------------ housekeeping
-    def _housekeep(self, conn: Connection[Any], now: float, *, waited: bool) -> bool:
-        """Measure, decide and kill; True when the connection should be given back.
-
-        That is when someone is refused a slot and no zombie could be killed for them.
-        """
+    def _housekeep(self, conn: Connection[Any], now: float, *, waited: bool) -> int:
+        """Measure, decide and kill; returns how many slots the kills freed."""
         cfg = self._config
         hk = self._housekeeper
         with_limits = hk.limits_stale(now)
@@ -807,18 +806,22 @@ class ServerlessMySQL:
             zombies=parse_zombies(row["zombies"], own_ids),
         )
         hk.record(now, usage)
-        busy = usage.utilization >= cfg.conn_utilization
-        someone_refused = False
+        pressure = self._pressure
         if usage.max_user_connections > 0 and usage.used >= usage.limit:
-            someone_refused = True  # the account is at its limit: its refusals (1203) are not counted by the server
-        elif busy and self._pressure.counters_due(now, waited=waited):
-            someone_refused = self._read_refusals(conn, busy=True)
+            pressure.account_full(now)  # its refusals (1203) are not counted by the server
+        elif (
+            usage.utilization >= cfg.conn_utilization
+            and not pressure.under_pressure(now)
+            and pressure.counters_due(now, waited=waited)
+        ):
+            self._read_refusals(conn, busy=True)
+        pressed = pressure.under_pressure(now)
         decision = plan(
             usage,
             conn_utilization=cfg.conn_utilization,
             zombie_max_timeout=cfg.zombie_max_timeout,
             max_kills=cfg.max_kills,
-            pressure=someone_refused,
+            pressure=pressed,
         )
         logger.debug(
             "housekeeping",
@@ -829,33 +832,31 @@ class ServerlessMySQL:
                 "utilization": round(usage.utilization, 3),
                 "zombies": len(usage.zombies),
                 "to_kill": len(decision.kill),
-                "someone_refused": someone_refused,
+                "pressure": pressed,
             },
         )
         freed = self._kill(conn, decision.kill)
-        if conn is not self._conn:
-            return False  # lost during a KILL
-        if someone_refused and not freed:
-            return True  # the zombies it killed are the waiters' slots; if there were none, its own is
+        if conn is not self._conn or (pressed and not freed):
+            return freed  # lost during a KILL, or about to be given back: its idle timeout does not matter
         idle = cfg.pressure_idle_timeout
         if idle is not None:
-            if busy and not self._short_idle:
+            if usage.utilization >= cfg.conn_utilization and not self._short_idle:
                 self._set_idle_timeout(conn, f"{math.ceil(idle)}")
             elif usage.utilization < HEADROOM * cfg.conn_utilization and self._short_idle:
                 self._set_idle_timeout(conn, "@@GLOBAL.wait_timeout")
-        return False
+        return freed
 
     def _refusal_baseline(self, conn: Connection[Any]) -> None:
-        """Read the failed-connect counters right after a connect that had to wait.
+        """Read the failed-connect counters right after connecting.
 
-        Its ``end()`` then tells whether others were refused during the invocation; otherwise its first reading
-        would only be a baseline, and every newcomer of a herd would keep its slot.
+        So the first ``end()`` can tell whether anyone was refused meanwhile; otherwise a cold start's first reading
+        is only a baseline, and in a herd every lucky newcomer would keep its slot.
         """
         with contextlib.suppress(pymysql.MySQLError):  # lost already: the caller's statement reconnects
             self._read_refusals(conn, busy=False)
 
-    def _read_refusals(self, conn: Connection[Any], *, busy: bool) -> bool:
-        """Feed the server's failed-connect counters to the policy; True when they show someone refused."""
+    def _read_refusals(self, conn: Connection[Any], *, busy: bool) -> None:
+        """Feed the server's failed-connect counters to the pressure policy (nothing when they are unreadable)."""
         self._apply_timeouts(conn)
         try:
             with conn.cursor() as cur:
@@ -865,13 +866,12 @@ class ServerlessMySQL:
             if E.is_connection_lost(exc):
                 raise
             logger.debug("cannot read the refusal counters", extra={"event": "housekeeping", "errno": exc.args[0]})
-            return False
+            return
         finally:
             self._bump(housekeeping_statements=1)
         refused, aborted = values.get("connection_errors_max_connections"), values.get("aborted_connects")
-        if refused is None or aborted is None:
-            return False
-        return self._pressure.counters(self._clock(), refused, aborted, busy=busy)
+        if refused is not None and aborted is not None:
+            self._pressure.counters(self._clock(), refused, aborted, busy=busy)
 
     def _set_idle_timeout(self, conn: Connection[Any], value: str) -> None:
         """Set the session's ``wait_timeout``: short while the server is busy, the server's own otherwise."""

@@ -19,8 +19,8 @@ What to do is then decided here, in plain Python (:func:`plan`), with the refere
   that only hands the slot to another environment of the fleet, which pays a reconnect on every invocation.
 - It runs adaptively (:meth:`Housekeeper.due`): on a client's first ``end()`` (a cold start: the fleet is
   growing), then on one ``end()`` in ten, also once a second per environment from half the threshold on, and on
-  every ``end()`` while the last measurement was over the threshold. The client also measures at the ``end()`` of
-  an invocation that waited for its slot (that environment is the one that can kill the zombies holding the
+  every ``end()`` while the last measurement was over the threshold. The client also measures at every ``end()``
+  under pressure and after waiting for a slot (that environment is the one that can kill the zombies holding the
   others).
 """
 
@@ -237,7 +237,7 @@ class Housekeeper:
     MID_INTERVAL = 1.0
 
     def due(self, now: float) -> bool:
-        """Whether this ``end()`` should measure utilization (the client also measures after a wait for a slot)."""
+        """Whether this ``end()`` should measure utilization (the client also measures under pressure)."""
         if self.used_conns_freq is not None:
             return now - self.last_run >= self.used_conns_freq
         if self.last_utilization is None:  # a cold start: the fleet is growing

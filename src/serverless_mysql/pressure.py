@@ -21,22 +21,19 @@ seconds after it began, whichever comes first, with a final attempt just before;
 safety bound. ``"full"``,
 ``"decorrelated"`` or a callable keep the serverless-mysql behaviour: the same delays for both kinds.
 
-**Giving the slot back.** Someone is refused a slot when two of this client's readings of the server's
-failed-connect counters, at most :data:`FRESH` seconds apart, show a refusal in between
-(:meth:`Pressure.counters`), or when the account is at its own ``max_user_connections`` (1203 refusals are not
-counted there). The counters are read only while the server is measured at ``conn_utilization`` or above:
+**Giving the slot back.** The environment is *under pressure* for :data:`WINDOW` seconds after either of:
 
-- an environment that had to wait for its slot reads them right after connecting and again at the ``end()`` of
-  that invocation: were others refused meanwhile? It is the one most likely to be part of a herd;
-- an environment that got its slot at once reads them at most once a second (:data:`COUNTER_INTERVAL`): enough
-  to join the rotation within a second when the server stays full, without a statement on every invocation.
+- two of its own readings of the server's failed-connect counters, at most :data:`FRESH` seconds apart, show a
+  refusal in between (:meth:`Pressure.counters`; read after connecting, and at ``end()`` while the server is at
+  ``conn_utilization`` or above);
+- the account is at its own ``max_user_connections`` limit (1203 refusals are not counted by the server).
 
-When someone is refused, ``end()`` kills every zombie it sees (each is a slot for a waiter) and, if there was
-none, gives its own connection back (COM_QUIT). Giving back cannot lock itself in: it happens only at an ``end()``
-that saw a fresh refusal, so it stops as soon as nobody is refused. And it cannot feed itself: an environment does
-not give its slot back because it was refused itself (by the time it gets in, the burst that refused it may be
-over), only because others still are; a fleet where every invocation reconnected because every environment had
-once waited would keep the server full with handshakes.
+Its own refusals are not a sign by themselves: by the time it gets a slot the burst that refused it may be over.
+But an environment that had to wait measures at its ``end()``, reading the counters, and kills the zombies.
+
+After an invocation under pressure, ``end()`` kills every zombie it sees and, if that freed nothing, gives its
+own connection back (COM_QUIT) so a waiting environment gets the slot. Giving back cannot lock itself in: it
+lasts only while the server counts refusals, and an environment that sees none keeps its connection again.
 
 **Slots held by idle or destroyed environments.** ``end()`` only runs in an invoked environment, so it cannot
 free slots that frozen or destroyed environments hold when no environment with a connection is invoked. While
@@ -48,6 +45,7 @@ restored, so a warm environment idle for minutes keeps its connection while nobo
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Literal
 
@@ -62,6 +60,7 @@ __all__ = [
     "FRESH",
     "FULL",
     "FULL_MEAN",
+    "WINDOW",
     "Kind",
     "Pressure",
 ]
@@ -70,6 +69,8 @@ Kind = Literal["full", "down"]
 FULL: Kind = "full"
 DOWN: Kind = "down"
 
+WINDOW = 2.0
+"""Seconds an environment stays under pressure after its last sign of someone being refused."""
 COUNTER_INTERVAL = 1.0
 """Seconds between two readings of the counters by a client that got its slot without waiting."""
 FRESH = 5.0
@@ -97,14 +98,16 @@ class Pressure:
         The jitter source (one per client: environments must not draw the same delays).
     """
 
-    __slots__ = ("_counters", "backoff", "base", "cap", "rng")
+    __slots__ = ("_after_connect", "_counters", "backoff", "base", "cap", "pressure_until", "rng")
 
     def __init__(self, *, backoff: Backoff | None, base: float, cap: float, rng: random.Random) -> None:
         self.backoff = backoff
         self.base = base
         self.cap = cap
         self.rng = rng
+        self.pressure_until = -math.inf
         self._counters: tuple[float, int, int] | None = None  # (time, refused, aborted) at the last reading
+        self._after_connect = False  # the last reading was the one taken right after connecting
 
     # ------------------------------------------------------------------------------------------ waiting
     def delay(self, kind: Kind, attempt: int, previous: float, waited: float) -> float:
@@ -146,11 +149,30 @@ class Pressure:
         in the latter, which also counts bad passwords, TLS probes and health checks: growth of ``aborted`` is only
         taken as a refusal while the server is busy, where that noise costs at most one needless reconnect.
         """
-        before, self._counters = self._counters, (now, refused, aborted)
+        before, self._counters, self._after_connect = self._counters, (now, refused, aborted), not busy
         if before is None or now - before[0] > FRESH:
             return False  # a baseline
-        return refused > before[1] or (busy and aborted > before[2])
+        grew = refused > before[1] or (busy and aborted > before[2])
+        if grew:
+            self.pressure_until = max(self.pressure_until, now + WINDOW)
+        return grew
 
     def counters_due(self, now: float, *, waited: bool) -> bool:
-        """Whether this busy ``end()`` should read the counters (see the module docstring)."""
-        return waited or self._counters is None or now - self._counters[0] >= COUNTER_INTERVAL
+        """Whether a busy ``end()`` should read the counters (at most once a second, unless the client waited).
+
+        The first busy ``end()`` on a new connection reads them, against the reading taken right after connecting:
+        were others refused meanwhile (a herd's newcomers learn it at once)? So does the ``end()`` of an invocation
+        that had to wait for its slot. Otherwise a client reads them at most every :data:`COUNTER_INTERVAL` seconds:
+        enough to join the rotation within a second while the server stays full, without a statement on every
+        invocation of a busy server.
+        """
+        return waited or self._after_connect or self._counters is None or now - self._counters[0] >= COUNTER_INTERVAL
+
+    def account_full(self, now: float) -> None:
+        """The account is at its ``max_user_connections``: its own next connects are refused (1203)."""
+        self.pressure_until = max(self.pressure_until, now + WINDOW)
+
+    # ------------------------------------------------------------------------------------------ decisions
+    def under_pressure(self, now: float) -> bool:
+        """True while someone is (or very recently was) refused a slot: give the connection back after use."""
+        return now < self.pressure_until

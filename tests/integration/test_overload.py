@@ -129,6 +129,8 @@ def test_two_clients_keep_separate_policy_state(
     assert a.get_client() is None and a.get_stats().pressure_quits == 1
     assert b.get_client() is not None and b.get_stats().pressure_quits == 0
     assert a._pressure is not b._pressure and a._pressure.rng is not b._pressure.rng
+    now = time.monotonic()
+    assert a._pressure.under_pressure(now) and not b._pressure.under_pressure(now)
     # Their jitter differs too: environments never draw the same waits.
     assert [a._pressure.delay("full", 1, 0.0, 0.0) for _ in range(5)] != [
         b._pressure.delay("full", 1, 0.0, 0.0) for _ in range(5)

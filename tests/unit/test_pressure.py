@@ -10,7 +10,7 @@ from pymysql.err import OperationalError
 
 from serverless_mysql.backoff import FullJitter
 from serverless_mysql.errors import connect_failure_kind
-from serverless_mysql.pressure import AGING, DOWN, FINAL_RESERVE, FRESH, FULL, Pressure
+from serverless_mysql.pressure import AGING, DOWN, FINAL_RESERVE, FRESH, FULL, WINDOW, Pressure
 
 
 def paced(seed: int = 1, *, base: float = 0.05, cap: float = 1.0) -> Pressure:
@@ -70,13 +70,21 @@ def test_retry_is_bounded_by_count_and_by_time_with_a_final_attempt_before_the_e
     assert wait(attempt=3, max_retries=10, now=1.6, delay=0.5, wait_end=None) == 0.5
 
 
+def test_pressure_lasts_a_window_after_the_last_sign() -> None:
+    p = paced()
+    p.counters(10.0, 0, 0, busy=True)
+    assert p.counters(11.0, 1, 0, busy=True)
+    assert p.under_pressure(11.0) and p.under_pressure(11.0 + WINDOW - 0.01)
+    assert not p.under_pressure(11.0 + WINDOW)  # it cannot lock itself in: it ends unless refusals go on
+
+
 def test_the_refusal_counters_need_a_fresh_previous_reading() -> None:
     p = paced()
     assert not p.counters(0.0, 0, 100, busy=True)  # the first reading is a baseline
-    assert not p.counters(1.0, 0, 100, busy=True)  # nobody refused: keep the slot
-    assert p.counters(2.0, 0, 101, busy=True)  # someone was refused in the last second
-    assert not p.counters(2.0 + FRESH + 0.1, 0, 500, busy=True)  # too old to say anything about now
-    assert not p.counters(2.0 + FRESH + 0.2, 0, 500, busy=True)  # and once nobody is refused, that is the answer
+    assert not p.counters(1.0, 0, 100, busy=True) and not p.under_pressure(1.0)  # nobody refused: keep the slot
+    assert p.counters(2.0, 0, 101, busy=True) and p.under_pressure(2.0)  # someone was refused in the last second
+    assert not p.counters(2.0 + WINDOW + FRESH + 1, 0, 500, busy=True)  # too old to say anything about now
+    assert not p.under_pressure(2.0 + WINDOW + FRESH + 1)
 
 
 def test_aborted_connects_count_only_while_the_server_is_busy() -> None:
@@ -89,20 +97,28 @@ def test_aborted_connects_count_only_while_the_server_is_busy() -> None:
     assert q.counters(1.0, 5, 101, busy=True)  # MariaDB's 1040 with the SUPER slot free: only Aborted_connects
 
 
-def test_a_waiter_reads_the_counters_at_every_end_others_once_a_second() -> None:
+def test_a_waiter_reads_the_counters_at_its_end_others_once_a_second() -> None:
     p = paced()
     assert p.counters_due(0.0, waited=False)  # never read
     p.counters(0.0, 0, 0, busy=True)
     assert not p.counters_due(0.5, waited=False) and p.counters_due(1.0, waited=False)
     assert p.counters_due(0.01, waited=True)  # it connected after refusals: were others refused since?
+    p.counters(2.0, 0, 0, busy=False)  # the reading right after a new connection
+    assert p.counters_due(2.01, waited=False)  # the first busy end() on it compares with that one
+
+
+def test_the_account_at_its_limit_means_pressure() -> None:
+    p = paced()
+    p.account_full(3.0)
+    assert p.under_pressure(3.0) and not p.under_pressure(3.0 + WINDOW)
 
 
 def test_two_clients_keep_separate_state() -> None:
     a, b = paced(1), paced(1)
     a.counters(0.0, 7, 7, busy=True)
-    assert a.counters(0.2, 8, 8, busy=True)
+    a.counters(0.2, 8, 8, busy=True)
+    assert a.under_pressure(0.5) and not b.under_pressure(0.5)
     assert not b.counters(1.0, 9, 9, busy=True)  # b's first reading: a baseline of its own, not a's
-    assert not b.counters_due(1.5, waited=False) and a.counters_due(1.5, waited=False)
 
 
 @pytest.mark.parametrize(
