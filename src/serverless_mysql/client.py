@@ -495,8 +495,8 @@ class ServerlessMySQL:
             self._short_idle = False
             self._last_used = self._clock()
             self._waited = full_refusals > 0  # then its end() measures, kills zombies and reads the counters
-            if cfg.manage_conns and not self._rds_proxy:
-                self._refusal_baseline(conn)
+            if cfg.manage_conns and not self._rds_proxy and not pressure.under_pressure(self._last_used):
+                self._refusal_baseline(conn)  # under pressure it measures at end() and gives the slot back anyway
             self._bump(connects=1, connect_wait_seconds=self._last_used - started if attempt else 0.0)
             logger.debug(
                 "connected",
