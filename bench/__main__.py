@@ -95,14 +95,17 @@ and destroyed after exactly 3 s idle, without cleanup; each strategy's environme
 the trigger, then the most errors in total, then the longest time to clean service; the key numbers of all its
 runs are listed under each table, so a bistable result shows. The peers run once.
 
-- *Seconds* are buckets `[k, k+1)` since the start of the load. *ok* and *errors* count invocations by the second
-  they **completed**; the *offered* load by the second they **arrived**.
+- *Seconds* are buckets `[k, k+1)` since the start of the load. *ok* counts invocations by the second they
+  **completed**; the *offered* load and the *errors* by the second they **arrived** (an invocation that arrived in
+  the spike and fails 30 s later is damage done by the spike, not a failure to serve later arrivals; the charts
+  show errors by completion, the JSON both).
 - *Trigger*: the spike second, the outage (SIGKILL until the restarted server accepts connections), the KILL
-  storm (first to last KILL), the stall (SIGSTOP to SIGCONT), each burst. *Errors during*: completed inside
+  storm (first to last KILL), the stall (SIGSTOP to SIGCONT), each burst. *Errors during*: arrived inside
   `[start, end + {AFTER_MARGIN_S:g} s)` of a trigger; *after*: later (or between two bursts' windows); *before*:
-  before the first trigger. Oversubscription has no trigger: all its errors count as *after*.
+  before the first trigger. Oversubscription has no trigger: all its errors count as *after*. Restart also
+  shows the errors of invocations that arrived once the server was back.
 - *Time to clean service*: `s - end of the trigger` for the first whole second `s` after the trigger ends such that
-  from `s` on no invocation fails (the drain after the load stops included) and every whole second of load has
+  no invocation that arrived from `s` on fails (whenever it ends) and every whole second of load has
   ok >= {CLEAN_OK_FRACTION:.0%} of the arrivals of that second; **never** if there is no such second with at least
   one whole second of load left. *Metastable* (the issue's test): not clean from `ceil(end + {AFTER_MARGIN_S:g} s)`.
 - Invocations still running 5 s after the load stopped (1.5 s in a quick run) count as errors (`Unfinished`) at

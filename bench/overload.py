@@ -4,15 +4,17 @@ Nothing here touches a server or a clock; ``tests/unit/test_bench_overload.py`` 
 
 Definitions (README "Under overload" and ``bench/RESULTS.md`` repeat them):
 
-* **Seconds** are buckets ``[k, k + 1)`` of time since the start of the load. An invocation counts as *ok* or as
-  an *error* in the second it **completed**; *offered* load is the invocations that **arrived** in that second.
+* **Seconds** are buckets ``[k, k + 1)`` of time since the start of the load. *ok* counts invocations by the second
+  they **completed**; *offered* load and *errors* by the second they **arrived** (an invocation that arrived in the
+  spike and fails 30 s later is damage done by the spike, not a failure to serve what arrives later; the charts
+  also show errors by completion). Invocations still running when the run gives up waiting count as errors.
 * A **trigger** is a time window: the spike, the outage (crash until the server accepts connections again), the
   KILL storm (first KILL until the last), the stall (SIGSTOP until SIGCONT), each burst.
-* **Errors during** a trigger: failed invocations that completed inside ``[start, end + 2 s)`` of any trigger;
-  **errors after**: the ones that completed later than that (from 2 s after the end of the last trigger, or
-  between two triggers' windows); **errors before**: before the first trigger started.
-* **Clean service from second s**: every second ``k >= s`` (including the drain after the load stopped) has 0
-  errors, and every whole second ``s <= k < floor(duration)`` has ``ok[k] >= 0.9 * offered[k]``. The **time to
+* **Errors during** a trigger: failed invocations that arrived inside ``[start, end + 2 s)`` of any trigger;
+  **errors after**: the ones that arrived later than that (from 2 s after the end of the last trigger, or
+  between two triggers' windows); **errors before**: arrived before the first trigger started.
+* **Clean service from second s**: no invocation that arrived in a second ``k >= s`` failed, and every whole
+  second ``s <= k < floor(duration)`` has ``ok[k] >= 0.9 * offered[k]``. The **time to
   clean service** is ``s - end of the last trigger`` for the first whole second ``s >= end`` from which service is
   clean; ``None`` ("never") when there is no such second with at least one whole second of load left.
 * **Metastable** (the issue's "Done when"): not clean from ``ceil(end + 2 s)`` on.
@@ -93,16 +95,16 @@ def counter_per_second(snapshots: Sequence[tuple[float, float]], seconds: int) -
     return out
 
 
-def error_split(error_end_times: Iterable[float], windows: Sequence[Window]) -> tuple[int, int, int]:
-    """``(before, during, after)`` counts of failed invocations by completion time (see the module docstring).
+def error_split(error_times: Iterable[float], windows: Sequence[Window]) -> tuple[int, int, int]:
+    """``(before, during, after)`` counts of failed invocations by their (arrival) time (see the module docstring).
 
     Without a trigger every error is "after": the scenario is the overload itself (oversubscription).
     """
     if not windows:
-        return 0, 0, sum(1 for _ in error_end_times)
+        return 0, 0, sum(1 for _ in error_times)
     first = min(w.start for w in windows)
     before = during = after = 0
-    for t in error_end_times:
+    for t in error_times:
         if t < first:
             before += 1
         elif any(w.start <= t < w.end + AFTER_MARGIN_S for w in windows):
@@ -123,8 +125,8 @@ def clean_from(
 ) -> int | None:
     """The first whole second ``s >= trigger_end`` from which service is clean (module docstring), or None.
 
-    ``errors`` may be longer than ``duration`` (invocations that completed while the fleet drained); ``ok`` and
-    ``offered`` are only compared on whole seconds of load, ``[s, floor(duration))``.
+    ``errors`` are failed invocations per second of arrival; ``ok`` (per second of completion) and ``offered`` are
+    only compared on whole seconds of load, ``[s, floor(duration))``.
     """
     full = math.floor(duration)
     first = math.ceil(trigger_end)

@@ -385,7 +385,7 @@ def overload_markdown(results: Sequence[RunResult], scenarios: Sequence[Scenario
             split = f"({o['errors_before']} / {during} / {o['errors_after']})"
             errors = _errors_text(d["errors_by_code"], limit=2)
             if "errors_after_up" in o:
-                split += f"; after the server was back: {o['errors_after_up']}"
+                split += f"; arrived after the server was back: {o['errors_after_up']}"
             lines.append(
                 f"| {name} | {d['invocations']:,} | {errors} {split} | {_ttc_text(o)} "
                 f"| {d['throughput_per_s']:,.0f} ({d['fraction_of_limit']:.0%}) | {_attempts_text(o)} "
@@ -454,7 +454,9 @@ def check_overload_targets(results: Sequence[RunResult]) -> list[tuple[str, bool
             (
                 "restart: 0 errors once the server is back",
                 after_up == 0 if after_up is not None else None,
-                f"{after_up} errors completed after it was back ({lib['restart']['errors']} in total)",
+                f"{after_up} errors of invocations that arrived after it was back "
+                f"({o.get('errors_arrived_in_outage')} of those that arrived during the outage, "
+                f"{lib['restart']['errors']} in total)",
             )
         )
     if "oversubscription" in lib:

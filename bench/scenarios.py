@@ -735,12 +735,17 @@ def _overload_summary(
     ok_times = [i.end - t0 for i in done if i.ok]
     # An invocation still running when the drain gave up counts as an error at that moment.
     error_times = [i.end - t0 for i in done if not i.ok] + [end_of_drain] * unfinished
+    # Errors are attributed to the second their invocation ARRIVED for the before/during/after split and the
+    # clean-service rule: an invocation that arrived in the spike and fails 30 s later is damage done by the
+    # spike, not a sign that the fleet cannot serve what arrives after it.
+    error_arrivals = [i.arrival - t0 for i in invs if not i.end or not i.ok]
     last = max([sc.duration, end_of_drain, *ok_times, *error_times])
     seconds = math.ceil(last) + 1
     windows = sorted(_load_windows(sc) + chaos.windows, key=lambda w: w.start)
     offered = bucket((i.arrival - t0 for i in invs), seconds)
     ok = bucket(ok_times, seconds)
     errors = bucket(error_times, seconds)
+    errors_by_arrival = bucket(error_arrivals, seconds)
     conns = max_per_second(((smp.t, smp.app_conns) for smp in sampler.samples), seconds)
     busy = max_per_second(watch.busy, seconds)
     log = sampler.counter_log
@@ -751,9 +756,9 @@ def _overload_summary(
     server_attempts = [
         None if a is None and b is None else (a or 0.0) + (b or 0.0) for a, b in zip(logins, refused, strict=True)
     ]
-    before, during, after = error_split(error_times, windows)
+    before, during, after = error_split(error_arrivals, windows)
     trigger_end = max((w.end for w in windows), default=None)
-    clean_at = clean_from(ok, errors, offered, trigger_end, sc.duration) if trigger_end is not None else None
+    clean_at = clean_from(ok, errors_by_arrival, offered, trigger_end, sc.duration) if trigger_end is not None else None
     n = max(1, len(invs))
     user, status = sampler.deltas()
     server_total = user.get("TOTAL_CONNECTIONS", 0.0) + status.get("ABORTED_CONNECTS", 0.0)
@@ -778,6 +783,7 @@ def _overload_summary(
             "offered": offered,
             "ok": ok,
             "errors": errors,
+            "errors_by_arrival": errors_by_arrival,
             "connections_max": conns,
             "busy_envs_max": busy,
             "server_logins": logins,
@@ -787,7 +793,8 @@ def _overload_summary(
             "client_attempts": client,
         },
     }
-    if chaos.t_up is not None:
-        up = chaos.t_up - t0
-        out["errors_after_up"] = sum(1 for t in error_times if t >= up)
+    if chaos.t_up is not None and chaos.t_crash is not None:
+        up, down = chaos.t_up - t0, chaos.t_crash - t0
+        out["errors_after_up"] = sum(1 for t in error_arrivals if t >= up)
+        out["errors_arrived_in_outage"] = sum(1 for t in error_arrivals if down <= t < up)
     return out

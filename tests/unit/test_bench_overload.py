@@ -81,11 +81,11 @@ def test_clean_waits_for_the_last_error_and_for_ok_to_reach_the_offered_load() -
     assert clean_from(ok, errors, offered, trigger_end=11.0, duration=30) == 17
 
 
-def test_never_clean_when_an_error_comes_during_the_drain() -> None:
+def test_never_clean_when_an_invocation_of_the_last_second_fails() -> None:
     offered = _flat(30, 200)
     ok = _flat(30, 200)
     errors = _flat(35, 0)
-    errors[33] = 1  # an invocation failed after the load stopped
+    errors[29] = 1  # it arrived in the last second (and failed whenever, even while the fleet drained)
     assert clean_from(ok, errors, offered, trigger_end=11.0, duration=30) is None
 
 
