@@ -520,7 +520,7 @@ def write_overload_charts(out_dir: Path, results: Sequence[RunResult], scenarios
             continue
         panels = [
             ("ok", "ok invocations / s"),
-            ("errors", "errors / s"),
+            ("errors_by_arrival", "errors / s (by arrival)"),
             ("connections_max", "connections (max in the second)"),
             ("attempts", "connect attempts / s"),
             ("busy_envs_max", "busy environments"),
@@ -541,7 +541,7 @@ def write_overload_charts(out_dir: Path, results: Sequence[RunResult], scenarios
                         cs = [v if v is not None else math.nan for v in tl["client_attempts"]]
                         ax.step(xs, cs, where="post", linestyle=":", **style)
                     else:
-                        ys = [v if v is not None else math.nan for v in tl[name]]
+                        ys = [v if v is not None else math.nan for v in tl.get(name, tl["errors"])]
                         ax.step(xs, ys, where="post", label=label, **style)
         first = rows[0].data["overload"]
         axes[0].step(
