@@ -405,13 +405,17 @@ def overload_markdown(results: Sequence[RunResult], scenarios: Sequence[Scenario
 
 
 def check_overload_targets(results: Sequence[RunResult]) -> list[tuple[str, bool | None, str]]:
-    """Issue 10's "Done when" for the library (worst of its runs), as (target, met?, measured)."""
+    """Issue 10's "Done when" for the library, as (target, met?, measured): judged on the reported (worst) run, and
+    numbers outside the worst-run key (attempts and statements per invocation, throughput, p99) on the worst value
+    over all the library's runs."""
     out: list[tuple[str, bool | None, str]] = []
     keys = sorted({r.scenario for r in results if r.data.get("overload") is not None}, key=_ORDER.index)
     lib: dict[str, dict[str, Any]] = {}
+    lib_runs: dict[str, list[dict[str, Any]]] = {}
     peers: dict[tuple[str, str], dict[str, Any]] = {}
     for key in keys:
-        rows, _ = reported(results, key)
+        rows, by_strategy = reported(results, key)
+        lib_runs[key] = [r.data for r in by_strategy.get(LIB, [])]
         for r in rows:
             if r.strategy == LIB:
                 lib[key] = r.data
@@ -460,21 +464,28 @@ def check_overload_targets(results: Sequence[RunResult]) -> list[tuple[str, bool
             )
         )
     if "oversubscription" in lib:
-        d = lib["oversubscription"]
-        p99 = d["latency_ms"]["p99"]
-        met = d["errors"] == 0 and d["fraction_of_limit"] >= 0.85 and p99 is not None and p99 <= 5000
+        runs = lib_runs["oversubscription"]
+        fraction = min(d["fraction_of_limit"] for d in runs)
+        errors = max(d["errors"] for d in runs)
+        p99s = [d["latency_ms"]["p99"] for d in runs]
+        p99 = None if any(p is None for p in p99s) else max(p99s)
+        met = errors == 0 and fraction >= 0.85 and p99 is not None and p99 <= 5000
         out.append(
             (
                 "oversubscription: >= 85% of the physical limit, 0 errors, p99 <= 5 s",
                 met,
-                f"{d['fraction_of_limit']:.0%} of {d['physical_limit_per_s']:,.0f} inv/s, {d['errors']} errors, "
-                f"p99 {_fmt(p99)} ms",
+                f"{fraction:.0%} of {runs[0]['physical_limit_per_s']:,.0f} inv/s, {errors} errors, p99 {_fmt(p99)} ms"
+                + (f" (the worst of {len(runs)} runs, number by number)" if len(runs) > 1 else ""),
             )
         )
     for who, field_name in (("server", "server_attempts_per_invocation"), ("client", "client_attempts_per_invocation")):
-        values = {k: lib[k]["overload"].get(field_name) for k in keys if k in lib}
+        values: dict[str, float | None] = {}
+        for k in keys:
+            per_run = [d["overload"].get(field_name) for d in lib_runs.get(k, [])]
+            if per_run:
+                values[k] = None if any(v is None for v in per_run) else max(per_run)
         known = {k: v for k, v in values.items() if v is not None}
-        text = ", ".join(f"{k} {_fmt(v, 2)}" for k, v in values.items())
+        text = ", ".join(f"{k} {_fmt(v, 2)}" for k, v in values.items()) + " (the most of the library's runs)"
         out.append(
             (
                 f"<= 3 connect attempts per invocation in every scenario ({who}-counted)",
@@ -483,12 +494,15 @@ def check_overload_targets(results: Sequence[RunResult]) -> list[tuple[str, bool
             )
         )
     if "bursts" in lib:
-        d = lib["bursts"]
+        runs = lib_runs["bursts"]
+        errors = max(d["errors"] for d in runs)
+        statements = max(d["statements_per_invocation"] for d in runs)
         out.append(
             (
                 "bursts: 0 errors and <= 1.2 statements per invocation",
-                d["errors"] == 0 and d["statements_per_invocation"] <= 1.2,
-                f"{d['errors']} errors, {d['statements_per_invocation']:.2f} statements per invocation",
+                errors == 0 and statements <= 1.2,
+                f"{errors} errors, {statements:.2f} statements per invocation"
+                + (f" (worst of {len(runs)} runs)" if len(runs) > 1 else ""),
             )
         )
     return out

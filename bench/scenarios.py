@@ -395,6 +395,7 @@ def run_one(
             lib_stats=lib_stats,
             chaos=chaos,
         )
+        result.data["run"] = run
         if scenario.overload:
             result.data["overload"] = _overload_summary(
                 scenario,

@@ -18,7 +18,7 @@ from bench.overload import (
     max_per_second,
     worst_index,
 )
-from bench.report import reported, run_key
+from bench.report import check_overload_targets, reported, run_key
 from bench.scenarios import RunResult, scenarios
 
 # ---- per-second buckets ------------------------------------------------------------------------------------------
@@ -176,3 +176,34 @@ def test_full_scenarios_have_the_issue_parameters() -> None:
     assert [bursts.load.rate_at(t) for t in (9.9, 10.0, 11.9, 12.0, 20.5, 35.0)] == [150, 450, 450, 150, 450, 150]
     stall = by_key["stall"]
     assert (stall.stall_at_s, stall.stall_for, stall.max_connections, stall.hold) == (10.0, 2.0, 60, 0.05)
+
+
+def _lib_run(run: int, statements: float, attempts: float) -> RunResult:
+    data: dict[str, Any] = {
+        "strategy": "with_mysql",
+        "errors": 0,
+        "statements_per_invocation": statements,
+        "overload": {
+            "errors_after": 0,
+            "time_to_clean_s": 0.0,
+            "trigger_end_s": 32.0,
+            "clean_at_s": 32,
+            "metastable": False,
+            "server_attempts_per_invocation": attempts,
+            "client_attempts_per_invocation": attempts,
+        },
+    }
+    return RunResult("with_mysql", "bursts", data=data, run=run)
+
+
+def test_targets_use_the_worst_of_the_runs_for_numbers_outside_the_worst_run_key() -> None:
+    # Three runs tie on the worst-run key (0 errors each): run 1 is reported, but run 2 has 1.3 statements and
+    # run 3 has 4 connect attempts per invocation; both targets must be missed.
+    runs = [_lib_run(1, 1.1, 0.1), _lib_run(2, 1.3, 0.2), _lib_run(3, 1.15, 4.0)]
+    targets = {name: (met, text) for name, met, text in check_overload_targets(runs)}
+    assert targets["bursts: 0 errors and <= 1.2 statements per invocation"][0] is False
+    assert "1.30" in targets["bursts: 0 errors and <= 1.2 statements per invocation"][1]
+    server = targets["<= 3 connect attempts per invocation in every scenario (server-counted)"]
+    assert server[0] is False
+    assert "bursts 4.00" in server[1]
+    assert targets["bursts: not metastable (0 errors and the offered load served from 2 s after the trigger ends)"][0]
