@@ -99,7 +99,8 @@ runs are listed under each table, so a bistable result shows. The peers run once
   **completed**; the *offered* load and the *errors* by the second they **arrived** (an invocation that arrived in
   the spike and fails 30 s later is damage done by the spike, not a failure to serve later arrivals; the charts
   show errors by completion, the JSON both).
-- *Trigger*: the spike second, the outage (SIGKILL until the restarted server accepts connections), the KILL
+- *Trigger*: the spike second, the outage (SIGKILL until the observer's first successful query on the
+  restarted server, sampled every 50 ms), the KILL
   storm (first to last KILL), the stall (SIGSTOP to SIGCONT), each burst. *Errors during*: arrived inside
   `[start, end + {AFTER_MARGIN_S:g} s)` of a trigger; *after*: later (or between two bursts' windows); *before*:
   before the first trigger. Oversubscription has no trigger: all its errors count as *after*. Restart also

@@ -167,7 +167,9 @@ class Sampler:
                 " FROM information_schema.PROCESSLIST WHERE USER = %s",
                 [self.app_user],
             )[0]
-            sample = Sample(now - self.t0, int(row["n"]), int(row["sleeping"]), int(row["oldest"]), int(row["threads"]))
+            # Timed when the answer came: after a restart the query waits for the server (the outage's end).
+            t = time.monotonic() - self.t0
+            sample = Sample(t, int(row["n"]), int(row["sleeping"]), int(row["oldest"]), int(row["threads"]))
         except pymysql.err.Error:
             self.sample_errors += 1
             sample = Sample(now - self.t0, None, None, None, None)

@@ -742,7 +742,17 @@ def _overload_summary(
     error_arrivals = [i.arrival - t0 for i in invs if not i.end or not i.ok]
     last = max([sc.duration, end_of_drain, *ok_times, *error_times])
     seconds = math.ceil(last) + 1
-    windows = sorted(_load_windows(sc) + chaos.windows, key=lambda w: w.start)
+    chaos_windows = list(chaos.windows)
+    up = None if chaos.t_up is None else chaos.t_up - t0
+    if chaos.t_crash is not None and up is not None:
+        # The server accepts connections before MariaDBServer.start() returns (it checks the server further, up to
+        # ~1 s on a loaded machine): the outage ends at the first successful observer sample after the crash.
+        down = chaos.t_crash - t0
+        seen = [smp.t for smp in sampler.samples if smp.t > down and smp.app_conns is not None]
+        if seen and seen[0] < up:
+            up = seen[0]
+        chaos_windows = [Window(w.start, up, w.label) if w.label == "outage" else w for w in chaos_windows]
+    windows = sorted(_load_windows(sc) + chaos_windows, key=lambda w: w.start)
     offered = bucket((i.arrival - t0 for i in invs), seconds)
     ok = bucket(ok_times, seconds)
     errors = bucket(error_times, seconds)
@@ -794,8 +804,9 @@ def _overload_summary(
             "client_attempts": client,
         },
     }
-    if chaos.t_up is not None and chaos.t_crash is not None:
-        up, down = chaos.t_up - t0, chaos.t_crash - t0
+    if up is not None and chaos.t_crash is not None:
+        down = chaos.t_crash - t0
+        out["up_at_s"] = up
         out["errors_after_up"] = sum(1 for t in error_arrivals if t >= up)
         out["errors_arrived_in_outage"] = sum(1 for t in error_arrivals if down <= t < up)
     return out
