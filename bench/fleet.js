@@ -13,6 +13,7 @@
 //   {"op":"threads","id":4}                         {env: threadId|null} of the live instances
 //   {"op":"stats","id":6}                           counters of serverless-mysql events and handshakes
 //   {"op":"ping","id":5}                            round trip of the pipe itself
+//   {"op":"attempts","id":7}                        {n}: connections created (handshakes started) so far
 //   {"op":"exit"}                                   closes every socket (also the frozen ones) and exits
 // Only loopback addresses are accepted.
 
@@ -183,6 +184,9 @@ function handle (line) {
       send({ id: msg.id, ok: true, ids })
       return
     }
+    case 'attempts': // connect attempts as the clients count them: handshakes started, answered or not
+      send({ id: msg.id, ok: true, n: counters.createConnection })
+      return
     case 'ping':
       send({ id: msg.id, ok: true })
       return

@@ -131,6 +131,7 @@ class FleetCounters:
     destroyed_timeout: int = 0
     queued: int = 0
     peak_envs: int = 0
+    peak_busy: int = 0  # environments running an invocation at once: the Lambda concurrency the fleet used
     init_errors: int = 0
 
 
@@ -184,12 +185,14 @@ class Fleet:
                 slot = self._idle.pop()
                 self._busy.add(slot.env_id)
                 self.counters.warm_starts += 1
+                self.counters.peak_busy = max(self.counters.peak_busy, len(self._busy))
             elif len(self._live) < self.concurrency:
                 slot = _Slot(env_id=next(self._ids), ttl=self.rng.uniform(*self.idle_ttl))
                 self._live[slot.env_id] = slot
                 self._busy.add(slot.env_id)
                 self.counters.cold_starts += 1
                 self.counters.peak_envs = max(self.counters.peak_envs, len(self._live))
+                self.counters.peak_busy = max(self.counters.peak_busy, len(self._busy))
                 inv.cold = True
             else:
                 self._pending.append(inv)
@@ -304,6 +307,11 @@ class Fleet:
         with self._lock:
             return len(self._live)
 
+    def busy_count(self) -> int:
+        """Environments running an invocation now (Lambda's concurrent executions)."""
+        with self._lock:
+            return len(self._busy)
+
     def shutdown(self) -> None:
         """Stop the reaper and the worker threads (after :meth:`drain`); connections are closed by the strategy."""
         self._stop.set()
@@ -318,15 +326,21 @@ class Fleet:
 
 @dataclass
 class OpenLoop:
-    """Poisson arrivals at ``rate`` per second, raised to ``burst_rate`` for ``burst_len`` s every ``burst_every`` s."""
+    """Poisson arrivals at ``rate`` per second, raised to ``burst_rate`` for ``burst_len`` s every ``burst_every`` s,
+    and to ``spike_rate`` once for ``spike_len`` s from ``spike_at`` s."""
 
     rate: float
     burst_rate: float = 0.0
     burst_every: float = 0.0
     burst_len: float = 0.0
     burst_offset: float = 0.0
+    spike_rate: float = 0.0
+    spike_at: float = 0.0
+    spike_len: float = 0.0
 
     def rate_at(self, t: float) -> float:
+        if self.spike_len > 0 and self.spike_at <= t < self.spike_at + self.spike_len:
+            return self.spike_rate
         in_burst = self.burst_every > 0 and t >= self.burst_offset
         if in_burst and (t - self.burst_offset) % self.burst_every < self.burst_len:
             return self.burst_rate

@@ -52,6 +52,15 @@ class CounterSet:
     def totals(self) -> dict[str, float]:
         return {k: self.base.get(k, 0.0) + v for k, v in self.last.items()}
 
+    def new_lifetime(self, keep: tuple[str, ...] = ()) -> None:
+        """The server was restarted: its counters start again from 0, whatever the next reading says (except the
+        ``keep`` ones, which the client counts itself)."""
+        for key, value in self.last.items():
+            if key in keep:
+                continue
+            self.base[key] = self.base.get(key, 0.0) + value
+            self.last[key] = 0.0
+
 
 @dataclass
 class Sample:
@@ -76,10 +85,14 @@ class Sampler:
     sample_errors: int = 0
     initial_status: dict[str, float] = field(default_factory=dict)
     initial_user: dict[str, float] = field(default_factory=dict)
+    # (seconds since t0, cumulative USER_STATISTICS + GLOBAL_STATUS totals) at every reading of the counters.
+    counter_log: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    counter_interval: float = 0.5
 
     def __post_init__(self) -> None:
         self._conn: Any = None
         self._lock = threading.Lock()
+        self._counter_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sampler", daemon=True)
         self.t0 = time.monotonic()
@@ -138,7 +151,7 @@ class Sampler:
             started = time.monotonic()
             self.sample_once()
             tick += 1
-            if tick % 10 == 0:
+            if tick % max(1, round(self.counter_interval / self.interval)) == 0:
                 with contextlib.suppress(pymysql.err.Error):
                     self.read_counters()
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
@@ -154,7 +167,9 @@ class Sampler:
                 " FROM information_schema.PROCESSLIST WHERE USER = %s",
                 [self.app_user],
             )[0]
-            sample = Sample(now - self.t0, int(row["n"]), int(row["sleeping"]), int(row["oldest"]), int(row["threads"]))
+            # Timed when the answer came: after a restart the query waits for the server (the outage's end).
+            t = time.monotonic() - self.t0
+            sample = Sample(t, int(row["n"]), int(row["sleeping"]), int(row["oldest"]), int(row["threads"]))
         except pymysql.err.Error:
             self.sample_errors += 1
             sample = Sample(now - self.t0, None, None, None, None)
@@ -165,7 +180,6 @@ class Sampler:
         """Snapshot USER_STATISTICS (application user) and the global connection counters."""
         cols = ", ".join(USER_COLUMNS)
         rows = self._query(f"SELECT {cols} FROM information_schema.USER_STATISTICS WHERE USER = %s", [self.app_user])
-        self.user_counters.update({c: float(rows[0][c]) if rows else 0.0 for c in USER_COLUMNS})
         names = ", ".join(f"'{n}'" for n in STATUS_VARIABLES)
         status = self._query(
             "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS"
@@ -173,7 +187,18 @@ class Sampler:
         )
         values = {str(r["VARIABLE_NAME"]).upper(): float(r["VARIABLE_VALUE"]) for r in status}
         values["ROOT_CONNECTS"] = float(self.root_connects)
-        self.status_counters.update(values)
+        with self._counter_lock:
+            self.user_counters.update({c: float(rows[0][c]) if rows else 0.0 for c in USER_COLUMNS})
+            self.status_counters.update(values)
+            self.counter_log.append(
+                (time.monotonic() - self.t0, {**self.user_counters.totals(), **self.status_counters.totals()})
+            )
+
+    def server_restarted(self) -> None:
+        """Call after the server was killed (before it is back): the next readings start a new lifetime."""
+        with self._counter_lock:
+            self.user_counters.new_lifetime()
+            self.status_counters.new_lifetime(keep=("ROOT_CONNECTS",))
 
     def app_processlist(self) -> list[dict[str, Any]]:
         return self._query(

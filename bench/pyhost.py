@@ -9,6 +9,7 @@ them; client CPU is measured per process for every strategy alike. Same JSON-lin
     {"op":"invoke","id":3,"env":7,"event":{...},"timeout_ms":6000}   -> {"id":3,"ok":false,"error":{"key":"..."}}
     {"op":"destroy","env":7}   {"op":"reset","env":7}   {"op":"threads","id":4}   {"op":"stats","id":5}
     {"op":"ping","id":6}       {"op":"exit"}
+    {"op":"attempts","id":7}   -> {"id":7,"ok":true,"n":<PyMySQL Connection.connect() calls so far>}
 
 Run by the benchmark as ``python -m bench.pyhost``; not meant to be started by hand.
 """
@@ -24,10 +25,29 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pymysql.connections
+
 from bench.fleet import Env, FakeContext
 from bench.strategies import DbTarget, make_local_strategy
 
 _outbox: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+
+# Connect attempts as the clients count them: every PyMySQL ``Connection.connect()`` (a TCP connect and a
+# handshake), whichever strategy or library makes it and whether the server answers or not (the server cannot
+# count attempts while it is down). Counted on PyMySQL's base class, so subclasses (the library's) are included.
+_connect_calls = [0]
+_connect_lock = threading.Lock()
+
+
+def _count_connect_calls() -> None:
+    original = pymysql.connections.Connection.connect
+
+    def connect(self: Any, sock: Any = None) -> Any:
+        with _connect_lock:
+            _connect_calls[0] += 1
+        return original(self, sock)
+
+    setattr(pymysql.connections.Connection, "connect", connect)  # noqa: B010 - mypy: assigning to a method
 
 
 def _send(msg: dict[str, Any]) -> None:
@@ -97,7 +117,13 @@ class Host:
             _send({"id": rid, "ok": True, "ids": ids})
         elif op == "stats":
             stats = self.strategy.stats() if self.strategy is not None else {}
+            with _connect_lock:
+                stats = {**stats, "client_connect_calls": _connect_calls[0]}
             _send({"id": rid, "ok": True, "counters": stats})
+        elif op == "attempts":
+            with _connect_lock:
+                n = _connect_calls[0]
+            _send({"id": rid, "ok": True, "n": n})
         elif op == "ping":
             _send({"id": rid, "ok": True})
         elif op == "exit":
@@ -167,6 +193,7 @@ def _stack_sampler(path: str) -> None:
 def main() -> None:
     if os.environ.get("BENCH_PYHOST_PROFILE"):
         _stack_sampler(os.environ["BENCH_PYHOST_PROFILE"])
+    _count_connect_calls()
     host = Host()
     for line in sys.stdin:
         if not line.strip():

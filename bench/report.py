@@ -14,9 +14,21 @@ from pathlib import Path
 from typing import Any
 
 from bench import REPO_ROOT
+from bench.overload import worst_index
 from bench.scenarios import ZOMBIE_MAX_TIMEOUT, RunResult, Scenario
 
-__all__ = ["check_targets", "machine", "markdown", "write_charts", "write_json"]
+__all__ = [
+    "check_overload_targets",
+    "check_targets",
+    "machine",
+    "markdown",
+    "overload_markdown",
+    "reported",
+    "run_key",
+    "write_charts",
+    "write_json",
+    "write_overload_charts",
+]
 
 LIB = "with_mysql"
 # A client process above this share of one core was CPU-bound: its numbers say more about this 2-core machine
@@ -289,6 +301,290 @@ def write_charts(out_dir: Path, results: Sequence[RunResult], scenarios: Sequenc
         fig.tight_layout()
         path = out_dir / f"{sc.key}.png"
         fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths[sc.key] = str(path)
+    return paths
+
+
+# ---- issue 10's overload scenarios ------------------------------------------------------------------------------
+
+PEER_BASELINE = "naive-per-invocation"
+
+
+def run_key(d: dict[str, Any]) -> tuple[int | None, int, float | None]:
+    """(errors after the trigger, errors in total, time to clean service) of one run, for :func:`worst_index`."""
+    o = d.get("overload") or {}
+    return o.get("errors_after"), int(d["errors"]), o.get("time_to_clean_s")
+
+
+def reported(results: Sequence[RunResult], scenario: str) -> tuple[list[RunResult], dict[str, list[RunResult]]]:
+    """The rows to report for one scenario: one per strategy (the worst run where there are several, see
+    :func:`bench.overload.worst_index`), and every strategy's runs in order."""
+    by_strategy: dict[str, list[RunResult]] = {}
+    for r in results:
+        if r.scenario == scenario:
+            by_strategy.setdefault(r.strategy, []).append(r)
+    rows = [runs[worst_index([run_key(r.data) for r in runs])] for runs in by_strategy.values()]
+    return rows, by_strategy
+
+
+def _ttc_text(o: dict[str, Any]) -> str:
+    if o.get("trigger_end_s") is None:
+        return "n/a"
+    if o.get("clean_at_s") is None:
+        return "**never**"
+    return f"{o['time_to_clean_s']:.1f} s"
+
+
+def _attempts_text(o: dict[str, Any]) -> str:
+    client = o.get("client_attempts_per_invocation")
+    return f"{o['server_attempts_per_invocation']:.2f} / {_fmt(client, 2)}"
+
+
+def _run_summary(r: RunResult) -> str:
+    d = r.data
+    o = d["overload"]
+    during = "-" if o["errors_during"] is None else str(o["errors_during"])
+    return (
+        f"run {r.run}: {d['errors']} errors ({during} during, {o['errors_after']} after), clean {_ttc_text(o)}, "
+        f"{d['throughput_per_s']:,.0f} inv/s, attempts/inv {_attempts_text(o)}, "
+        f"{d['statements_per_invocation']:.2f} stmts/inv, peak {o['peak_busy_envs']} envs, "
+        f"p99 {_fmt(d['latency_ms']['p99'])} ms"
+    )
+
+
+def overload_markdown(results: Sequence[RunResult], scenarios: Sequence[Scenario], extras: dict[str, Any]) -> str:
+    """One table per overload scenario: per strategy (worst of the library's runs), plus all runs' key numbers."""
+    lines: list[str] = []
+    for sc in scenarios:
+        if not sc.overload:
+            continue
+        rows, by_strategy = reported(results, sc.key)
+        if not rows:
+            continue
+        lines += [
+            f"### {sc.title}",
+            "",
+            f"{sc.description} `max_connections={sc.max_connections}`, load: {sc.describe_load()}, "
+            f"{sc.duration:g} s, trigger: {sc.trigger_text}; Lambda timeout {sc.timeout:g} s, idle environments "
+            f"destroyed after {sc.idle_ttl[0]:g} s; physical limit {sc.max_connections} / {sc.hold:g} s = "
+            f"**{sc.physical_limit:,.0f} inv/s**.",
+            "",
+            "| Strategy | Invocations | Errors: total (before / during / after trigger) | Time to clean service "
+            "| Throughput inv/s (% of limit) | Connect attempts per inv: server / client | Statements per inv "
+            "| Peak envs: busy (live) | Latency p50 / p99 / max ms |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for r in rows:
+            d = r.data
+            o = d["overload"]
+            lat = d["latency_ms"]
+            n_runs = len(by_strategy[r.strategy])
+            name = d["strategy"] + (f" (worst of {n_runs}: run {r.run})" if n_runs > 1 else "")
+            during = "-" if o["errors_during"] is None else str(o["errors_during"])
+            split = f"({o['errors_before']} / {during} / {o['errors_after']})"
+            errors = _errors_text(d["errors_by_code"], limit=2)
+            if "errors_after_up" in o:
+                split += f"; arrived after the server was back: {o['errors_after_up']}"
+            lines.append(
+                f"| {name} | {d['invocations']:,} | {errors} {split} | {_ttc_text(o)} "
+                f"| {d['throughput_per_s']:,.0f} ({d['fraction_of_limit']:.0%}) | {_attempts_text(o)} "
+                f"| {d['statements_per_invocation']:.2f} | {o['peak_busy_envs']} ({o['peak_live_envs']}) "
+                f"| {_fmt(lat['p50'])} / {_fmt(lat['p99'])} / {_fmt(lat['max'])} |"
+            )
+        many = {k: v for k, v in by_strategy.items() if len(v) > 1}
+        for strategy, runs in many.items():
+            lines += ["", f"All runs of {strategy}:", ""]
+            lines += [f"- {_run_summary(r)}" for r in runs]
+        chart = extras.get("charts", {}).get(sc.key)
+        if chart:
+            shown = Path(chart).relative_to(REPO_ROOT) if Path(chart).is_relative_to(REPO_ROOT) else chart
+            lines += ["", f"Chart: `{shown}` (written by the run, not committed)"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def check_overload_targets(results: Sequence[RunResult]) -> list[tuple[str, bool | None, str]]:
+    """Issue 10's "Done when" for the library, as (target, met?, measured): judged on the reported (worst) run, and
+    numbers outside the worst-run key (attempts and statements per invocation, throughput, p99) on the worst value
+    over all the library's runs."""
+    out: list[tuple[str, bool | None, str]] = []
+    keys = sorted({r.scenario for r in results if r.data.get("overload") is not None}, key=_ORDER.index)
+    lib: dict[str, dict[str, Any]] = {}
+    lib_runs: dict[str, list[dict[str, Any]]] = {}
+    peers: dict[tuple[str, str], dict[str, Any]] = {}
+    for key in keys:
+        rows, by_strategy = reported(results, key)
+        lib_runs[key] = [r.data for r in by_strategy.get(LIB, [])]
+        for r in rows:
+            if r.strategy == LIB:
+                lib[key] = r.data
+            else:
+                peers[(key, r.strategy)] = r.data
+    if not lib:
+        return out
+    for key in keys:
+        d = lib.get(key)
+        if d is None:
+            continue
+        o = d["overload"]
+        if o["trigger_end_s"] is None:
+            continue
+        clean = "never clean" if o["clean_at_s"] is None else f"clean from t={o['clean_at_s']} s"
+        out.append(
+            (
+                f"{key}: not metastable (0 errors and the offered load served from 2 s after the trigger ends)",
+                not o["metastable"],
+                f"trigger ended at {o['trigger_end_s']:.1f} s, {clean}; {o['errors_after']} errors after",
+            )
+        )
+    if "spike" in lib:
+        d = lib["spike"]
+        peer = peers.get(("spike", PEER_BASELINE))
+        if peer is None:
+            out.append(("spike: fewer errors than per-invocation PyMySQL", None, f"{d['errors']} errors; peer not run"))
+        else:
+            out.append(
+                (
+                    "spike: fewer errors than per-invocation PyMySQL",
+                    d["errors"] < peer["errors"],
+                    f"{d['errors']} vs {peer['errors']}",
+                )
+            )
+    if "restart" in lib:
+        o = lib["restart"]["overload"]
+        after_up = o.get("errors_after_up")
+        out.append(
+            (
+                "restart: 0 errors once the server is back",
+                after_up == 0 if after_up is not None else None,
+                f"{after_up} errors of invocations that arrived after it was back "
+                f"({o.get('errors_arrived_in_outage')} of those that arrived during the outage, "
+                f"{lib['restart']['errors']} in total)",
+            )
+        )
+    if "oversubscription" in lib:
+        runs = lib_runs["oversubscription"]
+        fraction = min(d["fraction_of_limit"] for d in runs)
+        errors = max(d["errors"] for d in runs)
+        p99s = [d["latency_ms"]["p99"] for d in runs]
+        p99 = None if any(p is None for p in p99s) else max(p99s)
+        met = errors == 0 and fraction >= 0.85 and p99 is not None and p99 <= 5000
+        out.append(
+            (
+                "oversubscription: >= 85% of the physical limit, 0 errors, p99 <= 5 s",
+                met,
+                f"{fraction:.0%} of {runs[0]['physical_limit_per_s']:,.0f} inv/s, {errors} errors, p99 {_fmt(p99)} ms"
+                + (f" (the worst of {len(runs)} runs, number by number)" if len(runs) > 1 else ""),
+            )
+        )
+    for who, field_name in (("server", "server_attempts_per_invocation"), ("client", "client_attempts_per_invocation")):
+        values: dict[str, float | None] = {}
+        for k in keys:
+            per_run = [d["overload"].get(field_name) for d in lib_runs.get(k, [])]
+            if per_run:
+                values[k] = None if any(v is None for v in per_run) else max(per_run)
+        known = {k: v for k, v in values.items() if v is not None}
+        text = ", ".join(f"{k} {_fmt(v, 2)}" for k, v in values.items()) + " (the most of the library's runs)"
+        out.append(
+            (
+                f"<= 3 connect attempts per invocation in every scenario ({who}-counted)",
+                all(v <= 3 for v in known.values()) if known else None,
+                text,
+            )
+        )
+    if "bursts" in lib:
+        runs = lib_runs["bursts"]
+        errors = max(d["errors"] for d in runs)
+        statements = max(d["statements_per_invocation"] for d in runs)
+        out.append(
+            (
+                "bursts: 0 errors and <= 1.2 statements per invocation",
+                errors == 0 and statements <= 1.2,
+                f"{errors} errors, {statements:.2f} statements per invocation"
+                + (f" (worst of {len(runs)} runs)" if len(runs) > 1 else ""),
+            )
+        )
+    return out
+
+
+_ORDER = ["spike", "restart", "oversubscription", "kill-storm", "bursts", "stall"]
+
+
+def write_overload_charts(out_dir: Path, results: Sequence[RunResult], scenarios: Sequence[Scenario]) -> dict[str, str]:
+    """One PNG per overload scenario: per-second ok, errors, connections, connect attempts and busy environments,
+    one line per strategy (the library's reported run bold, its other runs thin), the triggers shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {
+        "naive-per-invocation": "tab:gray",
+        "naive-global": "tab:red",
+        "npm-serverless-mysql": "tab:orange",
+        "with_mysql": "tab:blue",
+    }
+    paths: dict[str, str] = {}
+    for sc in scenarios:
+        if not sc.overload:
+            continue
+        rows, by_strategy = reported(results, sc.key)
+        if not rows:
+            continue
+        panels = [
+            ("ok", "ok invocations / s"),
+            ("errors_by_arrival", "errors / s (by arrival)"),
+            ("connections_max", "connections (max in the second)"),
+            ("attempts", "connect attempts / s"),
+            ("busy_envs_max", "busy environments"),
+        ]
+        fig, axes = plt.subplots(len(panels), 1, figsize=(11, 12), sharex=True)
+        for strategy, runs in by_strategy.items():
+            shown = next(r for r in rows if r.strategy == strategy)
+            for r in runs:
+                tl = r.data["overload"]["timeline"]
+                xs = tl["second"]
+                main = r is shown
+                style = {"color": colors.get(strategy), "linewidth": 1.6 if main else 0.7, "alpha": 1 if main else 0.5}
+                label = strategy + (f" run {r.run}" if len(runs) > 1 else "") if main or len(runs) > 1 else None
+                for ax, (name, _) in zip(axes, panels, strict=True):
+                    if name == "attempts":
+                        ys = [v if v is not None else math.nan for v in tl["server_attempts"]]
+                        ax.step(xs, ys, where="post", label=f"{label} (server)" if label else None, **style)
+                        cs = [v if v is not None else math.nan for v in tl["client_attempts"]]
+                        ax.step(xs, cs, where="post", linestyle=":", **style)
+                    else:
+                        ys = [v if v is not None else math.nan for v in tl.get(name, tl["errors"])]
+                        ax.step(xs, ys, where="post", label=label, **style)
+        first = rows[0].data["overload"]
+        axes[0].step(
+            first["timeline"]["second"],
+            first["timeline"]["offered"],
+            where="post",
+            color="black",
+            linewidth=0.8,
+            linestyle="--",
+            label="offered (arrivals / s)",
+        )
+        axes[2].axhline(sc.max_connections, color="black", linestyle="--", linewidth=0.8, label="max_connections")
+        axes[3].set_yscale("symlog", linthresh=10)
+        axes[3].set_ylim(bottom=0)
+        lib_rows = [r for r in rows if r.strategy == LIB]
+        windows = (lib_rows[0] if lib_rows else rows[0]).data["overload"]["windows"]
+        for ax, (_, ylabel) in zip(axes, panels, strict=True):
+            for w in windows:
+                ax.axvspan(w["start"], max(w["end"], w["start"] + 0.1), color="purple", alpha=0.12)
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.grid(True, alpha=0.3)
+        axes[0].legend(fontsize=7, loc="upper right", ncol=2)
+        axes[3].legend(fontsize=7, loc="upper right", ncol=2)
+        axes[3].set_title("solid: server-counted (logins + refused), dotted: client-counted", fontsize=8)
+        axes[-1].set_xlabel("seconds since the start of the load (per-second buckets; shaded: the trigger)")
+        axes[0].set_title(f"{sc.title}: {sc.trigger_text}")
+        fig.tight_layout()
+        path = out_dir / f"{sc.key}.png"
+        fig.savefig(path, dpi=100)
         plt.close(fig)
         paths[sc.key] = str(path)
     return paths

@@ -1,10 +1,18 @@
-"""The four scenarios and the runner of one strategy x scenario against a fresh private MariaDB."""
+"""The scenarios and the runner of one strategy x scenario against a fresh private MariaDB.
+
+The default set is issue 10's overload scenarios (spike, restart, oversubscription, KILL storm, bursts, stall:
+Lambda timeout 30 s, idle environments destroyed after 3 s); the four earlier scenarios (``s1``-``s4``, 6 s
+timeout, 2-6 s idle lifetime) are still available with ``--scenarios legacy`` or their keys.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 import random
 import resource
+import signal
 import sys
 import threading
 import time
@@ -16,6 +24,15 @@ from typing import Any
 from bench import REPO_ROOT
 from bench.fleet import ClosedLoop, Fleet, Invocation, LoadGen, OpenLoop, Strategy, percentile
 from bench.observe import Sampler
+from bench.overload import (
+    Window,
+    bucket,
+    clean_from,
+    counter_per_second,
+    error_split,
+    is_metastable,
+    max_per_second,
+)
 from bench.strategies import PYMYSQL_CONNECT_ARGS, DbTarget, cpu_seconds_of, make_strategy
 
 if str(REPO_ROOT) not in sys.path:
@@ -23,9 +40,12 @@ if str(REPO_ROOT) not in sys.path:
 
 from tests.support.mariadb import MariaDBServer
 
-__all__ = ["SCENARIOS", "RunResult", "Scenario", "run_one", "scenarios"]
+__all__ = ["SCENARIOS", "RunResult", "Scenario", "legacy_scenarios", "run_one", "scenarios"]
 
 LAMBDA_TIMEOUT = 6.0
+OVERLOAD_TIMEOUT = 30.0  # issue 10: the Lambda timeout of every overload scenario
+OVERLOAD_IDLE_TTL = (3.0, 3.0)  # issue 10: idle environments destroyed after 3 s, without cleanup
+LIB_RUNS = 3  # runs of with_mysql per overload scenario in a full run; the worst is reported
 # The same zombie_max_timeout for both libraries, short enough that the "no zombie older than
 # zombie_max_timeout" target means something within a run of a minute or less.
 ZOMBIE_MAX_TIMEOUT = 20
@@ -47,6 +67,22 @@ class Scenario:
     crash_at: float | None = None  # fraction of the duration
     down_for: float = 3.0
     seed: int = 1
+    # Issue 10's overload scenarios give their triggers in seconds since the start of the load.
+    kill_at_s: tuple[float, ...] = ()
+    crash_at_s: float | None = None
+    stall_at_s: float | None = None  # every host process of the strategy SIGSTOPped for stall_for s
+    stall_for: float = 2.0
+    drain_limit: float | None = None  # wait at most this long for in-flight invocations (None: timeout + 1.5 s)
+    overload: bool = False  # per-second timeline, trigger windows, time to clean service, worst of LIB_RUNS
+    trigger_text: str = ""
+
+    @property
+    def kill_times(self) -> list[float]:
+        return sorted([f * self.duration for f in self.kill_at] + list(self.kill_at_s))
+
+    @property
+    def crash_time(self) -> float | None:
+        return self.crash_at * self.duration if self.crash_at is not None else self.crash_at_s
 
     @property
     def physical_limit(self) -> float:
@@ -62,6 +98,8 @@ class Scenario:
             return f"{self.load.callers} callers back to back (pause {self.load.error_pause:g} s after an error)"
         load = self.load
         text = f"Poisson {load.rate:g}/s"
+        if load.spike_len:
+            text += f", one {load.spike_len:g} s spike at {load.spike_rate:g}/s at t={load.spike_at:g} s"
         if load.burst_every:
             text += f", bursts of {load.burst_rate:g}/s for {load.burst_len:g} s every {load.burst_every:g} s"
             text += f" (mean {load.mean_rate(self.duration):.0f}/s)"
@@ -69,7 +107,110 @@ class Scenario:
 
 
 def scenarios(quick: bool) -> list[Scenario]:
-    """The scenario list; ``quick`` shortens every run for ``make bench-quick``."""
+    """Issue 10's overload scenarios (the default set); ``quick`` shortens every run for ``make bench-quick``.
+
+    Full runs use the issue's parameters exactly; quick runs keep the rates, holds and limits but start the trigger
+    at t=2 s and stop a few seconds after it.
+    """
+    t = 2.0 if quick else 10.0  # the trigger time
+
+    def dur(full: float, quick_seconds: float) -> float:
+        return quick_seconds if quick else full
+
+    common: dict[str, Any] = {
+        "timeout": OVERLOAD_TIMEOUT,
+        "idle_ttl": OVERLOAD_IDLE_TTL,
+        "overload": True,
+        # In-flight invocations still running this long after the load stopped count as errors ("Unfinished"): a
+        # healthy fleet has none, and a collapsed one must not stretch the run by up to the 30 s timeout.
+        "drain_limit": 1.5 if quick else 5.0,
+    }
+    burst_every = 10.0  # quick runs end before a second burst
+    return [
+        Scenario(
+            key="spike",
+            title="Spike",
+            description="200/s steady, SELECT SLEEP(0.05), one 1 s spike at 1,500/s.",
+            trigger_text=f"spike {t:g}-{t + 1:g} s",
+            max_connections=60,
+            load=OpenLoop(rate=200, spike_rate=1500, spike_at=t, spike_len=1.0),
+            duration=dur(30, 5),
+            hold=0.05,
+            seed=11,
+            **common,
+        ),
+        Scenario(
+            key="restart",
+            title="Restart",
+            description="200/s, SELECT SLEEP(0.02); the server is SIGKILLed and started again 3.3 s later.",
+            trigger_text=f"kill -9 at {t:g} s, restart 3.3 s later",
+            max_connections=60,
+            load=OpenLoop(rate=200),
+            duration=dur(30, 8),
+            hold=0.02,
+            crash_at_s=t,
+            down_for=3.3,
+            seed=12,
+            **common,
+        ),
+        Scenario(
+            key="oversubscription",
+            title="10x oversubscription",
+            description="300 environments in a closed loop against 30 connections, SELECT SLEEP(0.1).",
+            trigger_text="none: the whole run is the overload",
+            max_connections=30,
+            load=ClosedLoop(callers=300, error_pause=0.1),
+            duration=dur(20, 4),
+            hold=0.1,
+            concurrency=300,
+            seed=13,
+            **common,
+        ),
+        Scenario(
+            key="kill-storm",
+            title="KILL storm",
+            description="200/s, SELECT SLEEP(0.05); every application connection KILLed once.",
+            trigger_text=f"KILL of every application connection at {t:g} s",
+            max_connections=60,
+            load=OpenLoop(rate=200),
+            duration=dur(30, 4),
+            hold=0.05,
+            kill_at_s=(t,),
+            seed=14,
+            **common,
+        ),
+        Scenario(
+            key="bursts",
+            title="Bursts",
+            description=f"150/s with bursts of 450/s for 2 s every {burst_every:g} s, SELECT SLEEP(0.12).",
+            trigger_text=f"bursts of 2 s every {burst_every:g} s from {t:g} s",
+            max_connections=90,
+            load=OpenLoop(rate=150, burst_rate=450, burst_every=burst_every, burst_len=2.0, burst_offset=t),
+            duration=dur(40, 6),
+            hold=0.12,
+            seed=15,
+            **common,
+        ),
+        Scenario(
+            key="stall",
+            title="Stall",
+            description="200/s, SELECT SLEEP(0.05); every environment paused for 2 s (SIGSTOP/SIGCONT of every "
+            "host process of the strategy).",
+            trigger_text=f"all environments stopped {t:g}-{t + 2:g} s",
+            max_connections=60,
+            load=OpenLoop(rate=200),
+            duration=dur(30, 5),
+            hold=0.05,
+            stall_at_s=t,
+            stall_for=2.0,
+            seed=16,
+            **common,
+        ),
+    ]
+
+
+def legacy_scenarios(quick: bool) -> list[Scenario]:
+    """The four scenarios of the earlier benchmark (``--scenarios legacy`` or ``s1`` ... ``s4``)."""
 
     def dur(full: float, quick_seconds: float) -> float:
         return quick_seconds if quick else full
@@ -127,7 +268,7 @@ def scenarios(quick: bool) -> list[Scenario]:
     ]
 
 
-SCENARIOS = {s.key: s for s in scenarios(quick=False)}
+SCENARIOS = {s.key: s for s in [*scenarios(quick=False), *legacy_scenarios(quick=False)]}
 
 
 def library_options(scenario: Scenario) -> dict[str, Any]:
@@ -149,6 +290,7 @@ class RunResult:
     series: list[tuple[float, int | None]] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
     events: list[tuple[float, str]] = field(default_factory=list)
+    run: int = 1  # 1, 2, 3 for the repeated with_mysql runs of an overload scenario
 
 
 def _cpu_sum(pids: list[int]) -> float:
@@ -166,13 +308,16 @@ def run_one(
     *,
     progress: Callable[[float, int, int], None] | None = None,
     strategy_factory: Callable[[DbTarget], Strategy] | None = None,
+    run: int = 1,
 ) -> RunResult:
     """Run ``strategy_name`` through ``scenario`` against a fresh server; everything started here is stopped."""
     server = MariaDBServer(max_connections=scenario.max_connections)
-    result = RunResult(strategy_name, scenario.key)
+    result = RunResult(strategy_name, scenario.key, run=run)
     strategy: Any = None
     sampler: Sampler | None = None
     fleet: Fleet | None = None
+    chaos: _Chaos | None = None
+    watch: _FleetWatch | None = None
     try:
         server.start()
         user = server.create_user()
@@ -200,22 +345,32 @@ def run_one(
         cpu0 = {"scheduler": _rusage_self(), "client": _cpu_sum(host_pids)}
         db_cpu = _DbCpu(server)
         loadgen = LoadGen(fleet, scenario.load, duration=scenario.duration, rng=rng_load, max_invocations=200_000)
+        client_attempts_0 = _client_attempts(strategy, 10.0)
         sampler.start()
         t0 = loadgen.start()
         sampler.t0 = t0
-        chaos = _Chaos(scenario, server, sampler, db_cpu, t0)
+        watch = _FleetWatch(fleet, strategy, t0, client_attempts_0)
+        watch.start()
+        chaos = _Chaos(scenario, server, sampler, db_cpu, t0, host_pids)
         chaos.start()
         _wait_with_progress(t0, scenario.duration, fleet, progress)
         loadgen.join()
         t_load_end = t0 + scenario.duration
         chaos.join()
-        drained = fleet.drain(scenario.timeout + 1.5)
+        drain_limit = scenario.drain_limit if scenario.drain_limit is not None else scenario.timeout + 1.5
+        drained = fleet.drain(drain_limit)
         t_drained = time.monotonic()
+        watch.stop()
         # Zombies: the application's connections that no live environment holds.
         live_ids = strategy.live_thread_ids(fleet.live_envs())
         rows = sampler.app_processlist()
         zombies = [r for r in rows if int(r["ID"]) not in live_ids]
         sampler.read_counters()
+        # Right after the server's counters, so that both count the same attempts (a collapsed fleet goes on
+        # retrying after the drain gave up).
+        client_attempts_1 = _client_attempts(strategy, 10.0)
+        if client_attempts_0 is not None and client_attempts_1 is not None:
+            watch.client_log.append((time.monotonic() - t0, float(client_attempts_1 - client_attempts_0)))
         sampler.stop()
         cpu = {
             "scheduler_s": _rusage_self() - cpu0["scheduler"],
@@ -240,8 +395,28 @@ def run_one(
             lib_stats=lib_stats,
             chaos=chaos,
         )
+        result.data["run"] = run
+        if scenario.overload:
+            result.data["overload"] = _overload_summary(
+                scenario,
+                fleet,
+                sampler,
+                watch,
+                chaos,
+                t0=t0,
+                t_drained=t_drained,
+                client_attempts=(
+                    client_attempts_1 - client_attempts_0
+                    if client_attempts_0 is not None and client_attempts_1 is not None
+                    else None
+                ),
+            )
         return result
     finally:
+        if chaos is not None:
+            chaos.resume()  # never leave a host process stopped
+        if watch is not None:
+            watch.stop()
         if fleet is not None:
             fleet.shutdown()
         if sampler is not None:
@@ -294,51 +469,144 @@ class _DbCpu:
         return self.done + current
 
 
-class _Chaos(threading.Thread):
-    """Runs the scenario's fault injections at their times (KILL storms, crash and restart)."""
+def _client_attempts(strategy: Any, timeout: float) -> int | None:
+    method = getattr(strategy, "client_attempts", None)
+    if method is None:
+        return None
+    value: int | None = method(timeout)
+    return value
 
-    def __init__(self, scenario: Scenario, server: MariaDBServer, sampler: Sampler, db_cpu: _DbCpu, t0: float):
+
+class _FleetWatch(threading.Thread):
+    """Every 0.25 s: busy environments; every second: the clients' connect attempts (from the host processes)."""
+
+    def __init__(self, fleet: Fleet, strategy: Any, t0: float, attempts_0: int | None) -> None:
+        super().__init__(name="fleet-watch", daemon=True)
+        self.fleet = fleet
+        self.strategy = strategy
+        self.t0 = t0
+        self.attempts_0 = attempts_0
+        self.busy: list[tuple[float, int | None]] = []
+        self.client_log: list[tuple[float, float]] = [(0.0, 0.0)]
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        tick = 0
+        while not self._stop_event.wait(0.25):
+            now = time.monotonic()
+            self.busy.append((now - self.t0, self.fleet.busy_count()))
+            tick += 1
+            if tick % 4 == 0 and self.attempts_0 is not None:
+                n = _client_attempts(self.strategy, 0.5)  # None while a host is stopped: caught up later
+                if n is not None:
+                    self.client_log.append((now - self.t0, float(n - self.attempts_0)))
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(5)
+
+
+class _Chaos(threading.Thread):
+    """Runs the scenario's fault injections at their times (KILL storms, crash and restart, stall)."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        server: MariaDBServer,
+        sampler: Sampler,
+        db_cpu: _DbCpu,
+        t0: float,
+        pids: list[int] | None = None,
+    ):
         super().__init__(name="chaos", daemon=True)
         self.scenario = scenario
         self.server = server
         self.sampler = sampler
         self.db_cpu = db_cpu
         self.t0 = t0
+        self.pids = list(pids or [])
         self.events: list[tuple[float, str]] = []
+        self.windows: list[Window] = []  # the triggers as they really happened (seconds since t0)
         self.killed: list[int] = []
         self.t_crash: float | None = None
         self.t_up: float | None = None
         self.error: str | None = None
+        self._stopped: list[int] = []
+        self._stopped_lock = threading.Lock()
 
     def _sleep_until(self, t: float) -> None:
         delay = t - time.monotonic()
         if delay > 0:
             time.sleep(delay)
 
+    def _since(self, t: float) -> float:
+        return t - self.t0
+
     def run(self) -> None:
         sc = self.scenario
+        actions: list[tuple[float, str]] = [(t, "kill") for t in sc.kill_times]
+        if sc.crash_time is not None:
+            actions.append((sc.crash_time, "crash"))
+        if sc.stall_at_s is not None:
+            actions.append((sc.stall_at_s, "stall"))
         try:
-            for frac in sc.kill_at:
-                self._sleep_until(self.t0 + frac * sc.duration)
-                n = self.sampler.kill_all()
-                self.killed.append(n)
-                self.events.append((time.monotonic() - self.t0, f"KILL x{n}"))
-            if sc.crash_at is not None:
-                self._sleep_until(self.t0 + sc.crash_at * sc.duration)
-                with contextlib.suppress(Exception):
-                    self.sampler.read_counters()
-                self.sampler.forget_connection()
-                self.db_cpu.before_crash()
-                self.server.crash()
-                self.t_crash = time.monotonic()
-                self.events.append((self.t_crash - self.t0, "crash"))
-                self._sleep_until(self.t_crash + sc.down_for)
-                self.server.start()
-                self.t_up = time.monotonic()
-                self.db_cpu.after_restart()
-                self.events.append((self.t_up - self.t0, "up"))
+            for at, what in sorted(actions):
+                self._sleep_until(self.t0 + at)
+                if what == "kill":
+                    started = time.monotonic()
+                    n = self.sampler.kill_all()
+                    done = time.monotonic()
+                    self.killed.append(n)
+                    self.events.append((self._since(started), f"KILL x{n}"))
+                    self.windows.append(Window(self._since(started), self._since(done), "KILL"))
+                elif what == "crash":
+                    self._crash_and_restart()
+                else:
+                    self._stall()
         except Exception as exc:  # reported in the results, never hangs the run
             self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.resume()
+
+    def _crash_and_restart(self) -> None:
+        with contextlib.suppress(Exception):
+            self.sampler.read_counters()
+        self.sampler.forget_connection()
+        self.db_cpu.before_crash()
+        self.t_crash = time.monotonic()  # before the SIGKILL: the errors it causes belong to the outage
+        self.server.crash()
+        self.sampler.server_restarted()
+        self.events.append((self.t_crash - self.t0, "crash"))
+        self._sleep_until(self.t_crash + self.scenario.down_for)
+        self.server.start()
+        self.t_up = time.monotonic()
+        self.db_cpu.after_restart()
+        self.events.append((self.t_up - self.t0, "up"))
+        self.windows.append(Window(self.t_crash - self.t0, self.t_up - self.t0, "outage"))
+
+    def _stall(self) -> None:
+        """Every environment stops making progress: SIGSTOP each host process of the strategy (all its environment
+        threads or async instances, their sockets unread), SIGCONT ``stall_for`` s later."""
+        started = time.monotonic()
+        for pid in self.pids:
+            os.kill(pid, signal.SIGSTOP)  # our own child process, by pid
+            with self._stopped_lock:
+                self._stopped.append(pid)
+        self.events.append((self._since(started), "SIGSTOP"))
+        self._sleep_until(started + self.scenario.stall_for)
+        self.resume()
+        done = time.monotonic()
+        self.events.append((self._since(done), "SIGCONT"))
+        self.windows.append(Window(self._since(started), self._since(done), "stall"))
+
+    def resume(self) -> None:
+        """SIGCONT every host process this thread stopped (idempotent)."""
+        with self._stopped_lock:
+            stopped, self._stopped = self._stopped, []
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
 
 def _summarise(
@@ -431,3 +699,114 @@ def _summarise(
     result.data = data
     result.series = series
     result.latencies_ms = lat
+
+
+def _load_windows(sc: Scenario) -> list[Window]:
+    """Trigger windows that the load itself makes: the spike and the bursts."""
+    load = sc.load
+    if not isinstance(load, OpenLoop):
+        return []
+    out: list[Window] = []
+    if load.spike_len > 0:
+        out.append(Window(load.spike_at, load.spike_at + load.spike_len, "spike"))
+    if load.burst_every > 0:
+        start = load.burst_offset
+        while start < sc.duration:
+            out.append(Window(start, min(start + load.burst_len, sc.duration), "burst"))
+            start += load.burst_every
+    return out
+
+
+def _overload_summary(
+    sc: Scenario,
+    fleet: Fleet,
+    sampler: Sampler,
+    watch: _FleetWatch,
+    chaos: _Chaos,
+    *,
+    t0: float,
+    t_drained: float,
+    client_attempts: int | None,
+) -> dict[str, Any]:
+    """Per-second timeline, trigger windows, errors before/during/after, time to clean service (bench.overload)."""
+    invs = list(fleet.invocations)
+    done = [i for i in invs if i.end]
+    unfinished = len(invs) - len(done)
+    end_of_drain = t_drained - t0
+    ok_times = [i.end - t0 for i in done if i.ok]
+    # An invocation still running when the drain gave up counts as an error at that moment.
+    error_times = [i.end - t0 for i in done if not i.ok] + [end_of_drain] * unfinished
+    # Errors are attributed to the second their invocation ARRIVED for the before/during/after split and the
+    # clean-service rule: an invocation that arrived in the spike and fails 30 s later is damage done by the
+    # spike, not a sign that the fleet cannot serve what arrives after it.
+    error_arrivals = [i.arrival - t0 for i in invs if not i.end or not i.ok]
+    last = max([sc.duration, end_of_drain, *ok_times, *error_times])
+    seconds = math.ceil(last) + 1
+    chaos_windows = list(chaos.windows)
+    up = None if chaos.t_up is None else chaos.t_up - t0
+    if chaos.t_crash is not None and up is not None:
+        # The server accepts connections before MariaDBServer.start() returns (it checks the server further, up to
+        # ~1 s on a loaded machine): the outage ends at the first successful observer sample after the crash.
+        down = chaos.t_crash - t0
+        seen = [smp.t for smp in sampler.samples if smp.t > down and smp.app_conns is not None]
+        if seen and seen[0] < up:
+            up = seen[0]
+        chaos_windows = [Window(w.start, up, w.label) if w.label == "outage" else w for w in chaos_windows]
+    windows = sorted(_load_windows(sc) + chaos_windows, key=lambda w: w.start)
+    offered = bucket((i.arrival - t0 for i in invs), seconds)
+    ok = bucket(ok_times, seconds)
+    errors = bucket(error_times, seconds)
+    errors_by_arrival = bucket(error_arrivals, seconds)
+    conns = max_per_second(((smp.t, smp.app_conns) for smp in sampler.samples), seconds)
+    busy = max_per_second(watch.busy, seconds)
+    log = sampler.counter_log
+    logins = counter_per_second([(t, v.get("TOTAL_CONNECTIONS", 0.0)) for t, v in log], seconds)
+    refused = counter_per_second([(t, v.get("ABORTED_CONNECTS", 0.0)) for t, v in log], seconds)
+    refused_max = counter_per_second([(t, v.get("CONNECTION_ERRORS_MAX_CONNECTIONS", 0.0)) for t, v in log], seconds)
+    client = counter_per_second(watch.client_log, seconds)
+    server_attempts = [
+        None if a is None and b is None else (a or 0.0) + (b or 0.0) for a, b in zip(logins, refused, strict=True)
+    ]
+    before, during, after = error_split(error_arrivals, windows)
+    trigger_end = max((w.end for w in windows), default=None)
+    clean_at = clean_from(ok, errors_by_arrival, offered, trigger_end, sc.duration) if trigger_end is not None else None
+    n = max(1, len(invs))
+    user, status = sampler.deltas()
+    server_total = user.get("TOTAL_CONNECTIONS", 0.0) + status.get("ABORTED_CONNECTS", 0.0)
+    out: dict[str, Any] = {
+        "windows": [{"start": w.start, "end": w.end, "label": w.label} for w in windows],
+        "trigger_end_s": trigger_end,
+        "errors_before": before,
+        "errors_during": during if windows else None,
+        "errors_after": after,
+        "clean_at_s": clean_at,
+        "time_to_clean_s": None if clean_at is None or trigger_end is None else clean_at - trigger_end,
+        "metastable": None if trigger_end is None else is_metastable(clean_at, trigger_end),
+        "server_attempts": server_total,
+        "server_attempts_per_invocation": server_total / n,
+        "client_attempts": client_attempts,
+        "client_attempts_per_invocation": None if client_attempts is None else client_attempts / n,
+        "peak_busy_envs": fleet.counters.peak_busy,
+        "peak_live_envs": fleet.counters.peak_envs,
+        "unfinished": unfinished,
+        "timeline": {
+            "second": list(range(seconds)),
+            "offered": offered,
+            "ok": ok,
+            "errors": errors,
+            "errors_by_arrival": errors_by_arrival,
+            "connections_max": conns,
+            "busy_envs_max": busy,
+            "server_logins": logins,
+            "server_refused": refused,
+            "server_refused_max_connections": refused_max,
+            "server_attempts": server_attempts,
+            "client_attempts": client,
+        },
+    }
+    if up is not None and chaos.t_crash is not None:
+        down = chaos.t_crash - t0
+        out["up_at_s"] = up
+        out["errors_after_up"] = sum(1 for t in error_arrivals if t >= up)
+        out["errors_arrived_in_outage"] = sum(1 for t in error_arrivals if down <= t < up)
+    return out

@@ -511,6 +511,17 @@ class HostedStrategy:
             ids.update(int(tid) for env, tid in reply["ids"].items() if tid is not None and int(env) in wanted)
         return ids
 
+    def client_attempts(self, timeout: float = 0.5) -> int | None:
+        """Connect attempts the clients made so far, summed over the hosts; None when a host did not answer in
+        time (it is stopped, or busy)."""
+        total = 0
+        for host in self.hosts:
+            try:
+                total += int(host.request({"op": "attempts"}, timeout=timeout)["n"])
+            except (TimeoutError, HostError, OSError, KeyError, ValueError):  # noqa: PERF203 - a few hosts
+                return None
+        return total
+
     def close(self) -> None:
         for host in self.hosts:
             host.close()
