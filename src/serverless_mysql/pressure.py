@@ -10,22 +10,23 @@ what it sees itself, at once.
   seconds of coming back, and a server that is down only costs the client (refused TCP connects never reach it);
 - *server full*: a slot frees only when another client gives one back, so retrying faster than that only adds
   refused connects the server must handle. Each retry waits ``uniform(0.5, 1.5) * m`` with a mean ``m`` of
-  ``0.75 * cap`` that *shrinks* as this invocation keeps waiting (to ``0.35 * cap`` after :data:`AGING` seconds):
+  ``0.75 * cap`` that *shrinks* as this invocation keeps waiting (to ``0.2 * cap`` after :data:`AGING` seconds):
   the earliest waiters try most often, so newcomers cannot starve them (plain exponential backoff does the
   opposite: its per-waiter rate keeps falling, so the longest waiters try least). Every waiter's rate is bounded
-  (on average at most ``1 / (0.35 * cap)``, about 3 attempts per second with the default ``cap``), whatever it
-  has seen.
+  (on average at most ``1 / (0.2 * cap)``, five attempts per second with the default ``cap``), whatever it has
+  seen.
 
 A wait ends at the deadline (the Lambda's remaining time minus ``deadline_margin``), or ``max_connect_wait``
 seconds after it began, whichever comes first, with a final attempt just before; ``max_retries`` is only a
-safety bound. ``"full"``,
-``"decorrelated"`` or a callable keep the serverless-mysql behaviour: the same delays for both kinds.
+safety bound. ``"full"``, ``"decorrelated"`` or a callable keep the serverless-mysql behaviour: the same delays
+for both kinds.
 
 **Giving the slot back.** The environment is *under pressure* for :data:`WINDOW` seconds after either of:
 
 - two of its own readings of the server's failed-connect counters, at most :data:`FRESH` seconds apart, show a
-  refusal in between (:meth:`Pressure.counters`; read after connecting, and at ``end()`` while the server is at
-  ``conn_utilization`` or above);
+  refusal in between (:meth:`Pressure.counters`; read right after connecting, and at ``end()`` while the server
+  is at ``conn_utilization`` or above: at the first such ``end()`` of a connection and after a wait for a slot,
+  otherwise at most once a second, :meth:`Pressure.counters_due`);
 - the account is at its own ``max_user_connections`` limit (1203 refusals are not counted by the server).
 
 Its own refusals are not a sign by themselves: by the time it gets a slot the burst that refused it may be over.
