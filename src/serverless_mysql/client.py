@@ -37,7 +37,7 @@ from .backoff import RetryBudget, make_backoff
 from .config import Config
 from .credentials import time_budget
 from .housekeeping import HEADROOM, REFUSALS_SQL, Housekeeper, Usage, parse_zombies, plan, usage_sql
-from .pressure import Pressure
+from .pressure import WINDOW, Pressure
 from .transactions import Transaction
 
 if TYPE_CHECKING:
@@ -142,6 +142,7 @@ class ServerlessMySQL:
         self._polled_sock: object = None
         self._short_idle = False  # the session's wait_timeout is pressure_idle_timeout
         self._waited = False  # the current connection was refused a slot before it got one
+        self._gave_back_at = -math.inf  # when end() last gave the connection back because others were refused
 
     # ------------------------------------------------------------------------------------------ public API
     def connect(self) -> None:
@@ -228,6 +229,7 @@ class ServerlessMySQL:
             if conn is self._conn and not freed and self._pressure.under_pressure(self._clock()):
                 logger.debug("giving the connection back under pressure", extra={"event": "pressure_quit"})
                 self._bump(pressure_quits=1)
+                self._gave_back_at = self._clock()
                 self._close(conn)
 
     def quit(self) -> None:
@@ -429,6 +431,15 @@ class ServerlessMySQL:
         full_refusals = 0
         refresh = refreshed = False
         last_exc: BaseException | None = None  # named by a deadline error, whichever check runs out of time
+        if started - self._gave_back_at < WINDOW:
+            # It gave its slot back a moment ago because others were refused one: it queues behind them (one paced
+            # wait before its first attempt) instead of taking the slot straight back, which would keep the waiters
+            # waiting and fatten the tail.
+            first = pressure.next_wait(
+                attempt=0, max_retries=1, now=started, delay=pressure.delay("full", 0, 0.0, 0.0), wait_end=wait_end
+            )
+            if first is not None:
+                self._sleep(first)
         while True:
             kwargs = self._connect_kwargs(refresh)
             refresh = False

@@ -10,11 +10,15 @@ what it sees itself, at once.
   seconds of coming back, and a server that is down only costs the client (refused TCP connects never reach it);
 - *server full*: a slot frees only when another client gives one back, so retrying faster than that only adds
   refused connects the server must handle. Each retry waits ``uniform(0.5, 1.5) * m`` with a mean ``m`` of
-  ``0.75 * cap`` that *shrinks* as this invocation keeps waiting (to ``0.2 * cap`` after :data:`AGING` seconds):
+  ``0.75 * cap`` that *shrinks* as this invocation keeps waiting (to ``0.4 * cap`` after :data:`AGING` seconds):
   the earliest waiters try most often, so newcomers cannot starve them (plain exponential backoff does the
   opposite: its per-waiter rate keeps falling, so the longest waiters try least). Every waiter's rate is bounded
-  (on average at most ``1 / (0.2 * cap)``, five attempts per second with the default ``cap``), whatever it has
-  seen.
+  (on average at most ``1 / (0.4 * cap)``, 2.5 attempts per second with the default ``cap``), whatever it has
+  seen: with 0.2 the aged waiters of a 1,000-environment spike retried so often that the benchmark's host
+  processes, starved of CPU, left half-open handshakes holding the server's slots, and the fleet never recovered.
+  An environment that has just given its slot back because others are refused waits once before its first
+  attempt (it queues behind them instead of taking the slot straight back); that halved the connect attempts
+  and the p99 latency of the benchmark's 10x oversubscription.
 
 A wait ends at the deadline (the Lambda's remaining time minus ``deadline_margin``), or ``max_connect_wait``
 seconds after it began, whichever comes first, with a final attempt just before; ``max_retries`` is only a
@@ -79,7 +83,7 @@ FRESH = 5.0
 FINAL_RESERVE = 0.05
 """Seconds before the end of a wait at which its final attempt is made."""
 FULL_MEAN = 0.75
-AGED_MEAN = 0.2
+AGED_MEAN = 0.4
 AGING = 3.0
 """A waiter for a full server waits ``FULL_MEAN * cap`` on average between attempts at first, shrinking to
 ``AGED_MEAN * cap`` once it has waited ``AGING`` seconds."""

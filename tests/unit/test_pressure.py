@@ -33,7 +33,7 @@ def test_server_full_waits_are_long_at_first_and_shrink_with_the_wait() -> None:
     fresh = [p.delay(FULL, 1, 0.0, waited=0.0) for _ in range(4000)]
     aged = [p.delay(FULL, 9, 0.2, waited=AGING + 10) for _ in range(4000)]
     assert 0.7 < statistics.mean(fresh) < 0.8  # 0.75 * cap
-    assert 0.18 < statistics.mean(aged) < 0.22  # 0.2 * cap: the earliest waiters try most often
+    assert 0.38 < statistics.mean(aged) < 0.42  # 0.4 * cap: the earliest waiters try most often
     assert min(fresh) >= 0.375 and max(fresh) <= 1.125 and min(aged) >= 0.05
     # Not a falling rate: the delay never grows with the attempt number or the previous delay.
     assert p.delay(FULL, 50, 5.0, waited=1.0) <= 1.5 * p.cap
@@ -46,7 +46,7 @@ def test_a_waiters_attempt_rate_is_bounded_however_long_it_waits() -> None:
         previous = p.delay(FULL, attempts + 1, previous, waited=t)
         t += previous
         attempts += 1
-    assert attempts / 60.0 < 6.0  # at most about 1 / (0.2 * cap) per second, never faster
+    assert attempts / 60.0 < 2.7  # at most about 1 / (0.4 * cap) per second, never faster
 
 
 def test_the_floor_is_base() -> None:
