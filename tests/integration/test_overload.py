@@ -227,3 +227,25 @@ def test_failed_logins_on_a_quiet_server_do_not_read_as_someone_waiting(
             pymysql.connect(host=other.host, port=other.port, user=other.name, password="wrong", connect_timeout=2)
     db.end()
     assert db.get_client() is not None and db.get_stats().pressure_quits == 0
+
+
+def test_after_giving_its_slot_back_it_queues_behind_the_waiters(
+    server_factory: Factory, make_user: Factory, client_factory: ClientFactory
+) -> None:
+    server = server_factory(max_connections=10)
+    hog, app = make_user(server), make_user(server, process=True)
+    slept: list[float] = []
+    db = client_factory(app, conn_utilization=0.5, sleep=slept.append)
+    db.query("SELECT 1")
+    held = fill(server, hog, 10 - server.connection_count())
+    with pytest.raises(pymysql.err.OperationalError, match="Too many connections"):
+        hog.connect()  # someone is refused a slot
+    db.end()
+    assert db.get_client() is None and db.get_stats().pressure_quits == 1
+    held.pop().close()  # the slot it gave back (and one more) is free for the waiters
+    db.query("SELECT 1")
+    # It did not take the slot straight back: one paced wait first, then a single attempt that went through.
+    assert len(slept) == 1 and 0.75 * 0.5 <= slept[0] <= 0.75 * 1.5
+    assert db.get_stats().connect_attempts == 2 and db.get_stats().refused_full == 0
+    for conn in held:
+        conn.close()
