@@ -249,6 +249,15 @@ def series_for_json(r: RunResult) -> dict[str, Any]:
     return {"connections": _downsample(r.series, 1500), "latency_cdf": cdf, "events": r.events}
 
 
+STRATEGY_COLORS = {
+    "naive-per-invocation": "tab:gray",
+    "naive-global": "tab:red",
+    "npm-serverless-mysql": "tab:orange",
+    "with_mysql": "tab:blue",
+}
+"""One color per strategy, the same in every chart."""
+
+
 def write_charts(out_dir: Path, results: Sequence[RunResult], scenarios: Sequence[Scenario]) -> dict[str, str]:
     """One PNG per scenario: connections over time against the limit, and the latency CDF per strategy."""
     import matplotlib
@@ -256,12 +265,7 @@ def write_charts(out_dir: Path, results: Sequence[RunResult], scenarios: Sequenc
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {
-        "naive-per-invocation": "tab:gray",
-        "naive-global": "tab:red",
-        "npm-serverless-mysql": "tab:orange",
-        "with_mysql": "tab:blue",
-    }
+    colors = STRATEGY_COLORS
     paths: dict[str, str] = {}
     for sc in scenarios:
         runs = [r for r in results if r.scenario == sc.key]
@@ -519,12 +523,7 @@ def write_overload_charts(out_dir: Path, results: Sequence[RunResult], scenarios
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {
-        "naive-per-invocation": "tab:gray",
-        "naive-global": "tab:red",
-        "npm-serverless-mysql": "tab:orange",
-        "with_mysql": "tab:blue",
-    }
+    colors = STRATEGY_COLORS
     paths: dict[str, str] = {}
     for sc in scenarios:
         if not sc.overload:
