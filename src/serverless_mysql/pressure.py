@@ -54,7 +54,7 @@ import math
 import random
 from typing import Literal
 
-from .backoff import Backoff
+from .backoff import Backoff, DecorrelatedJitter
 
 __all__ = [
     "AGED_MEAN",
@@ -103,13 +103,14 @@ class Pressure:
         The jitter source (one per client: environments must not draw the same delays).
     """
 
-    __slots__ = ("_after_connect", "_counters", "backoff", "base", "cap", "pressure_until", "rng")
+    __slots__ = ("_after_connect", "_counters", "_down", "backoff", "base", "cap", "pressure_until", "rng")
 
     def __init__(self, *, backoff: Backoff | None, base: float, cap: float, rng: random.Random) -> None:
         self.backoff = backoff
         self.base = base
         self.cap = cap
         self.rng = rng
+        self._down = DecorrelatedJitter(base, cap, rng)  # a down server: serverless-mysql's decorrelated jitter
         self.pressure_until = -math.inf
         self._counters: tuple[float, int, int] | None = None  # (time, refused, aborted) at the last reading
         self._after_connect = False  # the last reading was the one taken right after connecting
@@ -124,8 +125,7 @@ class Pressure:
         if self.backoff is not None:
             return self.backoff(attempt, previous)
         if kind == DOWN:
-            prev = previous if previous >= self.base else self.base
-            return min(self.cap, self.rng.uniform(self.base, 3.0 * prev))
+            return self._down(attempt, previous)
         mean = self.cap * (FULL_MEAN - (FULL_MEAN - AGED_MEAN) * min(waited, AGING) / AGING)
         return max(self.base, self.rng.uniform(0.5, 1.5) * mean)
 
