@@ -818,13 +818,10 @@ class ServerlessMySQL:
         )
         hk.record(now, usage)
         pressure = self._pressure
+        busy = usage.utilization >= cfg.conn_utilization
         if usage.max_user_connections > 0 and usage.used >= usage.limit:
             pressure.account_full(now)  # its refusals (1203) are not counted by the server
-        elif (
-            usage.utilization >= cfg.conn_utilization
-            and not pressure.under_pressure(now)
-            and pressure.counters_due(now, waited=waited)
-        ):
+        elif busy and not pressure.under_pressure(now) and pressure.counters_due(now, waited=waited):
             self._read_refusals(conn, busy=True)
         pressed = pressure.under_pressure(now)
         decision = plan(
@@ -851,7 +848,7 @@ class ServerlessMySQL:
             return freed  # lost during a KILL, or about to be given back: its idle timeout does not matter
         idle = cfg.pressure_idle_timeout
         if idle is not None:
-            if usage.utilization >= cfg.conn_utilization and not self._short_idle:
+            if busy and not self._short_idle:
                 self._set_idle_timeout(conn, f"{math.ceil(idle)}")
             elif usage.utilization < HEADROOM * cfg.conn_utilization and self._short_idle:
                 self._set_idle_timeout(conn, "@@GLOBAL.wait_timeout")
