@@ -279,7 +279,7 @@ class _Setup:
         self.sigterm: bool = own["sigterm"]
         self.connect_on_init: bool = own["connect_on_init"]
         self.secret_id: str | None = own["secret_id"]
-        self.secret_max_age: float = own["secret_max_age"]
+        self.secret_max_age: float | None = own["secret_max_age"]
         self.iam_auth: bool = own["iam_auth"]
         self.region: str | None = own["region"]
 
@@ -330,6 +330,8 @@ class _Setup:
                 raise self._error(ConfigTypeError(f"option {name!r} must be True or False, not {value!r}"))
         for name in ("deadline_margin", "secret_max_age"):
             value = getattr(self, name)
+            if value is None and name == "secret_max_age":  # not given: the provider's default
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise self._error(ConfigTypeError(f"option {name!r} must be a number of seconds, not {value!r}"))
             if not math.isfinite(value) or value < 0:
@@ -374,9 +376,12 @@ class _Setup:
             if self.secret_id is not None:
                 from .secrets import SecretsManagerCredentials  # noqa: PLC0415
 
-                options["credentials"] = SecretsManagerCredentials(
-                    self.secret_id, max_age=self.secret_max_age, region=self.region
-                )
+                if self.secret_max_age is None:  # the provider's default
+                    options["credentials"] = SecretsManagerCredentials(self.secret_id, region=self.region)
+                else:
+                    options["credentials"] = SecretsManagerCredentials(
+                        self.secret_id, max_age=self.secret_max_age, region=self.region
+                    )
             elif self.iam_auth:
                 options["credentials"] = self._iam_credentials(options)
             return ServerlessMySQL(**options)

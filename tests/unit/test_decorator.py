@@ -474,7 +474,7 @@ def test_secret_id_from_the_environment_builds_a_provider_without_importing_aws(
     [
         ("SERVERLESS_MYSQL_PORT", "33o6", "SERVERLESS_MYSQL_PORT must be an integer, not '33o6'"),
         ("SERVERLESS_MYSQL_CONN_UTILIZATION", "high", "SERVERLESS_MYSQL_CONN_UTILIZATION must be a number"),
-        ("SERVERLESS_MYSQL_MANAGE_CONNS", "maybe", "SERVERLESS_MYSQL_MANAGE_CONNS must be true/false"),
+        ("SERVERLESS_MYSQL_MANAGE_CONNS", "maybe", "SERVERLESS_MYSQL_MANAGE_CONNS must be a boolean"),
         ("SERVERLESS_MYSQL_AFTER", "close", "SERVERLESS_MYSQL_AFTER must be one of end, quit"),
         # range checks happen in the client's validation; the message still names the variable
         ("SERVERLESS_MYSQL_CONN_UTILIZATION", "1.5", r"'conn_utilization'.*SERVERLESS_MYSQL_CONN_UTILIZATION"),
