@@ -34,8 +34,14 @@ class Check:
     """Validates one option's value: returns it (normalized) or raises an error naming the option."""
 
     __slots__ = ()
-    kind: str | None = None
-    """How the value reads from text: ``str``, ``int``, ``float``, ``bool`` (``?``: or none), ``json``, ``choice:``."""
+
+    @property
+    def kind(self) -> str | None:
+        """How the value reads from text; ``None``: an object, never from text.
+
+        ``str``, ``int``, ``float``, ``bool`` (with ``?``: or a none-word), ``json`` or ``choice:a,b``.
+        """
+        return None
 
     def __call__(self, name: str, value: Any) -> Any:
         """``value`` checked (and normalized, e.g. an int duration to float) for option ``name``."""
@@ -66,7 +72,7 @@ class Number(Check):
         self.optional, self.unit, self.at_most = optional, unit, at_most
 
     @property
-    def kind(self) -> str:  # type: ignore[override]
+    def kind(self) -> str:
         """``int`` or ``float``, with ``?`` when ``None`` is allowed."""
         return ("int" if self.integer else "float") + ("?" if self.optional else "")
 
@@ -107,7 +113,11 @@ class Text(Check):
     """A str without NUL; ``nonempty`` (what it must be, for the message) refuses a blank one."""
 
     __slots__ = ("blank_error", "nonempty", "optional", "secret", "strip")
-    kind = "str"
+
+    @property
+    def kind(self) -> str:
+        """``str``."""
+        return "str"
 
     def __init__(
         self,
@@ -150,7 +160,7 @@ class Flag(Check):
         self.optional = optional
 
     @property
-    def kind(self) -> str:  # type: ignore[override]
+    def kind(self) -> str:
         """``bool``, or ``bool?``."""
         return "bool?" if self.optional else "bool"
 
@@ -172,7 +182,7 @@ class Choice(Check):
         self.choices = choices
 
     @property
-    def kind(self) -> str:  # type: ignore[override]
+    def kind(self) -> str:
         """``choice:`` + the choices."""
         return "choice:" + ",".join(self.choices)
 
@@ -190,7 +200,11 @@ class Backoff(Check):
     """A backoff strategy by name (any case) or a callable ``(attempt, previous_delay) -> delay``."""
 
     __slots__ = ("names",)
-    kind = "str"  # only the names come from text
+
+    @property
+    def kind(self) -> str:
+        """``str``: only the names come from text."""
+        return "str"
 
     def __init__(self, *names: str) -> None:
         self.names = names
@@ -266,7 +280,11 @@ class ConnectArgs(Check):
     """A dict of ``pymysql.connect`` arguments the library does not manage itself."""
 
     __slots__ = ()
-    kind = "json"
+
+    @property
+    def kind(self) -> str:
+        """``json``: an object."""
+        return "json"
 
     def __call__(self, name: str, value: Any) -> Any:
         if value is None:

@@ -2,7 +2,7 @@
 
 The page's prose is written by hand; the tables between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` are
 generated here from :data:`serverless_mysql.config.CLIENT_OPTIONS`, :data:`serverless_mysql._spec.DECORATOR_OPTIONS`
-and the variables of :mod:`serverless_mysql.env`. ``tests/unit/test_options_doc.py`` fails when the page is stale.
+and the variables of :mod:`serverless_mysql.env`. ``tests/unit/test_options.py`` fails when the page is stale.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ def test_every_scalar_option_has_a_variable() -> None:
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
-def test_readme_table_is_the_generated_one(doc: Path) -> None:
+def test_the_variables_table_is_the_generated_one(doc: Path) -> None:
     text = doc.read_text(encoding="utf-8")
     match = re.search(r"<!-- env-table:start -->\n(.*?)\n<!-- env-table:end -->", text, re.DOTALL)
     assert match, f"{doc} lacks the env-table markers"

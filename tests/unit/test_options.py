@@ -14,6 +14,7 @@ from serverless_mysql._spec import DECORATOR_OPTIONS
 from serverless_mysql._text import from_text, parse_bool
 from serverless_mysql.config import CLIENT_OPTIONS, OPTION_NAMES, URL_OPTION_KINDS, Config
 from serverless_mysql.decorator import WithMySQLOptions
+from serverless_mysql.decorator.options import Setup
 from serverless_mysql.env import env_vars
 from serverless_mysql.errors import ConfigError
 
@@ -63,6 +64,10 @@ def test_with_mysql_options_matches_the_specs() -> None:
     assert set(annotations) == set(expected)
     mismatched = {name: (annotations[name], expected[name]) for name in expected if annotations[name] != expected[name]}
     assert not mismatched, mismatched
+
+
+def test_the_decorators_setup_holds_every_own_option() -> None:
+    assert {o.name for o in DECORATOR_OPTIONS} <= set(Setup.__slots__)
 
 
 def test_url_parameters_are_the_text_options_but_the_urls_own_parts() -> None:
