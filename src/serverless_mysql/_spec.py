@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from ._checks import Check, Choice, Duck, Flag, Number, Text
 from .errors import ConfigTypeError
 
-__all__ = ["DECORATOR_OPTIONS", "OptionSpec", "option", "spec"]
+__all__ = ["DECORATOR_OPTIONS", "INIT_CONNECT_BUDGET", "OptionSpec", "option", "spec"]
 
 T = TypeVar("T")
 
@@ -69,6 +69,9 @@ def spec(doc: str, check: Check, *, env: str = "", secret: bool = False) -> Mapp
 
 
 _SECONDS = Number(low=0, unit="s")
+
+INIT_CONNECT_BUDGET = 5.0
+"""Seconds ``connect_on_init`` may spend (Lambda's init phase has 10 s, and a failure only delays the connect)."""
 
 DECORATOR_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
@@ -149,8 +152,8 @@ DECORATOR_OPTIONS: tuple[OptionSpec, ...] = (
         type="bool",
     ),
     OptionSpec(
-        "Connect during the init phase (5 s budget; a failure is logged and the connect retried lazily). Not with "
-        "SnapStart (the connection is closed before the snapshot: wasted).",
+        f"Connect during the init phase ({INIT_CONNECT_BUDGET:g} s budget; a failure is logged and the connect "
+        "retried lazily). Not with SnapStart (the connection is closed before the snapshot: wasted).",
         Flag(),
         env_doc="Connect during the init phase (not with SnapStart); failures are logged and retried lazily",
         name="connect_on_init",

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._spec import INIT_CONNECT_BUDGET
+
 if TYPE_CHECKING:
     from ..client import ServerlessMySQL, Stats
     from .options import MetricsSink
@@ -22,9 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["INIT_CONNECT_BUDGET", "Lifecycle", "connect_on_init", "terminate_quietly"]
 
 logger = logging.getLogger(__name__)
-
-INIT_CONNECT_BUDGET = 5.0
-"""Seconds ``connect_on_init`` may spend (Lambda's init phase has 10 s, and a failure only delays the connect)."""
 
 _DEBUG = logging.DEBUG
 _nesting = threading.local()
