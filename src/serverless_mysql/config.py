@@ -1,22 +1,41 @@
-"""Options of :class:`~serverless_mysql.ServerlessMySQL`: defaults, validation and ``mysql://`` URLs.
+"""Options of :class:`~serverless_mysql.ServerlessMySQL`: defaults, documentation, validation and ``mysql://`` URLs.
+
+Each option is described once, in its field's metadata (an :class:`~serverless_mysql._spec.OptionSpec`): its
+doc text, its check (which also says how it reads from text and its range for the docs) and, for options a
+``SERVERLESS_MYSQL_*`` variable may set, the variable's summary. ``docs/options.md`` is generated from it
+(``python -m serverless_mysql.options``).
 
 Every duration is in seconds (floats allowed). A wrong option name or type raises :class:`ConfigTypeError`
 (a ``TypeError``), a wrong value :class:`ConfigError` (a ``ValueError``); both name the option and never echo a
 password. Nothing falls back silently to a default.
 """
 
+# ruff: noqa: RUF009 - option() is dataclasses.field(default=..., metadata=...): no call result is shared
 from __future__ import annotations
 
-import math
 import random
-import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import MISSING, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Protocol
 
+from ._checks import Backoff, Callback, Check, ConnectArgs, Duck, Flag, Number, RandomGenerator, Text, check_tls_kept
+from ._spec import OptionSpec, option, spec
 from .errors import ConfigError, ConfigTypeError
 
-__all__ = ["CONNECTION_OPTIONS", "EVENT_NAMES", "Config", "detect_rds_proxy", "parse_url"]
+if TYPE_CHECKING:
+    from .credentials import Credentials
+
+__all__ = [
+    "CLIENT_OPTIONS",
+    "CONNECTION_OPTIONS",
+    "EVENT_NAMES",
+    "OPTION_NAMES",
+    "URL_OPTION_KINDS",
+    "Config",
+    "CredentialsSource",
+    "detect_rds_proxy",
+    "parse_url",
+]
 
 EVENT_NAMES = (
     "on_connect",
@@ -30,99 +49,255 @@ EVENT_NAMES = (
 )
 CONNECTION_OPTIONS = ("host", "port", "user", "password", "database")
 
-# pymysql.connect arguments the library sets itself; each maps to the option to use instead.
-_RESERVED_CONNECT_ARGS = {
-    "host": "host",
-    "port": "port",
-    "user": "user",
-    "password": "password",
-    "passwd": "password",
-    "database": "database",
-    "db": "database",
-    "connect_timeout": "connect_timeout",
-    "read_timeout": "read_timeout",
-    "write_timeout": "write_timeout",
-    "cursorclass": "(rows are always dicts)",
-    "defer_connect": "(connecting is always lazy)",
-}
-# Types of the pymysql.connect arguments a URL query string may carry.
-_URL_CONNECT_ARGS: dict[str, type] = {
-    "charset": str,
-    "collation": str,
-    "sql_mode": str,
-    "init_command": str,
-    "autocommit": bool,
-    "local_infile": bool,
-    "max_allowed_packet": int,
-    "program_name": str,
-    "unix_socket": str,
-    "bind_address": str,
-    "ssl_ca": str,
-    "ssl_cert": str,
-    "ssl_key": str,
-    "ssl_disabled": bool,
-    "ssl_verify_cert": bool,
-    "ssl_verify_identity": bool,
-}
-_OFF: tuple[object, ...] = (None, False, "", {})  # values that leave a pymysql.connect TLS argument unset
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+
+class CredentialsSource(Protocol):
+    """What the client calls on option ``credentials``.
+
+    A provider may also have ``refreshable`` (``True`` if asking again with ``refresh=True`` can fix an
+    access-denied error; read with a default of ``False``) and ``tls`` (TLS arguments ``connect_args`` may not
+    weaken); :class:`~serverless_mysql.CredentialsProvider` is the full protocol.
+    """
+
+    def get_credentials(self, *, refresh: bool = False) -> Credentials:
+        """The credentials for the next connection; ``refresh`` bypasses any cache."""
+        ...
 
 
 def _mask(value: object) -> str:
     return "****" if value else repr(value)
 
 
+_S_POSITIVE = Number(low=0, low_open=True, unit="s")
+_S = Number(low=0, unit="s")
+_S_OPTIONAL = Number(low=0, unit="s", optional=True)
+_S_POSITIVE_OPTIONAL = Number(low=0, low_open=True, unit="s", optional=True)
+_COUNT = Number(low=0, high=100_000, integer=True, unit="count")
+_CALLBACK = Callback()
+_BACKOFF_FORMS = "same forms as `backoff`"
+
+
 @dataclass(frozen=True)
 class Config:
     """Validated, immutable options. Build it with :meth:`Config.from_options`."""
 
-    host: str = "localhost"
-    port: int = 3306
-    user: str | None = None
-    password: str | None = field(default=None, repr=False)
-    database: str | None = None
-    url: str | None = field(default=None, repr=False)
-    connect_args: Mapping[str, Any] = field(default_factory=dict, repr=False)
-    connect_timeout: float = 5.0
-    read_timeout: float | None = None
-    write_timeout: float | None = None
-    ping_after_idle: float | None = None
-    manage_conns: bool = True
-    conn_utilization: float = 0.8
-    max_conns_freq: float = 15.0
-    used_conns_freq: float | None = None
-    zombie_min_timeout: float = 3.0
-    zombie_max_timeout: float = 900.0
-    max_kills: int = 10
-    rds_proxy: bool | None = None
-    backoff: str | Callable[[int, float], float] = "paced"
-    base: float = 0.05
-    cap: float = 1.0
-    max_retries: int = 10_000
-    max_connect_wait: float | None = None
-    pressure_idle_timeout: float | None = 3.0
-    max_query_retries: int = 0
-    query_retry_backoff: str | Callable[[int, float], float] = "full"
-    credentials: Any = None
-    on_connect: Callable[..., Any] | None = None
-    on_connect_error: Callable[..., Any] | None = None
-    on_retry: Callable[..., Any] | None = None
-    on_close: Callable[..., Any] | None = None
-    on_error: Callable[..., Any] | None = None
-    on_kill: Callable[..., Any] | None = None
-    on_kill_error: Callable[..., Any] | None = None
-    on_query_retry: Callable[..., Any] | None = None
-    clock: Callable[[], float] | None = None
-    sleep: Callable[[float], None] | None = None
-    random: random.Random | None = None
+    host: str = option(
+        "localhost",
+        "Server host name or address.",
+        Text(optional=False, nonempty="a non-empty host name or address"),
+        env="Server host name or address",
+    )
+    port: int = option(3306, "Server port.", Number(low=1, high=65535, integer=True), env="Server port")
+    user: str | None = option(None, "User name.", Text(), env="Database user")
+    password: str | None = option(
+        None,
+        "Password; never shown in `repr`, `get_config()`, logs or error messages.",
+        Text(secret=True),
+        env="Database password (prefer `SECRET_ID` or `IAM_AUTH`)",
+        secret=True,
+    )
+    database: str | None = option(None, "Default database.", Text(), env="Default database")
+    url: str | None = option(
+        None,
+        "`mysql://user:pass@host:port/db?name=value` (or `mariadb://`): credentials and database are "
+        "percent-decoded; a query parameter is one of the [URL parameters](#url-parameters), converted to its "
+        "type; anything else, other schemes and a `#` fragment are rejected. Percent-encode `/`, `?`, `#` and "
+        "`@` in the user name and password (`%2F`, `%3F`, `%23`, `%40`); error messages never quote the user "
+        "info. Keyword options beat the URL's; `connect_args` keys are merged, the keyword's winning.",
+        Text(),
+        env="`mysql://user:pass@host:port/db?option=value`; other variables beat its parts",
+        secret=True,
+    )
+    connect_args: Mapping[str, Any] = field(
+        default_factory=dict,
+        repr=False,
+        metadata=spec(
+            "Extra `pymysql.connect` arguments (`ssl_ca`, `ssl_verify_identity`, `ssl`, `charset`, `init_command`, "
+            "...). Arguments the library manages (`host`, `port`, `user`, `password`, `database`, the timeouts, "
+            "`cursorclass`, `defer_connect`) are rejected naming the option to use, and so are names "
+            "`pymysql.connect` does not know.",
+            ConnectArgs(),
+            env='JSON object of extra `pymysql.connect` arguments, e.g. `{"ssl_ca": "/opt/ca.pem"}`',
+            secret=True,
+        ),
+    )
+    connect_timeout: float = option(
+        5.0,
+        "Limit of one connect attempt (TCP connect and handshake), cut to the deadline.",
+        _S_POSITIVE,
+        env="Seconds per connect attempt (also bounded by the deadline)",
+    )
+    read_timeout: float | None = option(
+        None,
+        "Socket read limit while waiting for a statement's answer, cut to the deadline. `None` = no limit but "
+        "the deadline, and **none at all without one**. A statement that times out is not re-run.",
+        _S_POSITIVE_OPTIONAL,
+        env="Seconds a statement may wait for the server (`none` = no limit but the deadline)",
+    )
+    write_timeout: float | None = option(
+        None,
+        "Socket write limit of a statement, likewise.",
+        _S_POSITIVE_OPTIONAL,
+        env="Seconds a write to the server may block (`none` = no limit but the deadline)",
+    )
+    ping_after_idle: float | None = option(
+        None,
+        "Also `COM_PING` a connection idle this long before reusing it (`None` = socket check only); the ping "
+        "waits at most `min(connect_timeout, 1 s, half the time left)`.",
+        _S_OPTIONAL,
+        env="Ping a reused connection idle at least this many seconds (`none` = never)",
+    )
+    manage_conns: bool = option(
+        True, "Run `end()` housekeeping at all.", Flag(), env="Run housekeeping (utilization, zombie kills) in `end()`"
+    )
+    conn_utilization: float = option(
+        0.8,
+        "The threshold: from 75% of it `end()` kills zombies; at it, it lowers the session's idle timeout and "
+        "checks whether anyone is refused a slot.",
+        Number(low=0, high=1, low_open=True, unit="ratio"),
+        env="Utilization (0-1] above which `end()` frees connections",
+    )
+    max_conns_freq: float = option(
+        15.0,
+        "How long the server's limits (`max_connections`, `max_user_connections`) are cached.",
+        _S,
+        env="Seconds the server's connection limit is cached",
+    )
+    used_conns_freq: float | None = option(
+        None,
+        "How often `end()` measures utilization: `None` = adaptive, a number = at most every N s (`0` = always).",
+        _S_OPTIONAL,
+        env="Seconds between utilization measurements (`none` = adaptive)",
+    )
+    zombie_min_timeout: float = option(
+        3.0,
+        "Under pressure, a sleeping connection of the same user idle this long may be killed (compared in "
+        "whole seconds).",
+        Number(low=0, unit="s", at_most="zombie_max_timeout"),
+        env="Under pressure, idle seconds before a sleeping connection of the user may be killed",
+    )
+    zombie_max_timeout: float = option(
+        900.0,
+        "Sleeping connections of the same user idle this long are killed even without pressure.",
+        _S,
+        env="Idle seconds after which the user's sleeping connections are killed anyway",
+    )
+    max_kills: int = option(
+        10,
+        "At most this many KILLs per `end()`.",
+        Number(low=0, high=10_000, integer=True, unit="count"),
+        env="Most zombie connections killed per `end()`",
+    )
+    rds_proxy: bool | None = option(
+        None,
+        "`True`/`False` = behind RDS Proxy or not; `None` = detect from the host actually connected to (a "
+        "secret's or provider's `host` counts), for each connection.",
+        Flag(optional=True),
+        env="RDS Proxy mode, no processlist/KILL (`auto` = detect from the host name)",
+    )
+    backoff: str | Callable[[int, float], float] = option(
+        "paced",
+        'Waits between connect attempts: `"paced"` (tells a full server from a down one), or serverless-mysql\'s '
+        '`"full"`, `"decorrelated"` or a callable `(attempt, previous_delay) -> delay` returning seconds ≥ 0.',
+        Backoff("paced", "full", "decorrelated"),
+        env="Waits between connect attempts: `paced` (server-aware), or `full` / `decorrelated` jitter",
+    )
+    base: float = option(
+        0.05,
+        "Shortest wait (connect and query retries).",
+        Number(low=0, unit="s", at_most="cap"),
+        env="Shortest wait between connect attempts, in seconds",
+    )
+    cap: float = option(
+        1.0,
+        "Longest wait of a down-server retry; a full server is retried every `0.75 * cap` on average at first, "
+        "`0.4 * cap` after 3 s of waiting (also the query-retry ceiling).",
+        _S,
+        env="Longest wait between connect attempts (`paced`: full server waits average `cap`/2 to `cap`/4)",
+    )
+    max_retries: int = option(
+        10_000,
+        "Safety bound on connect retries per `connect()`; time ends waits (the deadline, `max_connect_wait`).",
+        _COUNT,
+        env="Safety bound on connect retries; with `paced`, time (deadline, `MAX_CONNECT_WAIT`) ends waits",
+    )
+    max_connect_wait: float | None = option(
+        None,
+        "How long one connect may wait for a slot: `None` = until the deadline, or 30 s without one.",
+        _S_POSITIVE_OPTIONAL,
+        env="Seconds one connect may wait for a slot (`none` = until the deadline, or 30 s without one)",
+    )
+    pressure_idle_timeout: float | None = option(
+        3.0,
+        "Session `wait_timeout` while the server is at `conn_utilization` or above (restored below 75% of "
+        "it); `None` = never set.",
+        # the server's wait_timeout is whole seconds, at least 1
+        Number(low=1, high=31_536_000, unit="s", optional=True),
+        env="Session `wait_timeout` while the server is at `CONN_UTILIZATION` (`none` = never set)",
+    )
+    max_query_retries: int = option(
+        0,
+        "Retries of a statement that failed with 1213, 1205, 1317, 3132 or 3133, outside transactions only.",
+        _COUNT,
+        env="Retries of transient query errors (deadlock, lock wait timeout, ...)",
+    )
+    query_retry_backoff: str | Callable[[int, float], float] = option(
+        "full",
+        f"Backoff of those retries: {_BACKOFF_FORMS} but `paced`, with its own attempt count per statement.",
+        Backoff("full", "decorrelated"),
+        env="Query retry backoff: `full` or `decorrelated`",
+    )
+    credentials: CredentialsSource | None = option(
+        None,
+        "A credentials provider (an object with `get_credentials(refresh=False) -> Credentials`, `refreshable "
+        "= True` if a refetch can fix a 1045, and optionally a `tls` mapping of TLS arguments that "
+        "`connect_args` may not weaken), asked before every new connection; explicit options beat its fields. "
+        "`SecretsManagerCredentials` and `IamAuthCredentials` are provided; `@with_mysql(secret_id=...)` / "
+        "`iam_auth=True` set them up.",
+        Duck("get_credentials", "a credentials provider with a get_credentials(refresh: bool) method"),
+    )
+    on_connect: Callable[..., Any] | None = option(None, "`fn(connection)` after each successful connect.", _CALLBACK)
+    on_connect_error: Callable[..., Any] | None = option(
+        None, "`fn(error)` when connecting finally fails (not retryable, or retries exhausted).", _CALLBACK
+    )
+    on_retry: Callable[..., Any] | None = option(
+        None,
+        '`fn(error, attempt, delay, strategy)` before each connect retry; `delay` in s; `strategy` is `"paced"`, '
+        '`"full"`, `"decorrelated"` or `"custom"`.',
+        _CALLBACK,
+    )
+    on_close: Callable[..., Any] | None = option(
+        None, "`fn()` when the connection is closed by `quit()` or given up by housekeeping.", _CALLBACK
+    )
+    on_error: Callable[..., Any] | None = option(
+        None, "`fn(error)` for housekeeping failures and failed rollbacks (errors the caller does not see).", _CALLBACK
+    )
+    on_kill: Callable[..., Any] | None = option(
+        None, "`fn(thread_id, idle_seconds)` for each zombie killed.", _CALLBACK
+    )
+    on_kill_error: Callable[..., Any] | None = option(
+        None, "`fn(error, thread_id)` when a KILL fails (other than 1094).", _CALLBACK
+    )
+    on_query_retry: Callable[..., Any] | None = option(
+        None, "`fn(error, attempt, delay, strategy)` before each statement retry.", _CALLBACK
+    )
+    clock: Callable[[], float] | None = option(
+        None, "Monotonic clock (default `time.monotonic`); for tests and simulations.", _CALLBACK
+    )
+    sleep: Callable[[float], None] | None = option(
+        None, "Sleep function (default `time.sleep`); for tests and simulations.", _CALLBACK
+    )
+    random: random.Random | None = option(
+        None,
+        "Random generator for jitter and housekeeping (default: a new `random.Random`); for tests and simulations.",
+        RandomGenerator(),
+    )
     explicit: frozenset[str] = field(default=frozenset(), repr=False)
     """Names of the connection options given explicitly (they beat a secret's fields)."""
 
     @classmethod
     def option_names(cls) -> frozenset[str]:
         """Every option name :meth:`from_options` accepts."""
-        return frozenset(f.name for f in fields(cls)) - {"explicit"}
+        return OPTION_NAMES
 
     @classmethod
     def from_options(cls, **options: Any) -> Config:
@@ -130,10 +305,10 @@ class Config:
 
         Options given in ``url`` are overridden by the same options given as keywords.
         """
-        unknown = sorted(set(options) - cls.option_names())
+        unknown = sorted(set(options) - OPTION_NAMES)
         if unknown:
             hint = " (durations are in seconds; there is no 'config' option, pass options as keywords)"
-            raise ConfigTypeError(f"unknown option(s) {', '.join(map(repr, unknown))}{hint if unknown else ''}")
+            raise ConfigTypeError(f"unknown option(s) {', '.join(map(repr, unknown))}{hint}")
         merged: dict[str, Any] = {}
         url = options.get("url")
         if url is not None:
@@ -143,7 +318,7 @@ class Config:
         if url is not None and "connect_args" in options:
             merged["connect_args"] = {**parse_url(url).get("connect_args", {}), **(options["connect_args"] or {})}
         explicit = frozenset(k for k in CONNECTION_OPTIONS if merged.get(k) is not None)
-        values = {name: _validate(name, value) for name, value in merged.items()}
+        values = {name: _CHECKS[name](name, value) for name, value in merged.items()}
         config = cls(**values, url=url, explicit=explicit)
         config._check_relations()
         return config
@@ -151,35 +326,11 @@ class Config:
     def _check_relations(self) -> None:
         tls = getattr(self.credentials, "tls", None)
         if isinstance(tls, Mapping) and tls:
-            self._check_tls_kept(tls)
-        if self.base > self.cap:
-            raise ConfigError(f"option 'base' ({self.base}) must not exceed option 'cap' ({self.cap})")
-        if self.zombie_min_timeout > self.zombie_max_timeout:
-            raise ConfigError(
-                f"option 'zombie_min_timeout' ({self.zombie_min_timeout}) must not exceed "
-                f"option 'zombie_max_timeout' ({self.zombie_max_timeout})"
-            )
-
-    def _check_tls_kept(self, tls: Mapping[str, Any]) -> None:
-        # connect_args are merged over the provider's arguments: they must not switch its TLS off or weaken it
-        # (an IAM token travels as a clear-text password).
-        provider = type(self.credentials).__name__
-        for key, value in self.connect_args.items():
-            if (key == "ssl_disabled" and value) or (key in tls and tls[key] not in _OFF and value in _OFF):
-                raise ConfigError(
-                    f"connect_args[{key!r}]={value!r} would weaken the TLS that option 'credentials' ({provider}) "
-                    "requires (its token is sent as a clear-text password); remove it from connect_args"
-                )
-        from .iam import tls_weakness  # noqa: PLC0415 - only with a credentials provider that requires TLS
-
-        if tls_weakness(tls) is None:  # the provider verifies the server: so must the merged arguments
-            problem = tls_weakness({**tls, **self.connect_args})
-            if problem is not None:
-                key, why = problem
-                raise ConfigError(
-                    f"connect_args[{key!r}] {why}: it would weaken the verified TLS that option 'credentials' "
-                    f"({provider}) requires (its token is sent as a clear-text password); remove it from connect_args"
-                )
+            check_tls_kept(type(self.credentials).__name__, tls, self.connect_args)
+        for name, other in _AT_MOST:
+            value, limit = getattr(self, name), getattr(self, other)
+            if value > limit:
+                raise ConfigError(f"option {name!r} ({value}) must not exceed option {other!r} ({limit})")
 
     @property
     def is_rds_proxy(self) -> bool:
@@ -187,308 +338,65 @@ class Config:
         return self.rds_proxy_for(self.host)
 
     def rds_proxy_for(self, host: str) -> bool:
-        """Whether a connection to ``host`` goes through RDS Proxy.
+        """``rds_proxy`` when set, else :func:`detect_rds_proxy` of ``host``: the host actually connected to.
 
-        Parameters
-        ----------
-        host
-            The host actually connected to: the configured one, or the one a credentials provider (a secret)
-            supplied, which the configured default ``localhost`` says nothing about.
-
-        Returns
-        -------
-        bool
-            ``rds_proxy`` when it is set explicitly, otherwise :func:`detect_rds_proxy` of ``host``.
+        That is the configured one, or the one a credentials provider (a secret) supplied, which the configured
+        default ``localhost`` says nothing about.
         """
         return detect_rds_proxy(host) if self.rds_proxy is None else self.rds_proxy
 
     def public_dict(self) -> dict[str, Any]:
         """All options as a plain dict, with the password and any URL credentials masked."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "explicit"}
+        out = {name: getattr(self, name) for name in _NAMES_IN_ORDER}
         out["password"] = _mask(self.password)
         if self.url is not None:
-            out["url"] = _redact_url(self.url)
+            from ._url import redact_url  # noqa: PLC0415 - only with a URL
+
+            out["url"] = redact_url(self.url)
         out["connect_args"] = {
             k: (_mask(v) if "password" in k or "key" in k else v) for k, v in self.connect_args.items()
         }
         return out
 
 
+def _bind_specs() -> tuple[OptionSpec, ...]:
+    """The options' specs in field order, with their names and defaults filled from the fields."""
+    out = []
+    for f in fields(Config):
+        option: OptionSpec | None = f.metadata.get("option")
+        if option is None:
+            continue
+        option.name = f.name
+        option.default = f.default_factory() if f.default_factory is not MISSING else f.default
+        option.type = str(f.type)
+        out.append(option)
+    return tuple(out)
+
+
+CLIENT_OPTIONS: tuple[OptionSpec, ...] = _bind_specs()
+"""Every option of ``ServerlessMySQL(**options)``, in documentation order."""
+OPTION_NAMES = frozenset(o.name for o in CLIENT_OPTIONS)
+_NAMES_IN_ORDER = tuple(o.name for o in CLIENT_OPTIONS)
+_CHECKS: Mapping[str, Check] = {o.name: o.check for o in CLIENT_OPTIONS if o.check is not None}
+_AT_MOST = tuple(
+    (o.name, o.check.at_most) for o in CLIENT_OPTIONS if isinstance(o.check, Number) and o.check.at_most is not None
+)
+URL_OPTION_KINDS: Mapping[str, str] = {
+    o.name: o.kind
+    for o in CLIENT_OPTIONS
+    if o.kind is not None and o.name not in CONNECTION_OPTIONS and o.name not in ("url", "connect_args")
+}
+"""Our options a URL query parameter may set (the URL's own parts aside), with the kind their text converts to."""
+
+
+def parse_url(url: object) -> dict[str, Any]:
+    """Parse ``mysql://user:pass@host:port/db?option=value`` into options (see :mod:`serverless_mysql._url`)."""
+    from ._url import parse_url as parse  # noqa: PLC0415 - only with a URL: keeps `import serverless_mysql` light
+
+    return parse(url, URL_OPTION_KINDS, OPTION_NAMES)
+
+
 def detect_rds_proxy(host: str) -> bool:
     """True for RDS Proxy endpoints (``<name>.proxy-<id>.<region>.rds.amazonaws.com``)."""
     host = host.lower().rstrip(".")
     return ".proxy-" in host and (host.endswith(".rds.amazonaws.com") or host.endswith(".rds.amazonaws.com.cn"))
-
-
-def _redact_url(url: str) -> str:
-    from urllib.parse import urlsplit  # noqa: PLC0415 - only with a URL: keeps `import serverless_mysql` light
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:****@{netloc}").geturl()
-
-
-def parse_url(url: object) -> dict[str, Any]:
-    """Parse ``mysql://user:pass@host:port/db?option=value`` into options.
-
-    Credentials and database are percent-decoded. A query parameter is either one of our options (converted
-    to that option's type) or a ``pymysql.connect`` argument (it goes to ``connect_args``).
-
-    Error messages never quote the user info, the path or anything that may be a piece of the password (a
-    password with an unencoded ``/``, ``?`` or ``#`` makes urllib split the URL inside it).
-    """
-    if not isinstance(url, str):
-        raise ConfigTypeError(f"option 'url' must be a str, not {type(url).__name__}")
-    from urllib.parse import parse_qsl, unquote, urlsplit  # noqa: PLC0415 - only with a URL
-
-    if _password_split(url):
-        raise ConfigError(
-            "option 'url' has an '@' after the host, as when the password holds an unencoded '/', '?' or '#'; "
-            f"{_ENCODE_HINT} (an '@' in a parameter value as %40)"
-        )
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        # NOTE: from None: urllib's message may quote the netloc, which holds the password.
-        raise ConfigError(f"option 'url' is not a valid URL: {_url_problem(exc)}; {_ENCODE_HINT}") from None
-    if parts.scheme.lower() not in ("mysql", "mariadb"):
-        if not parts.scheme or "://" not in url:
-            raise ConfigError("option 'url' must start with the mysql:// scheme: mysql://user:password@host:3306/db")
-        raise ConfigError(f"option 'url' must use the mysql:// scheme, not {parts.scheme}://")
-    if "#" in url:
-        raise ConfigError(f"option 'url' must not contain a '#' fragment; {_ENCODE_HINT}")
-    if not parts.hostname:
-        raise ConfigError("option 'url' has no host name")
-    out: dict[str, Any] = {"host": unquote(parts.hostname)}
-    if port is not None:
-        out["port"] = port
-    if parts.username:
-        out["user"] = unquote(parts.username)
-    if parts.password is not None:
-        out["password"] = unquote(parts.password)
-    database = unquote(parts.path.lstrip("/"))
-    if "/" in database:
-        raise ConfigError(
-            "option 'url' has a path of several segments; only a database name may follow the host "
-            "(percent-encode '/' in it as %2F)"
-        )
-    if database:
-        out["database"] = database
-    connect_args: dict[str, Any] = {}
-    scalar_options = {f.name: f for f in fields(Config)}
-    for key, raw in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
-        if key in _URL_OPTION_TYPES:
-            out[key] = _convert(f"url parameter {key!r}", raw, _URL_OPTION_TYPES[key], show="@" not in raw)
-        elif key in _URL_CONNECT_ARGS:
-            connect_args[key] = _convert(f"url parameter {key!r}", raw, _URL_CONNECT_ARGS[key], show="@" not in raw)
-        elif key in scalar_options:
-            raise ConfigError(f"url parameter {key!r} cannot be set in a URL; pass it as a keyword option")
-        elif "@" in key:  # no parameter name has one: rather a piece of a password
-            raise ConfigError(f"option 'url' has a parameter name with an '@'; {_ENCODE_HINT}")
-        else:
-            raise ConfigError(f"url parameter {key!r} is not an option of serverless_mysql nor of pymysql.connect")
-    if connect_args:
-        out["connect_args"] = connect_args
-    return out
-
-
-_ENCODE_HINT = "percent-encode '/', '?', '#' and '@' in the user name and password (as %2F, %3F, %23 and %40)"
-# An '@' after the end of urllib's host part, followed by what looks like the real host[:port]: the user info
-# held a '/', '?' or '#' (an '@' in a value such as init_command=SET @x=1 is not followed by a host and a delimiter).
-_SPLIT_USERINFO = r"@(?:[\w.~%-]+|\[[^\]/?#@]*\])(?::\d*)?(?:[/?#]|$)"
-
-
-def _password_split(url: str) -> bool:
-    _, sep, rest = url.partition("//")
-    if not sep:
-        return False
-    ends = [i for i in (rest.find(c) for c in "/?#") if i >= 0]
-    return bool(ends) and re.compile(_SPLIT_USERINFO).search(rest, min(ends)) is not None  # compiled once, cached
-
-
-def _url_problem(exc: ValueError) -> str:
-    # Named from urllib's message, never quoting it (it may quote the netloc).
-    text = str(exc)
-    if "out of range" in text:
-        return "the port is out of range (0-65535)"
-    if "Port" in text:
-        return "the port is not a number"
-    if "Invalid IPv6" in text:
-        return "a '[' or ']' in the host is unbalanced"
-    if "IPv6" in text:
-        return "the host in brackets is not an IP address"
-    return "malformed host or port"
-
-
-def _convert(what: str, raw: str, kind: type, *, show: bool = True) -> Any:
-    if kind is bool:
-        low = raw.strip().lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-        raise ConfigError(f"{what} must be a boolean (true/false, 1/0, yes/no, on/off){_shown(raw, show)}")
-    if kind in (int, float):
-        try:
-            return kind(raw)
-        except ValueError:
-            raise ConfigError(f"{what} must be a {kind.__name__}{_shown(raw, show)}") from None
-    if kind is type(None):  # optional float
-        if raw.strip().lower() in ("", "none", "null"):
-            return None
-        return _convert(what, raw, float, show=show)
-    return raw
-
-
-def _shown(raw: str, show: bool) -> str:
-    return f", not {raw!r}" if show else ""
-
-
-# Our options a URL may set, with the type its text converts to (type(None) = optional float).
-_URL_OPTION_TYPES: dict[str, type] = {
-    "connect_timeout": float,
-    "read_timeout": type(None),
-    "write_timeout": type(None),
-    "ping_after_idle": type(None),
-    "manage_conns": bool,
-    "conn_utilization": float,
-    "max_conns_freq": float,
-    "used_conns_freq": type(None),
-    "zombie_min_timeout": float,
-    "zombie_max_timeout": float,
-    "max_kills": int,
-    "rds_proxy": bool,
-    "backoff": str,
-    "base": float,
-    "cap": float,
-    "max_retries": int,
-    "max_connect_wait": type(None),
-    "pressure_idle_timeout": type(None),
-    "max_query_retries": int,
-    "query_retry_backoff": str,
-}
-
-
-# ---------------------------------------------------------------------------------------------- validation
-def _number(
-    name: str, value: object, *, low: float, high: float = math.inf, low_open: bool = False, integer: bool = False
-) -> float:
-    kind = "an int" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-        raise ConfigTypeError(f"option {name!r} must be {kind}, not {type(value).__name__} ({value!r})")
-    if not math.isfinite(value):
-        raise ConfigError(f"option {name!r} must be a finite number, not {value!r}")
-    if (value <= low if low_open else value < low) or value > high:
-        bound = f"> {low}" if low_open else f">= {low}"
-        upper = f" and <= {high}" if high != math.inf else ""
-        raise ConfigError(f"option {name!r} must be {bound}{upper}, not {value!r}")
-    return value
-
-
-def _optional_str(name: str, value: object, *, secret: bool = False) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        shown = "" if secret else f" ({value!r})"
-        raise ConfigTypeError(f"option {name!r} must be a str, not {type(value).__name__}{shown}")
-    if "\x00" in value:
-        raise ConfigError(f"option {name!r} must not contain a NUL character")
-    return value
-
-
-def _bool(name: str, value: object, *, optional: bool = False) -> bool | None:
-    if value is None and optional:
-        return None
-    if not isinstance(value, bool):
-        expected = "True, False or None" if optional else "True or False"
-        raise ConfigTypeError(f"option {name!r} must be {expected}, not {type(value).__name__} ({value!r})")
-    return value
-
-
-def _backoff(name: str, value: object) -> object:
-    if callable(value):
-        return value
-    names = ("paced", "full", "decorrelated") if name == "backoff" else ("full", "decorrelated")
-    if isinstance(value, str) and value.lower() in names:
-        return value.lower()
-    expected = ", ".join(repr(n) for n in names)
-    raise ConfigError(f"option {name!r} must be {expected} or a callable (attempt, previous) -> delay, not {value!r}")
-
-
-def _connect_args(value: object) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigTypeError(f"option 'connect_args' must be a dict, not {type(value).__name__}")
-    import inspect  # noqa: PLC0415 - only needed when connect_args are given
-
-    import pymysql  # noqa: PLC0415
-
-    known = set(inspect.signature(pymysql.connections.Connection.__init__).parameters) - {"self"}
-    for key in value:
-        if not isinstance(key, str):
-            raise ConfigTypeError(f"option 'connect_args' keys must be str, not {type(key).__name__}")
-        if key in _RESERVED_CONNECT_ARGS:
-            instead = _RESERVED_CONNECT_ARGS[key]
-            raise ConfigError(f"connect_args[{key!r}] is managed by the library; use the option {instead!r}")
-        if key not in known:
-            raise ConfigError(f"connect_args[{key!r}] is not an argument of pymysql.connect")
-    return dict(value)
-
-
-def _validate(name: str, value: Any) -> Any:
-    if name in ("host",):
-        host = _optional_str(name, value)
-        if not host:
-            raise ConfigError("option 'host' must be a non-empty host name or address")
-        return host
-    if name in ("user", "database"):
-        return _optional_str(name, value)
-    if name == "password":
-        return _optional_str(name, value, secret=True)
-    if name == "port":
-        return int(_number(name, value, low=1, high=65535, integer=True))
-    if name == "connect_args":
-        return _connect_args(value)
-    if name in ("connect_timeout",):
-        return float(_number(name, value, low=0, low_open=True))
-    if name in ("read_timeout", "write_timeout", "ping_after_idle"):
-        return None if value is None else float(_number(name, value, low=0, low_open=name != "ping_after_idle"))
-    if name in ("manage_conns",):
-        return _bool(name, value)
-    if name == "rds_proxy":
-        return _bool(name, value, optional=True)
-    if name == "conn_utilization":
-        return float(_number(name, value, low=0, high=1, low_open=True))
-    if name in ("max_conns_freq", "zombie_min_timeout", "zombie_max_timeout", "base", "cap"):
-        return float(_number(name, value, low=0))
-    if name == "used_conns_freq":
-        return None if value is None else float(_number(name, value, low=0))
-    if name in ("max_retries", "max_query_retries"):
-        return int(_number(name, value, low=0, high=100_000, integer=True))
-    if name == "max_connect_wait":
-        return None if value is None else float(_number(name, value, low=0, low_open=True))
-    if name == "pressure_idle_timeout":
-        # the server's wait_timeout is whole seconds, at least 1
-        return None if value is None else float(_number(name, value, low=1, high=31_536_000))
-    if name == "max_kills":
-        return int(_number(name, value, low=0, high=10_000, integer=True))
-    if name in ("backoff", "query_retry_backoff"):
-        return _backoff(name, value)
-    if name == "credentials":
-        if value is not None and not callable(getattr(value, "get_credentials", None)):
-            raise ConfigTypeError("option 'credentials' must have a get_credentials(refresh: bool) method")
-        return value
-    if name in EVENT_NAMES or name in ("clock", "sleep"):
-        if value is not None and not callable(value):
-            raise ConfigTypeError(f"option {name!r} must be callable or None, not {type(value).__name__}")
-        return value
-    if name == "random":
-        if value is not None and not isinstance(value, random.Random):
-            raise ConfigTypeError(f"option 'random' must be a random.Random, not {type(value).__name__}")
-        return value
-    raise ConfigTypeError(f"unknown option {name!r}")  # pragma: no cover - from_options filters names first

@@ -114,7 +114,7 @@ def test_keywords_override_url_values() -> None:
         ("mysql://u:p@h:notaport/db", "not a valid URL"),
         ("mysql://u:p@h/db/extra", "only a database name"),
         ("mysql://u:p@h/db?manage_conns=maybe", "'manage_conns' must be a boolean"),
-        ("mysql://u:p@h/db?max_retries=lots", "'max_retries' must be a int"),
+        ("mysql://u:p@h/db?max_retries=lots", "'max_retries' must be an integer"),
         ("mysql://u:p@h/db?frobnicate=1", "'frobnicate' is not an option"),
         ("mysql://u:p@h/db?on_connect=x", "cannot be set in a URL"),
     ],

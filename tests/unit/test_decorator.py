@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import serverless_mysql.decorator as decorator_module
+import serverless_mysql.decorator.sigterm as sigterm_module
 from serverless_mysql import (
     ConfigError,
     ConfigTypeError,
@@ -23,6 +24,7 @@ from serverless_mysql import (
     with_mysql,
 )
 from serverless_mysql.config import Config
+from serverless_mysql.decorator.wrapping import MARK
 from serverless_mysql.env import DECORATOR_DEFAULTS, EnvVarWarning
 from serverless_mysql.lambda_context import LocalLambdaContext
 
@@ -139,7 +141,7 @@ def test_one_client_per_decoration_created_at_decoration_time(monkeypatch: pytes
             created.append(options)
             super().__init__(**options)
 
-    monkeypatch.setattr("serverless_mysql.decorator.ServerlessMySQL", Spy)
+    monkeypatch.setattr("serverless_mysql.decorator.options.ServerlessMySQL", Spy)
     first = with_mysql(host="h1")(echo)
     second = with_mysql(host="h1")(echo)
     assert len(created) == 2  # before any invocation
@@ -200,7 +202,7 @@ def test_options_are_validated() -> None:
     with pytest.raises(ConfigTypeError, match="'metrics' must be a Powertools Metrics"):
         with_mysql(metrics=object())  # type: ignore[call-overload]
     with pytest.raises(ConfigError, match="'credentials' and 'secret_id' exclude each other"):
-        with_mysql(secret_id="s", credentials=object())(echo)
+        with_mysql(secret_id="s", credentials=object())(echo)  # type: ignore[call-overload]
     with pytest.raises(ConfigError, match="'password' cannot be used with option 'iam_auth'"):
         with_mysql(iam_auth=True, host="h", user="u", password="pw")(echo)
 
@@ -422,7 +424,7 @@ def test_bare_decorator_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -
     cfg = handler.db.get_config()
     assert (cfg["host"], cfg["port"], cfg["user"], cfg["database"]) == ("db.internal", 3307, "app", None)
     assert (cfg["conn_utilization"], cfg["rds_proxy"], cfg["manage_conns"]) == (0.6, None, False)
-    lifecycle = getattr(handler, decorator_module._MARK)
+    lifecycle = getattr(handler, MARK)
     assert lifecycle.after == "quit"
 
 
@@ -433,7 +435,7 @@ def test_explicit_arguments_beat_the_environment(monkeypatch: pytest.MonkeyPatch
     handler = with_mysql(host="arg-host", deadline_margin=0.1)(echo)
     cfg = handler.db.get_config()
     assert (cfg["host"], cfg["user"]) == ("arg-host", "env-user")
-    assert getattr(handler, decorator_module._MARK).margin == 0.1
+    assert getattr(handler, MARK).margin == 0.1
     # An explicit URL beats the variables for every part it sets.
     cfg = with_mysql(url="mysql://url-user@url-host:3310/db")(echo).db.get_config()
     assert (cfg["host"], cfg["user"], cfg["port"]) == ("url-host", "url-user", 3310)
@@ -469,12 +471,19 @@ def test_secret_id_from_the_environment_builds_a_provider_without_importing_aws(
     assert (provider.secret_id, provider.max_age) == ("prod/shop", 60.0)
 
 
+def test_secret_max_age_not_given_is_the_providers_default() -> None:
+    from serverless_mysql.secrets import DEFAULT_MAX_AGE
+
+    provider = with_mysql(secret_id="prod/shop", host="proxy.internal")(echo).db.get_config()["credentials"]
+    assert provider.max_age == DEFAULT_MAX_AGE
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
         ("SERVERLESS_MYSQL_PORT", "33o6", "SERVERLESS_MYSQL_PORT must be an integer, not '33o6'"),
         ("SERVERLESS_MYSQL_CONN_UTILIZATION", "high", "SERVERLESS_MYSQL_CONN_UTILIZATION must be a number"),
-        ("SERVERLESS_MYSQL_MANAGE_CONNS", "maybe", "SERVERLESS_MYSQL_MANAGE_CONNS must be true/false"),
+        ("SERVERLESS_MYSQL_MANAGE_CONNS", "maybe", "SERVERLESS_MYSQL_MANAGE_CONNS must be a boolean"),
         ("SERVERLESS_MYSQL_AFTER", "close", "SERVERLESS_MYSQL_AFTER must be one of end, quit"),
         # range checks happen in the client's validation; the message still names the variable
         ("SERVERLESS_MYSQL_CONN_UTILIZATION", "1.5", r"'conn_utilization'.*SERVERLESS_MYSQL_CONN_UTILIZATION"),
@@ -514,9 +523,9 @@ def test_db_given_ignores_client_variables(monkeypatch: pytest.MonkeyPatch) -> N
 @pytest.fixture
 def sigterm_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     previous = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setattr(decorator_module, "_sigterm_installed", False)
-    monkeypatch.setattr(decorator_module, "_sigterm_previous", None)
-    monkeypatch.setattr(decorator_module, "_sigterm_clients", weakref.WeakSet())
+    monkeypatch.setattr(sigterm_module, "_sigterm_installed", False)
+    monkeypatch.setattr(sigterm_module, "_sigterm_previous", None)
+    monkeypatch.setattr(sigterm_module, "_sigterm_clients", weakref.WeakSet())
     yield
     signal.signal(signal.SIGTERM, previous)
 
@@ -533,7 +542,7 @@ def test_sigterm_handler_installed_once_terminates_and_chains(sigterm_state: Non
     installed = signal.getsignal(signal.SIGTERM)
     assert REAL_REGISTER(b)
     assert signal.getsignal(signal.SIGTERM) is installed  # registered once
-    decorator_module._on_sigterm(signal.SIGTERM, None)
+    sigterm_module._on_sigterm(signal.SIGTERM, None)
     assert a.calls == ["terminate"]
     assert b.calls == ["terminate"]
     assert chained == [signal.SIGTERM]
@@ -547,7 +556,7 @@ def test_sigterm_handler_not_installable_outside_the_main_thread(sigterm_state: 
     thread.start()
     thread.join()
     assert results == [False]
-    assert not decorator_module._sigterm_installed
+    assert not sigterm_module._sigterm_installed
 
 
 def test_sigterm_with_default_previous_still_ends_the_process() -> None:

@@ -1,4 +1,4 @@
-"""``SERVERLESS_MYSQL_*`` variables: names, conversions, and the README table generated from the code."""
+"""``SERVERLESS_MYSQL_*`` variables: names, conversions, and the table of docs/options.md generated from the code."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from serverless_mysql.env import (
 from serverless_mysql.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-# The manual (README.md) and the decorator's fragment both carry the generated table between the markers.
-DOCS = [ROOT / "README.md", ROOT / "docs" / "_readme" / "decorator.md"]
+# The one page that carries the generated table between the markers (the README links to it).
+DOCS = [ROOT / "docs" / "options.md"]
 NOT_FROM_TEXT = {"credentials", "explicit", "clock", "sleep", "random"}
 
 
@@ -51,12 +51,12 @@ def test_every_scalar_option_has_a_variable() -> None:
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
-def test_readme_table_is_the_generated_one(doc: Path) -> None:
+def test_the_variables_table_is_the_generated_one(doc: Path) -> None:
     text = doc.read_text(encoding="utf-8")
     match = re.search(r"<!-- env-table:start -->\n(.*?)\n<!-- env-table:end -->", text, re.DOTALL)
     assert match, f"{doc} lacks the env-table markers"
     assert match.group(1) == markdown_table(), (
-        f"the variables table in {doc} is stale: replace it with the output of `python -m serverless_mysql.env`"
+        f"the variables table in {doc} is stale: regenerate it with `python -m serverless_mysql.options`"
     )
 
 

@@ -14,6 +14,9 @@ import pytest
 LAZY_OWN = (
     "serverless_mysql.decorator",
     "serverless_mysql.env",
+    "serverless_mysql.options",
+    "serverless_mysql._text",
+    "serverless_mysql._url",
     "serverless_mysql.secrets",
     "serverless_mysql.iam",
     "serverless_mysql._secrets_provider",

@@ -1,0 +1,182 @@
+"""The per-invocation work around a decorated handler: deadline, cleanup, metrics; and the init-phase connect.
+
+Per invocation (the hot path): one thread-local lookup for nesting, ``set_deadline`` from the Lambda context,
+the handler, then ``end()`` or ``quit()`` and ``set_deadline(None)``. Counters are compared only when someone
+looks (a metrics sink, or debug logging).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .._spec import INIT_CONNECT_BUDGET
+
+if TYPE_CHECKING:
+    from ..client import ServerlessMySQL, Stats
+    from .options import MetricsSink
+
+__all__ = ["INIT_CONNECT_BUDGET", "Lifecycle", "connect_on_init", "terminate_quietly"]
+
+logger = logging.getLogger(__name__)
+
+_DEBUG = logging.DEBUG
+_nesting = threading.local()
+
+
+class Lifecycle:
+    """The per-invocation work around one handler: deadline, cleanup, metrics."""
+
+    __slots__ = ("after", "db", "key", "margin", "metrics", "name")
+
+    def __init__(
+        self, db: ServerlessMySQL, *, after: str, margin: float, metrics: MetricsSink | None, name: str
+    ) -> None:
+        self.db = db
+        self.key = id(db)
+        self.after = after
+        self.margin = margin
+        self.metrics = metrics
+        self.name = name
+
+    def run(
+        self, handler: Callable[..., Any], event: Any, context: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> Any:
+        """Call ``handler(event, context, *args, db=db, **kwargs)`` inside the invocation's deadline and cleanup."""
+        db = self.db
+        running: set[int] | None = getattr(_nesting, "clients", None)
+        if running is None:
+            running = _nesting.clients = set()
+        if self.key in running or _inside_transaction(db):
+            # A decorated handler called by another one sharing db= (or inside a transaction of the caller's):
+            # the outermost call owns the deadline and the cleanup, and the caller decides the transaction's fate.
+            return handler(event, context, *args, db=db, **kwargs)
+        running.add(self.key)
+        try:
+            # Counters are only compared when someone looks: metrics, or debug logging.
+            before = db.get_stats() if self.metrics is not None or logger.isEnabledFor(_DEBUG) else None
+            budget = self._budget(context)
+            db.set_deadline(budget)
+            if before is not None:
+                logger.debug("invocation start", extra={"event": "invoke", "handler": self.name, "deadline": budget})
+            try:
+                return handler(event, context, *args, db=db, **kwargs)
+            finally:
+                self._finish(before)
+        finally:
+            running.discard(self.key)
+
+    def _budget(self, context: object) -> float | None:
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        if remaining is None or not callable(remaining):
+            return None  # no Lambda context (local runs, tests): no deadline
+        try:
+            millis = remaining()
+        except Exception:
+            logger.debug("get_remaining_time_in_millis() failed: no deadline", exc_info=True)
+            return None
+        if isinstance(millis, bool) or not isinstance(millis, (int, float)) or not math.isfinite(millis):
+            return None
+        return max(0.0, millis / 1000.0 - self.margin)
+
+    def _finish(self, before: Stats | None) -> None:
+        db = self.db
+        started = time.monotonic() if before is not None else 0.0
+        try:
+            # A db.transaction() opened by this invocation and never ended (its with block was not left): roll it
+            # back and release the client, or end()/quit() would refuse and the next invocation would run in it.
+            _abandon_transaction(db)
+            if self.after == "quit":
+                db.quit()
+            else:
+                db.end()
+            if db.in_transaction:  # end()/quit() roll back; never let a transaction reach the next invocation
+                logger.warning("transaction still open after %s(): closing the connection", self.after)
+                db.terminate()
+        except Exception as exc:
+            logger.warning(
+                "cleanup after the handler failed, closing the connection: %s: %s",
+                type(exc).__name__,
+                exc,
+                extra={"event": "cleanup_error", "handler": self.name},
+            )
+            terminate_quietly(db)
+        finally:
+            db.set_deadline(None)
+        if before is None:
+            return
+        try:
+            self._report(before, db.get_stats(), time.monotonic() - started)
+        except Exception:
+            logger.warning("reporting invocation metrics failed", exc_info=True, extra={"event": "metrics_error"})
+
+    def _report(self, before: Stats, after: Stats, cleanup_seconds: float) -> None:
+        connects = after.connects - before.connects
+        queries = after.queries - before.queries
+        used = connects > 0 or queries > 0
+        measured = after.housekeeping_runs > before.housekeeping_runs and after.last_utilization is not None
+        values: dict[str, Any] = {
+            "connects": connects,
+            "connect_retries": after.connect_retries - before.connect_retries,
+            "reconnects": after.reconnects - before.reconnects,
+            "queries": queries,
+            "zombies_killed": after.zombies_killed - before.zombies_killed,
+            "housekeeping_ms": round((after.housekeeping_seconds - before.housekeeping_seconds) * 1000.0, 3),
+            "utilization": after.last_utilization if measured else None,
+            "reused": (connects == 0) if used else None,
+            "cleanup_ms": round(cleanup_seconds * 1000.0, 3),
+        }
+        logger.debug("invocation done", extra={"event": "invoke_done", "handler": self.name, **values})
+        sink = self.metrics
+        if sink is None:
+            return
+        sink.add_metric(name="ConnectRetries", unit="Count", value=values["connect_retries"])
+        sink.add_metric(name="ZombiesKilled", unit="Count", value=values["zombies_killed"])
+        sink.add_metric(name="HousekeepingTime", unit="Milliseconds", value=values["housekeeping_ms"])
+        if values["utilization"] is not None:
+            sink.add_metric(name="ConnectionUtilization", unit="Percent", value=round(values["utilization"] * 100, 2))
+        if values["reused"] is not None:
+            sink.add_metric(name="ConnectionReused", unit="Count", value=int(values["reused"]))
+
+
+def _inside_transaction(db: ServerlessMySQL) -> bool:
+    try:
+        return db._in_transaction_here()
+    except AttributeError:  # a subclass that skips ServerlessMySQL.__init__ (test doubles)
+        return False
+
+
+def _abandon_transaction(db: ServerlessMySQL) -> None:
+    try:
+        abandoned = db._abandon_transaction()
+    except AttributeError:  # a subclass that skips ServerlessMySQL.__init__ (test doubles)
+        return
+    if abandoned:
+        logger.warning("a transaction was left open by the handler: rolled back", extra={"event": "rollback_leftover"})
+
+
+def terminate_quietly(db: ServerlessMySQL) -> None:
+    """``db.terminate()``, ignoring any error: the connection is being given up either way."""
+    with contextlib.suppress(Exception):
+        db.terminate()
+
+
+def connect_on_init(db: ServerlessMySQL) -> None:
+    """Connect now, within :data:`INIT_CONNECT_BUDGET`; a failure is logged and the connect left to first use."""
+    db.set_deadline(INIT_CONNECT_BUDGET)
+    try:
+        db.connect()
+    except Exception as exc:
+        logger.warning(
+            "connect during init failed, connecting at first use instead: %s: %s",
+            type(exc).__name__,
+            exc,
+            extra={"event": "init_connect_error"},
+        )
+    finally:
+        db.set_deadline(None)
