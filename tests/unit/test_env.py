@@ -22,8 +22,8 @@ from serverless_mysql.env import (
 from serverless_mysql.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-# The manual (README.md) and the decorator's fragment both carry the generated table between the markers.
-DOCS = [ROOT / "README.md", ROOT / "docs" / "_readme" / "decorator.md"]
+# The decorator's fragment carries the generated table between the markers (README.md links docs/options.md now).
+DOCS = [ROOT / "docs" / "_readme" / "decorator.md"]
 NOT_FROM_TEXT = {"credentials", "explicit", "clock", "sleep", "random"}
 
 
