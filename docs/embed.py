@@ -37,7 +37,7 @@ GENERATED_START_RE = re.compile(r"^<!-- generated: (?P<name>[\w-]+) -->$")
 FENCE_RE = re.compile(r"^(?P<fence>```+)(?P<lang>[\w+-]*)\s*$")
 REGION_RE = re.compile(r"^\s*(?:#|--) \[(?P<end>/?)docs:(?P<name>[\w-]+)\]\s*$")
 LINK_RE = re.compile(r"(?<!!)\[(?P<text>[^\]]*)\]\((?P<target>[^)\s]+)\)")
-MAKE_RE = re.compile(r"\bmake\s+(?:-C\s+(?P<dir>\S+)\s+)?(?P<targets>(?:[a-z][\w-]*\s*)+)")
+MAKE_RE = re.compile(r"\bmake[ \t]+(?:-C[ \t]+(?P<dir>\S+)[ \t]+)?(?P<targets>(?:[a-z][\w-]*[ \t]*)+)")
 TEMPLATE_H2 = ("Getting started", "Details", "Limits and trade-offs")
 """The page template: a purpose paragraph under the title, then these sections in this order (others may sit
 between them)."""
@@ -62,7 +62,7 @@ class Block:
 
 
 def _rel(path: Path) -> str:
-    return path.relative_to(ROOT).as_posix()
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
 
 
 def code_blocks(page: Path, text: str | None = None) -> Iterator[Block]:
@@ -232,7 +232,7 @@ def link_problems(page: Path, pending: dict[str, str]) -> list[str]:
     for number, target in links(page):
         path_part, _, anchor = target.partition("#")
         file = (page.parent / path_part).resolve() if path_part else page
-        rel = file.relative_to(ROOT).as_posix() if file.is_relative_to(ROOT) else str(file)
+        rel = _rel(file)
         where = f"{_rel(page)}:{number}"
         if rel in pending and not file.exists():
             continue
@@ -295,17 +295,22 @@ def template_problems(page: Path) -> list[str]:
     """A hand-written docs page that does not follow the template (title, purpose, the sections in order)."""
     if page.name in GENERATED_PAGES or page.parent != ROOT / "docs" or page.name == "index.md":
         return []
-    text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.MULTILINE | re.DOTALL)
+    return text_template_problems(_rel(page), page.read_text(encoding="utf-8"))
+
+
+def text_template_problems(name: str, text: str) -> list[str]:
+    """:func:`template_problems` for the Markdown ``text`` of a page called ``name``."""
+    text = re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
     lines = [line for line in text.splitlines() if line.strip()]
     out = []
     if not lines or not lines[0].startswith("# "):
-        out.append(f"{_rel(page)}: the first line must be the page title (# ...)")
+        out.append(f"{name}: the first line must be the page title (# ...)")
     elif len(lines) < 2 or lines[1].startswith("#"):
-        out.append(f"{_rel(page)}: a paragraph saying what the page is for must follow the title")
+        out.append(f"{name}: a paragraph saying what the page is for must follow the title")
     h2 = [line[3:].strip() for line in lines if line.startswith("## ")]
-    positions = [h2.index(name) if name in h2 else -1 for name in TEMPLATE_H2]
+    positions = [h2.index(section) if section in h2 else -1 for section in TEMPLATE_H2]
     if -1 in positions or positions != sorted(positions):
-        out.append(f"{_rel(page)}: sections must include {', '.join(TEMPLATE_H2)} in this order (has {h2})")
+        out.append(f"{name}: sections must include {', '.join(TEMPLATE_H2)} in this order (has {h2})")
     return out
 
 
