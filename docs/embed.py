@@ -41,6 +41,10 @@ MAKE_RE = re.compile(r"\bmake[ \t]+(?:-C[ \t]+(?P<dir>\S+)[ \t]+)?(?P<targets>(?
 TEMPLATE_H2 = ("Getting started", "Details", "Limits and trade-offs")
 """The page template: a purpose paragraph under the title, then these sections in this order (others may sit
 between them)."""
+PENDING = {"docs/options.md": "decorator branch", "bench/README.md": "harness branch"}
+"""Files other branches of issue 12 write (the options table generated from the option metadata, the bench
+harness's README). Links to them are excused only while they do not exist; once they do, their links and anchors
+are checked, and ``tests/unit/test_docs.py`` asks for the entry to go."""
 GENERATED_PAGES = {"RELIABILITY.md", "options.md"}
 """Pages written by code elsewhere (the fault tests, the options helper): no template, but links are checked."""
 
@@ -357,7 +361,7 @@ def problems(pending: dict[str, str] | None = None) -> list[str]:
         for block in code_blocks(page):
             out.extend(block_problems(block))
         out.extend(generated_problems(page))
-        out.extend(link_problems(page, pending or {}))
+        out.extend(link_problems(page, PENDING if pending is None else pending))
         out.extend(template_problems(page))
     out.extend(unreferenced_snippets())
     return out
