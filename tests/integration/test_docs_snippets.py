@@ -9,6 +9,7 @@ init would. ``client_api.py`` and ``run_locally.py`` name a server that does not
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import secrets
 import sys
@@ -161,8 +162,26 @@ def test_the_transaction_snippets_commit_what_they_show(mariadb: MariaDBServer, 
     assert mariadb.execute(f"SELECT order_id FROM {shop}.audit") == [{"order_id": results[0].insert_id}]
 
 
+@pytest.fixture
+def restore_library_loggers() -> Iterator[None]:
+    """The snippet's copy_config_to_registered_loggers replaces our loggers' handlers and turns propagation off."""
+    saved = {
+        name: (lg.handlers[:], lg.level, lg.propagate)
+        for name, lg in logging.Logger.manager.loggerDict.items()
+        if name.startswith("serverless_mysql") and isinstance(lg, logging.Logger)
+    }
+    yield
+    for name, (handlers, level, propagate) in saved.items():
+        lg = logging.getLogger(name)
+        lg.handlers, lg.level, lg.propagate = handlers, level, propagate
+
+
 def test_the_powertools_stack_runs_with_the_decorators_shown(
-    mariadb: MariaDBServer, shop: str, env: Callable[[dict[str, str]], None], monkeypatch: pytest.MonkeyPatch
+    mariadb: MariaDBServer,
+    shop: str,
+    env: Callable[[dict[str, str]], None],
+    monkeypatch: pytest.MonkeyPatch,
+    restore_library_loggers: None,
 ) -> None:
     """Logger, Tracer, Metrics, event_source and @with_mysql stacked as decorator.md shows them, on an SQS event."""
     mariadb.execute(f"CREATE TABLE {shop}.inbox (body TEXT NOT NULL)")
@@ -172,6 +191,7 @@ def test_the_powertools_stack_runs_with_the_decorators_shown(
     stack = load("powertools_stack")
     event = {"Records": [{"messageId": str(n), "body": f"hello {n}", "attributes": {}} for n in range(3)]}
     stack.handler(event, LocalLambdaContext(timeout=10.0))
+    assert logging.getLogger("serverless_mysql").propagate is False, "the snippet routes our logs to its Logger"
     rows = mariadb.execute(f"SELECT body FROM {shop}.inbox ORDER BY body")
     assert [r["body"] for r in rows] == ["hello 0", "hello 1", "hello 2"]
     stack.handler.db.quit()
