@@ -95,6 +95,13 @@ def test_every_snippet_file_is_shown_somewhere() -> None:
     assert len(python) >= 8, "the snippets folder lost its Python files"
 
 
+def test_the_index_links_every_page() -> None:
+    """docs/index.md is the map: a page it does not link is a page nobody finds."""
+    linked = {target.partition("#")[0] for _, target in embed.links(ROOT / "docs" / "index.md")}
+    pages = {p.name for p in (ROOT / "docs").glob("*.md")} | {"options.md"}
+    assert pages - {"index.md"} <= linked
+
+
 def test_pending_files_are_still_missing() -> None:
     """When another branch's file has landed, drop it from PENDING so that its links are checked for good."""
     landed = [path for path in PENDING if (ROOT / path).exists()]
