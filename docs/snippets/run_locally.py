@@ -1,6 +1,6 @@
 import os
 
-os.environ["SERVERLESS_MYSQL_URL"] = "mysql://app:pw@127.0.0.1:3306/shop"  # instead of SECRET_ID
+os.environ.setdefault("SERVERLESS_MYSQL_URL", "mysql://app:pw@127.0.0.1:3306/shop")  # instead of SECRET_ID
 
 import app  # after the variables: the client is created when the module is imported
 

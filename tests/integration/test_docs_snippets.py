@@ -3,7 +3,8 @@
 The files live in ``docs/snippets/`` and are embedded into the pages by ``docs/embed.py`` (``tests/unit/test_docs.py``
 keeps pages and files identical). Handlers run against the private MariaDB; snippets that only configure
 (decorations with Secrets Manager or IAM options) are imported, which validates every option the way Lambda's
-init would. ``client_api.py`` and ``run_locally.py`` name a server that does not exist here: type-checked only.
+init would. ``client_api.py`` names a server that does not exist here: it runs with ``ServerlessMySQL`` pointed at
+the private one instead.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from urllib.parse import quote
 import pymysql
 import pytest
 
+import serverless_mysql
 from serverless_mysql import ServerlessMySQL
 from serverless_mysql.lambda_context import LocalLambdaContext
 from tests.support.mariadb import MariaDBServer
@@ -218,3 +220,52 @@ def test_the_snapstart_snippet_registers_quit_and_reseed(monkeypatch: pytest.Mon
         hooks.get_before_snapshot().clear()
         hooks.get_after_restore().clear()
         monkeypatch.delitem(sys.modules, "snapshot_restore_py")
+
+
+def test_the_local_run_snippet_prints_an_order(
+    mariadb: MariaDBServer,
+    shop: str,
+    orders_app: tuple[str, str],
+    env: Callable[[dict[str, str]], None],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """decorator.md's local run: its URL is only a default, so the variable set here wins; it imports ``app``."""
+    mariadb.execute(f"INSERT INTO {shop}.orders (id, customer, item, quantity) VALUES (1, 'ada', 'ink', 3)")
+    env({"SERVERLESS_MYSQL_URL": app_url(mariadb, orders_app, shop)})
+    monkeypatch.syspath_prepend(str(SNIPPETS))
+    monkeypatch.delitem(sys.modules, "app", raising=False)
+    try:
+        load("run_locally")
+        printed = capsys.readouterr().out
+        assert printed.strip() == str(
+            {"status": 200, "order": {"id": 1, "customer": "ada", "item": "ink", "quantity": 3}}
+        )
+    finally:
+        sys.modules["app"].handler.db.quit()
+        monkeypatch.delitem(sys.modules, "app")
+
+
+def test_the_client_api_snippet_runs_as_shown(
+    mariadb: MariaDBServer, shop: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """client.md's first example, with the client's server swapped for the private one (db.example.com is not)."""
+    mariadb.execute(f"CREATE TABLE {shop}.items (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(64) NOT NULL)")
+    mariadb.execute(f"INSERT INTO {shop}.items VALUES (42, 'pen')")
+    clients: list[ServerlessMySQL] = []
+
+    def here(**options: Any) -> ServerlessMySQL:
+        assert options["host"] == "db.example.com"
+        db = ServerlessMySQL(url=mariadb.root_url(shop), manage_conns=False, read_timeout=10, write_timeout=10)
+        clients.append(db)
+        return db
+
+    monkeypatch.setattr(serverless_mysql, "ServerlessMySQL", here)  # what the snippet's own import finds
+    try:
+        module = load("client_api")
+    finally:
+        for db in clients:
+            db.quit()
+    assert module.rows == [{"id": 42, "name": "pen"}]
+    assert module.created.insert_id == 43 and module.created.affected_rows == 1
+    assert mariadb.execute(f"SELECT name FROM {shop}.items WHERE id = 43") == [{"name": "book"}]
