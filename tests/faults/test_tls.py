@@ -394,13 +394,13 @@ def wrong_name_cert(pki: TestPKI) -> CertPair:
 
 
 def iam_client(form: str, port: int, ca_path: str | None, rds: TokenRecorder, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """An IAM client for 127.0.0.1:port given only ``ssl_ca`` (or nothing), built as README shows it."""
+    """An IAM client for 127.0.0.1:port given only ``ssl_ca`` (or nothing), built as docs/credentials.md shows it."""
     if form == "credentials":
         tls = {} if ca_path is None else {"ssl_ca": ca_path}
         creds = IamAuthCredentials(host="127.0.0.1", user="iam_app", port=port, tls=tls, boto3_client=cast(Any, rds))
         return ServerlessMySQL(host="127.0.0.1", port=port, credentials=creds, connect_timeout=2.0)
     monkeypatch.setattr(IamAuthCredentials, "_rds_client", lambda self: rds)
-    if ca_path is not None:  # README's example for the variable
+    if ca_path is not None:  # docs/credentials.md's example for the variable
         monkeypatch.setenv("SERVERLESS_MYSQL_CONNECT_ARGS", json.dumps({"ssl_ca": ca_path}))
 
     @with_mysql(iam_auth=True, host="127.0.0.1", port=port, user="iam_app", region="us-east-1", sigterm=False)
@@ -445,8 +445,8 @@ def test_iam_token_never_reaches_a_server_that_fails_verification(
     leaks: LeakSink,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Only ``ssl_ca`` given (README's shape of SERVERLESS_MYSQL_CONNECT_ARGS): PyMySQL alone would not check the
-    certificate at all; the client must refuse the server before the login packet, let alone the token."""
+    """Only ``ssl_ca`` given (docs/credentials.md's shape of SERVERLESS_MYSQL_CONNECT_ARGS): PyMySQL alone would not
+    check the certificate at all; the client must refuse the server before the login packet, let alone the token."""
     cert = other_pki.server if certificate == "another CA" else wrong_name_cert
     with FakeMySQLServer(cert=cert) as fake:
         error = connect_to_fake(iam_client(form, fake.port, pki.ca_path, rds, monkeypatch), fake, leaks)

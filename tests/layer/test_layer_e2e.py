@@ -127,7 +127,7 @@ def deployment(app_user: AppUser, moto_endpoint: str) -> Deployment:
 
 @pytest.fixture
 def minimal_deployment(app_user: AppUser, mariadb: MariaDBServer, moto_endpoint: str) -> Iterator[Deployment]:
-    """A user with exactly the grants the README asks for: SELECT and INSERT on the orders table, nothing else."""
+    """A user with exactly the grants docs/deploying.md asks for: SELECT and INSERT on the orders table, no more."""
     _load_schema(app_user)
     name, password = f"min_{secrets.token_hex(4)}", secrets.token_urlsafe(16)
     mariadb.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", [name, password])

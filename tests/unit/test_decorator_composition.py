@@ -1,6 +1,6 @@
 """``@with_mysql`` on top of other decorators: it never modifies them, and refuses at once what it cannot reach.
 
-Every decorator README lists as composing is covered here or in ``test_decorator_powertools.py``.
+Every decorator docs/decorator.md lists as composing is covered here or in ``test_decorator_powertools.py``.
 """
 
 from __future__ import annotations
