@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-SRC    := src tests bench examples layer
+SRC    := src tests harness bench examples layer
 
 .PHONY: help test lint format unit integration bench bench-quick demo layer validate-template mariadb clean
 
@@ -37,7 +37,7 @@ mariadb:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(SRC)
 	$(VENV)/bin/ruff format --check $(SRC)
-	$(VENV)/bin/mypy --strict src tests
+	$(VENV)/bin/mypy --strict src tests harness
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format $(SRC)

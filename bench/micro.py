@@ -14,14 +14,10 @@ from typing import Any
 import pymysql
 import pymysql.cursors
 
-from bench import BENCH_DIR, REPO_ROOT
+from bench import BENCH_DIR
 from bench.fleet import FakeContext
 from bench.strategies import PYMYSQL_CONNECT_ARGS, load_with_mysql
-
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from tests.support.mariadb import MariaDBServer
+from harness.mariadb import MariaDBServer
 
 __all__ = ["connect_cost", "import_times", "query_overhead"]
 

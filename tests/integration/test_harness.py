@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 import pymysql
 import pytest
 
-from tests.support.mariadb import (
+from harness.mariadb import (
     AppUser,
     ExternalServer,
     MariaDBServer,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.mariadb import AppUser, MariaDBServer, _free_ports
+from harness.mariadb import AppUser, MariaDBServer, _free_ports
 from tests.support.snapstart import ROOT, runtime_env
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="restores are played with os.fork()")

@@ -32,7 +32,7 @@ Environment variables:
 
 The module imports neither pytest nor the library under test; ``bench/`` uses it too::
 
-    from tests.support.mariadb import MariaDBServer
+    from harness.mariadb import MariaDBServer
 
     with MariaDBServer(max_connections=20) as server:
         user = server.create_user()
@@ -412,27 +412,33 @@ class MariaDBServer:
 
     @property
     def basedir(self) -> Path:
+        """The directory that holds this server's files."""
         return self._basedir
 
     @property
     def datadir(self) -> Path:
+        """The server's data directory (``basedir/data``)."""
         return self._basedir / "data"
 
     @property
     def socket_path(self) -> Path:
+        """The Unix socket (unused by the helpers; they use TCP on loopback)."""
         return self._basedir / "mariadbd.sock"
 
     @property
     def error_log_path(self) -> Path:
+        """The error log of mariadbd (kept across restarts)."""
         return self._basedir / "error.log"
 
     @property
     def pid(self) -> int | None:
+        """The mariadbd process id while it runs, else None."""
         proc = self._resources.proc
         return proc.pid if proc is not None and proc.poll() is None else None
 
     @property
     def running(self) -> bool:
+        """True while the mariadbd process is alive."""
         return self.pid is not None
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
@@ -589,6 +595,7 @@ class MariaDBServer:
     # ---- logs --------------------------------------------------------------------------------------------------
 
     def error_log(self) -> str:
+        """The whole error log (``''`` before the first start)."""
         try:
             return self.error_log_path.read_text(errors="replace")
         except FileNotFoundError:
@@ -687,8 +694,10 @@ class MariaDBServer:
             time.sleep(0.005)
 
     def processlist(self, user: str | None = None) -> list[dict[str, Any]]:
-        """``information_schema.PROCESSLIST`` rows (ID, USER, HOST, DB, COMMAND, TIME, STATE, INFO, ...) ordered by ID,
-        without the helper's own connection; only ``user``'s rows if given."""
+        """``information_schema.PROCESSLIST`` rows (ID, USER, HOST, DB, COMMAND, TIME, STATE, INFO, ...) ordered by ID.
+
+        Without the helper's own connection; only ``user``'s rows if given.
+        """
         sql = "SELECT * FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()"
         if user is None:
             return self._monitor_query(sql + " ORDER BY ID")
@@ -718,6 +727,7 @@ class MariaDBServer:
         self._monitor_query(f"SET GLOBAL {name} = %s", [value])
 
     def get_global(self, name: str) -> Any:
+        """``SELECT @@GLOBAL.name`` (``name`` must be a plain identifier)."""
         if not _IDENTIFIER.fullmatch(name):
             raise ValueError(f"not a system variable name: {name!r}")
         return self._monitor_query(f"SELECT @@GLOBAL.{name} AS v")[0]["v"]
@@ -741,8 +751,9 @@ class MariaDBServer:
         process: bool = False,
         max_user_connections: int = 0,
     ) -> AppUser:
-        """Create ``name@'%'`` with ALL on the database only (no SUPER, nothing global); PROCESS if ``process``;
-        ``MAX_USER_CONNECTIONS`` if > 0. Unique name / random password when not given.
+        """Create ``name@'%'`` with ALL on the database only (no SUPER, nothing global).
+
+        PROCESS if ``process``; ``MAX_USER_CONNECTIONS`` if > 0. Unique name / random password when not given.
 
         Keep passwords ASCII: PyMySQL sends a ``str`` password as latin-1 bytes, while the server hashed the utf-8 of
         ``IDENTIFIED BY``, so a non-ASCII password is refused with 1045.
@@ -788,6 +799,7 @@ class MariaDBServer:
 
     @property
     def zombie_count(self) -> int:
+        """Connections opened by :meth:`open_zombies` and not closed yet."""
         return len(self._zombies)
 
     def close_zombies(self) -> None:
@@ -799,9 +811,11 @@ class MariaDBServer:
 
 
 class ExternalServer(MariaDBServer):
-    """The user's own server from ``SMYSQL_TEST_URL``: same helpers, but no lifecycle control (no start/stop/crash/
-    restart, no error log, no datadir). Call :meth:`prepare` first and :meth:`cleanup` at the end (drops the users
-    created through this object)."""
+    """The user's own server from ``SMYSQL_TEST_URL``: same helpers, but no lifecycle control.
+
+    No start/stop/crash/restart, no error log, no datadir. Call :meth:`prepare` first and :meth:`cleanup` at the end
+    (drops the users created through this object).
+    """
 
     private = False
 
@@ -842,18 +856,22 @@ class ExternalServer(MariaDBServer):
 
     @property
     def basedir(self) -> Path:
+        """The directory that holds this server's files."""
         raise self._impossible("basedir")
 
     @property
     def datadir(self) -> Path:
+        """The server's data directory (``basedir/data``)."""
         raise self._impossible("datadir")
 
     @property
     def pid(self) -> int | None:
+        """The mariadbd process id while it runs, else None."""
         return None
 
     @property
     def running(self) -> bool:
+        """True while the mariadbd process is alive."""
         return True
 
     def prepare(self) -> None:
@@ -862,21 +880,27 @@ class ExternalServer(MariaDBServer):
         self.max_connections = int(self.get_global("max_connections"))
 
     def start(self, timeout: float = 30.0) -> None:
+        """Impossible on an external server: raises :class:`PrivateServerRequired`."""
         raise self._impossible("start()")
 
     def stop(self, timeout: float = 15.0) -> None:
+        """Impossible on an external server: raises :class:`PrivateServerRequired`."""
         raise self._impossible("stop()")
 
     def crash(self) -> None:
+        """Impossible on an external server: raises :class:`PrivateServerRequired`."""
         raise self._impossible("crash()")
 
     def restart(self, timeout: float = 30.0) -> None:
+        """Impossible on an external server: raises :class:`PrivateServerRequired`."""
         raise self._impossible("restart()")
 
     def error_log(self) -> str:
+        """The whole error log (``''`` before the first start)."""
         raise self._impossible("error_log()")
 
     def command(self) -> list[str]:
+        """Impossible on an external server: raises :class:`PrivateServerRequired`."""
         raise self._impossible("command()")
 
     def _before_create_user(self, name: str) -> None:
@@ -925,7 +949,10 @@ def session_server(max_connections: int = 100) -> MariaDBServer:
 
 @contextlib.contextmanager
 def private_server(**kw: Any) -> Iterator[MariaDBServer]:
-    """``with private_server(max_connections=10) as s: ...`` - raises PrivateServerRequired when external."""
+    """A started private server for a ``with`` block; stopped and deleted at its end.
+
+    Raises :class:`PrivateServerRequired` when ``SMYSQL_TEST_URL`` is set.
+    """
     if external_url() is not None:
         raise PrivateServerRequired(f"a private MariaDB server is needed, but ${ENV_URL} is set")
     with MariaDBServer(**kw) as server:
