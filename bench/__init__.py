@@ -13,3 +13,4 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 OUT_DIR = BENCH_DIR / "out"
+NODE_DIR = BENCH_DIR / "node"  # the Node host (fleet.js) with its package.json, lock file and node_modules

@@ -90,7 +90,7 @@ The handler runs one statement, `SELECT SLEEP(hold)`, then `end()` (libraries) o
 OVERLOAD_METHOD = f"""\
 **Overload scenarios (issue 10).** Lambda timeout 30 s; idle environments are reused most recently used first
 and destroyed after exactly 3 s idle, without cleanup; each strategy's environments live in two host processes
-(threads of `python -m bench.pyhost`, instances in `node bench/fleet.js`). `with_mysql` runs every scenario
+(threads of `python -m bench.pyhost`, instances in `node bench/node/fleet.js`). `with_mysql` runs every scenario
 {LIB_RUNS} times in a full run (once in a quick run) and the **worst** run is the row shown: the most errors after
 the trigger, then the most errors in total, then the longest time to clean service; the key numbers of all its
 runs are listed under each table, so a bistable result shows. The peers run once.

@@ -14,7 +14,7 @@ from typing import Any
 import pymysql
 import pymysql.cursors
 
-from bench import BENCH_DIR
+from bench import NODE_DIR
 from bench.fleet import FakeContext
 from bench.strategies import PYMYSQL_CONNECT_ARGS, load_with_mysql
 from harness.mariadb import MariaDBServer
@@ -42,13 +42,13 @@ def _import_us(module: str) -> float:
 
 def _node_require_ms() -> float | None:
     node = shutil.which("node")
-    if node is None or not (BENCH_DIR / "node_modules" / "serverless-mysql").exists():
+    if node is None or not (NODE_DIR / "node_modules" / "serverless-mysql").exists():
         return None
     script = (
         "const t=process.hrtime.bigint();require('serverless-mysql');require('mysql2');"
         "console.log(Number(process.hrtime.bigint()-t)/1e6)"
     )
-    proc = subprocess.run([node, "-e", script], cwd=BENCH_DIR, capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run([node, "-e", script], cwd=NODE_DIR, capture_output=True, text=True, timeout=60, check=False)
     try:
         return float(proc.stdout.strip())
     except ValueError:
