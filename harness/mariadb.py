@@ -78,7 +78,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 from urllib.parse import quote, unquote, urlsplit
 
 import mirakuru.base
@@ -379,7 +379,7 @@ class _MariaDBProcess(TCPExecutor):
     """
 
     def __init__(
-        self, command: list[str], port: int, *, ready: Callable[[], bool], log: Any, cwd: Path, timeout: float
+        self, command: list[str], port: int, *, ready: Callable[[], bool], log: BinaryIO, cwd: Path, timeout: float
     ) -> None:
         super().__init__(
             command,
