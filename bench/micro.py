@@ -202,6 +202,8 @@ def _fmt_us(s: dict[str, float]) -> str:
 def _fmt_overhead(c: dict[str, Any]) -> str:
     o = c["overhead"]
     verdict = "PASS" if c["met"] else "FAIL"
+    if o["q1"] <= c["target"] <= o["q3"]:
+        verdict += " (the IQR spans the target: too noisy to tell, run again on a quieter machine)"
     return (
         f"{o['median']:+7.1%}  (IQR {o['q1']:+.1%}..{o['q3']:+.1%}, range {o['min']:+.1%}..{o['max']:+.1%})  "
         f"target <= {c['target']:+.0%}: {verdict}"
