@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-SRC    := src tests bench examples layer docs
+SRC    := src tests harness bench examples layer docs
 
-.PHONY: help test lint format unit integration bench bench-quick demo layer validate-template mariadb clean
+.PHONY: help test lint format unit integration bench bench-quick bench-micro demo layer validate-template mariadb clean
 
 help:
 	@echo "make demo         run the example handler through a simulated Lambda fleet (~30 s)"
@@ -16,6 +16,7 @@ help:
 	@echo "make format       ruff format + ruff check --fix"
 	@echo "make bench        the full Lambda-fleet benchmark (<= 20 min)"
 	@echo "make bench-quick  a short benchmark run (<= 3 min)"
+	@echo "make bench-micro  only the micro-benchmarks: hot path vs raw PyMySQL, import time (~1 min)"
 	@echo "make layer        build/serverless-mysql-layer.zip without SAM"
 	@echo "make validate-template  cfn-lint + sam validate --lint on template.yaml (offline)"
 	@echo "make clean        remove build output and the virtualenv"
@@ -37,7 +38,7 @@ mariadb:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(SRC)
 	$(VENV)/bin/ruff format --check $(SRC)
-	$(VENV)/bin/mypy --strict src tests docs
+	$(VENV)/bin/mypy --strict src tests harness docs
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format $(SRC)
@@ -57,6 +58,9 @@ bench: $(STAMP) mariadb
 
 bench-quick: $(STAMP) mariadb
 	$(PY) -m bench --quick
+
+bench-micro: $(STAMP) mariadb
+	$(PY) -m bench --micro
 
 demo: $(STAMP) mariadb
 	$(PY) -m bench.demo

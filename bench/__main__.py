@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import BENCH_DIR, OUT_DIR
-from bench.micro import connect_cost, import_times, query_overhead
+from bench.micro import MIN_BATCHES, connect_cost, hot_path, hot_path_lines, import_times
 from bench.overload import AFTER_MARGIN_S, CLEAN_OK_FRACTION
 from bench.progress import Progress
 from bench.report import (
@@ -90,7 +90,7 @@ The handler runs one statement, `SELECT SLEEP(hold)`, then `end()` (libraries) o
 OVERLOAD_METHOD = f"""\
 **Overload scenarios (issue 10).** Lambda timeout 30 s; idle environments are reused most recently used first
 and destroyed after exactly 3 s idle, without cleanup; each strategy's environments live in two host processes
-(threads of `python -m bench.pyhost`, instances in `node bench/fleet.js`). `with_mysql` runs every scenario
+(threads of `python -m bench.pyhost`, instances in `node bench/node/fleet.js`). `with_mysql` runs every scenario
 {LIB_RUNS} times in a full run (once in a quick run) and the **worst** run is the row shown: the most errors after
 the trigger, then the most errors in total, then the longest time to clean service; the key numbers of all its
 runs are listed under each table, so a bistable result shows. The peers run once.
@@ -126,6 +126,17 @@ runs are listed under each table, so a bistable result shows. The peers run once
   environments, which live in the same processes) wait for SIGCONT with their deadline running.
 - *Throughput*: successful invocations that completed inside the run, per second; *physical limit*:
   max_connections / hold.
+"""
+
+
+MICRO_METHOD = """\
+**Micro-benchmarks.** One process, one private MariaDB, three warm connections: raw PyMySQL (`cursor.execute("SELECT
+1")` + `fetchall()`, DictCursor, autocommit, utf8mb4: the session the library asks for), `db.query("SELECT 1")` on a
+`ServerlessMySQL`, and a whole `@with_mysql` invocation whose handler runs `db.query("SELECT 1")`, followed by the
+decorator's `end()` with default options (so housekeeping runs at its usual rate; the rate is shown). Inside each
+batch the three take turns a few calls at a time in a rotating order, so a slow moment of the machine hits all of
+them; an overhead is the **median of the per-batch ratios** `library / raw - 1`, shown with its interquartile range.
+TLS is off on every connection (`ssl_disabled=True`), as in the fleet runs.
 """
 
 
@@ -177,7 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short runs (make bench-quick, <= 2 min)")
     parser.add_argument("--strategies", nargs="+", choices=STRATEGY_NAMES, help="only these strategies")
     parser.add_argument("--scenarios", nargs="+", help="only these scenarios (s1 ... s4 or full keys)")
-    parser.add_argument("--skip-micro", action="store_true", help="skip import-time and per-query measurements")
+    parser.add_argument("--skip-micro", action="store_true", help="skip the micro-benchmarks")
+    parser.add_argument(
+        "--micro",
+        action="store_true",
+        help="only the micro-benchmarks (hot path, import, connect CPU; about a minute); exit 1 on a missed target",
+    )
     parser.add_argument("--out", type=Path, default=OUT_DIR, help=f"output directory (default {OUT_DIR})")
     parser.add_argument(
         "--runs",
@@ -186,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         help=f"runs of with_mysql per overload scenario (default {LIB_RUNS}, 1 with --quick); the worst is reported",
     )
     args = parser.parse_args(argv)
+    if args.micro:
+        return micro_only(args.quick)
 
     plan = _plan(args.quick, args.scenarios)
     lib_runs = max(1, args.runs if args.runs is not None else (1 if args.quick else LIB_RUNS))
@@ -206,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     def runs_of(sc: Scenario, name: str) -> int:
         return lib_runs if name == "with_mysql" and sc.overload else 1
 
-    micro_seconds = 0.0 if args.skip_micro else (4.0 if args.quick else 25.0)
+    micro_seconds = 0.0 if args.skip_micro else (15.0 if args.quick else 45.0)
     planned = (
         sum((sc.duration + RUN_OVERHEAD_S) * runs_of(sc, name) for sc in plan for name in strategies) + micro_seconds
     )
@@ -240,12 +258,10 @@ def main(argv: list[str] | None = None) -> int:
                 progress.finish_step(_summary_line(result))
 
     if not args.skip_micro:
-        progress.step("micro-benchmarks (import time, per-query overhead)", micro_seconds)
+        progress.step("micro-benchmarks (hot path, import time, connect CPU)", micro_seconds)
         try:
-            extras["import_time"] = import_times(3 if args.quick else 15)
-            extras["query_overhead"] = query_overhead(3 if args.quick else 15, 200 if args.quick else 500)
-            extras["connect_cost"] = connect_cost(10 if args.quick else 50)
-            progress.finish_step("done")
+            extras.update(_micro(args.quick))
+            progress.finish_step("; ".join(hot_path_lines(extras["hot_path"])[-3:-1]).replace("  ", " "))
         except Exception as exc:
             failures.append(f"micro-benchmarks: {type(exc).__name__}: {exc}")
             traceback.print_exc()
@@ -293,6 +309,66 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failures else 0
 
 
+def _micro(quick: bool) -> dict[str, Any]:
+    """The micro-benchmarks; the hot path always with at least MIN_BATCHES interleaved batches."""
+    return {
+        "hot_path": hot_path(MIN_BATCHES if quick else 31, 100 if quick else 400),
+        "import_time": import_times(3 if quick else 15),
+        "connect_cost": connect_cost(10 if quick else 50),
+    }
+
+
+def micro_only(quick: bool) -> int:
+    """``python -m bench --micro``: print the micro-benchmarks with PASS/FAIL; 1 when a target is missed."""
+    started = time.monotonic()
+    extras = _micro(quick)
+    print("\n".join(hot_path_lines(extras["hot_path"])))
+    print(micro_markdown(extras, hot_path=False))
+    targets = check_targets([], extras)
+    targets = [t for t in targets if t[1] is not None]
+    print()
+    for name, ok, measured in targets:
+        print(f"{'PASS' if ok else 'FAIL'}  {name}: {measured}")
+    print(f"total {time.monotonic() - started:.0f} s", file=sys.stderr)
+    return 0 if all(ok for _, ok, _ in targets) else 1
+
+
+def micro_markdown(extras: dict[str, Any], *, hot_path: bool = True) -> str:
+    """The micro-benchmark bullets of the report."""
+    lines: list[str] = []
+    h = extras.get("hot_path")
+    imp = extras.get("import_time")
+    cc = extras.get("connect_cost")
+    if h and hot_path:
+        us, q, inv = h["us"], h["query"]["overhead"], h["invocation"]["overhead"]
+        lines.append(
+            f"- Warm `SELECT 1` ({h['batches']} batches of {h['per_batch']} calls, the three interleaved "
+            f"{h['chunk']} calls at a time; median per call, IQR in brackets): "
+            f"raw PyMySQL {us['raw']['median']:.1f} us "
+            f"[{us['raw']['q1']:.1f}-{us['raw']['q3']:.1f}], "
+            f"`db.query` {us['query']['median']:.1f} us [{us['query']['q1']:.1f}-{us['query']['q3']:.1f}] = "
+            f"{q['median']:+.1%} [{q['q1']:+.1%}..{q['q3']:+.1%}], a whole `@with_mysql` invocation (query + `end()`) "
+            f"{us['invocation']['median']:.1f} us [{us['invocation']['q1']:.1f}-{us['invocation']['q3']:.1f}] = "
+            f"{inv['median']:+.1%} [{inv['q1']:+.1%}..{inv['q3']:+.1%}]; housekeeping ran "
+            f"{h['housekeeping_runs_per_1000_invocations']:.1f} times per 1,000 invocations."
+        )
+    if imp:
+        node = imp.get("npm_serverless_mysql_require_ms")
+        lines.append(
+            f"- Import (`python -X importtime`, median of {imp['runs']}): `import serverless_mysql` "
+            f"{imp['serverless_mysql_ms']:.1f} ms, `import pymysql` {imp['pymysql_ms']:.1f} ms "
+            f"({imp['ratio']:.2f}x)"
+            + (f"; Node `require('serverless-mysql')` + mysql2 {node:.1f} ms." if node else ".")
+        )
+    if cc:
+        lines.append(
+            f"- CPU to build one PyMySQL `Connection` object: {cc['default_ms']:.1f} ms with PyMySQL's default TLS "
+            f"setup (a fresh `ssl.create_default_context()` each time, even when the server offers no TLS), "
+            f"{cc['ssl_disabled_ms']:.2f} ms with `ssl_disabled=True`. Every connect attempt pays it, retries included."
+        )
+    return "\n".join(lines)
+
+
 def render(
     results: list[RunResult], plan: list[Scenario], extras: dict[str, Any], targets: list[tuple[str, bool | None, str]]
 ) -> str:
@@ -316,31 +392,9 @@ def render(
         overload_markdown(results, plan, extras),
         markdown([r for r in results if "overload" not in r.data], [sc for sc in plan if not sc.overload], extras),
     ]
-    imp = extras.get("import_time")
-    q = extras.get("query_overhead")
-    cc = extras.get("connect_cost")
-    if imp or q or cc:
-        lines += ["## Micro-benchmarks", ""]
-    if imp:
-        node = imp.get("npm_serverless_mysql_require_ms")
-        lines.append(
-            f"- Import (`python -X importtime`, median of {imp['runs']}): `import serverless_mysql` "
-            f"{imp['serverless_mysql_ms']:.1f} ms, `import pymysql` {imp['pymysql_ms']:.1f} ms "
-            f"({imp['ratio']:.2f}x)"
-            + (f"; Node `require('serverless-mysql')` + mysql2 {node:.1f} ms." if node else ".")
-        )
-    if q:
-        lines.append(
-            f"- Warm `SELECT 1` (median of {q['batches']} batches of {q['per_batch']}): raw PyMySQL "
-            f"{q['raw_us']:.0f} us, `db.query` {q['query_us']:.0f} us ({q['overhead']:+.1%}), a whole "
-            f"`@with_mysql` invocation (query + `end()`) {q['invocation_us']:.0f} us ({q['invocation_overhead']:+.1%})."
-        )
-    if cc:
-        lines.append(
-            f"- CPU to build one PyMySQL `Connection` object: {cc['default_ms']:.1f} ms with PyMySQL's default TLS "
-            f"setup (a fresh `ssl.create_default_context()` each time, even when the server offers no TLS), "
-            f"{cc['ssl_disabled_ms']:.2f} ms with `ssl_disabled=True`. Every connect attempt pays it, retries included."
-        )
+    micro = micro_markdown(extras)
+    if micro:
+        lines += ["## Micro-benchmarks", "", micro]
     if extras.get("failures"):
         lines += ["", "## Failures", "", *[f"- {f}" for f in extras["failures"]]]
     lines += ["", "## Method", ""]
@@ -348,6 +402,8 @@ def render(
         lines += [OVERLOAD_METHOD]
     if any(not sc.overload for sc in plan):
         lines += [METHOD]
+    if extras.get("hot_path"):
+        lines += [MICRO_METHOD]
     return "\n".join(lines) + "\n"
 
 

@@ -32,11 +32,7 @@ from typing import Any
 from bench import OUT_DIR, REPO_ROOT
 from bench.fleet import Env, FakeContext, Fleet, LoadGen, OpenLoop, percentile
 from bench.observe import Sampler
-
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from tests.support.mariadb import MariaDBServer
+from harness.mariadb import MariaDBServer
 
 HANDLER = REPO_ROOT / "examples" / "handler.py"
 SCHEMA = REPO_ROOT / "examples" / "schema.sql"

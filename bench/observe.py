@@ -1,6 +1,6 @@
 """What the server sees: connections over time, per-user statement counters, global connection counters.
 
-All of it is read as root through MariaDB's ``extra_port`` (see ``tests/support/mariadb.py``), so the observer
+All of it is read as root through MariaDB's ``extra_port`` (see ``harness/mariadb.py``), so the observer
 never takes one of the application's ``max_connections`` slots and never shows up in the application user's
 numbers. Counters survive a server crash: they are sampled twice a second (and right before a crash) and summed
 over server lifetimes.

@@ -1,4 +1,4 @@
-"""Hosts the environments of one Python strategy in a child process, like ``bench/fleet.js`` does for Node.
+"""Hosts the environments of one Python strategy in a child process, like ``bench/node/fleet.js`` does for Node.
 
 Every strategy's clients thus run in a process of their own, with their own interpreter lock, and the
 scheduler, the load generator and the sampler (in the parent) neither slow them down nor get slowed down by

@@ -212,15 +212,22 @@ def check_targets(results: Sequence[RunResult], extras: dict[str, Any]) -> list[
                 f"{imp['serverless_mysql_ms']:.0f} ms vs {imp['pymysql_ms']:.0f} ms = {imp['ratio']:.2f}x",
             )
         )
-    q = extras.get("query_overhead")
-    if q and q.get("overhead") is not None:
-        out.append(
-            (
-                "Per-query overhead on a warm connection <= 10% vs raw PyMySQL",
-                q["overhead"] <= 0.10,
-                f"{q['query_us']:.0f} us vs {q['raw_us']:.0f} us = {q['overhead']:+.1%}",
+    h = extras.get("hot_path")
+    if h:
+        for key, name in (
+            ("query", '`db.query("SELECT 1")` <= +5% vs raw PyMySQL (median of interleaved batches)'),
+            ("invocation", "A whole `@with_mysql` invocation (query + `end()`) <= +40% vs raw PyMySQL `SELECT 1`"),
+        ):
+            c = h[key]
+            o = c["overhead"]
+            out.append(
+                (
+                    name,
+                    bool(c["met"]),
+                    f"{h['us'][key]['median']:.1f} us vs {h['us']['raw']['median']:.1f} us = {o['median']:+.1%} "
+                    f"(IQR {o['q1']:+.1%}..{o['q3']:+.1%})",
+                )
             )
-        )
     return out
 
 

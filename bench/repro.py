@@ -15,14 +15,9 @@ import time
 from collections import Counter
 from typing import Any
 
-from bench import REPO_ROOT
 from bench.fleet import FakeContext
 from bench.strategies import PYMYSQL_CONNECT_ARGS, error_key, load_with_mysql
-
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from tests.support.mariadb import MariaDBServer
+from harness.mariadb import MariaDBServer
 
 
 def _handlers(user: Any, n: int, **options: Any) -> list[Any]:

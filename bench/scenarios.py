@@ -13,7 +13,6 @@ import os
 import random
 import resource
 import signal
-import sys
 import threading
 import time
 from collections import Counter
@@ -21,7 +20,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import REPO_ROOT
 from bench.fleet import ClosedLoop, Fleet, Invocation, LoadGen, OpenLoop, Strategy, percentile
 from bench.observe import Sampler
 from bench.overload import (
@@ -34,11 +32,7 @@ from bench.overload import (
     max_per_second,
 )
 from bench.strategies import PYMYSQL_CONNECT_ARGS, DbTarget, cpu_seconds_of, make_strategy
-
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from tests.support.mariadb import MariaDBServer
+from harness.mariadb import MariaDBServer
 
 __all__ = ["SCENARIOS", "RunResult", "Scenario", "legacy_scenarios", "run_one", "scenarios"]
 

@@ -4,11 +4,11 @@
 * ``naive-global``: one module-scope PyMySQL connection per environment, kept forever (reconnected only when
   PyMySQL itself noticed it is closed) - the common Lambda pattern.
 * ``npm-serverless-mysql``: the real npm package (2.1.0 with mysql2), one instance per environment, hosted by
-  ``bench/fleet.js``; the handler is ``await db.query(sql, args); await db.end()``.
+  ``bench/node/fleet.js``; the handler is ``await db.query(sql, args); await db.end()``.
 * ``with_mysql``: this library, one ``@with_mysql``-decorated handler (hence one client) per environment.
 
 Every strategy gets the same connection parameters and runs the same one-statement handler. Each runs in a host
-process of its own (``node bench/fleet.js`` or ``python -m bench.pyhost``) that the scheduler drives over a pipe.
+process of its own (``node bench/node/fleet.js`` or ``python -m bench.pyhost``) that the scheduler drives over a pipe.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import pymysql.cursors
 from pymysql.connections import Connection
 from pymysql.constants import CR, ER
 
-from bench import BENCH_DIR, REPO_ROOT
+from bench import NODE_DIR, REPO_ROOT
 from bench.fleet import Env, FakeContext
 
 __all__ = [
@@ -358,19 +358,19 @@ class HostError(RuntimeError):
 
 
 def ensure_node_modules(log: Callable[[str], None] = print) -> None:
-    """``npm ci`` (or ``npm install``) in bench/ when serverless-mysql is not installed there yet."""
-    if (BENCH_DIR / "node_modules" / "serverless-mysql" / "package.json").exists():
+    """``npm ci`` (or ``npm install``) in bench/node/ when serverless-mysql is not installed there yet."""
+    if (NODE_DIR / "node_modules" / "serverless-mysql" / "package.json").exists():
         return
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
         raise RuntimeError("node and npm are needed for the npm serverless-mysql strategy (or leave it out)")
-    verb = "ci" if (BENCH_DIR / "package-lock.json").exists() else "install"
-    log(f"installing npm serverless-mysql into {BENCH_DIR / 'node_modules'} (npm {verb})")
-    subprocess.run([npm, verb, "--no-audit", "--no-fund", "--loglevel=error"], cwd=BENCH_DIR, check=True, timeout=300)
+    verb = "ci" if (NODE_DIR / "package-lock.json").exists() else "install"
+    log(f"installing npm serverless-mysql into {NODE_DIR / 'node_modules'} (npm {verb})")
+    subprocess.run([npm, verb, "--no-audit", "--no-fund", "--loglevel=error"], cwd=NODE_DIR, check=True, timeout=300)
 
 
 class HostProcess:
-    """A child process hosting one strategy's environments (``bench/fleet.js`` or ``bench/pyhost.py``), driven
+    """A child process hosting one strategy's environments (``bench/node/fleet.js`` or ``bench/pyhost.py``), driven
     over a JSON-lines pipe: one request per line on stdin, one reply per request on stdout."""
 
     def __init__(self, command: list[str], init: dict[str, Any], *, cwd: Path, env: dict[str, str] | None = None):
@@ -564,8 +564,8 @@ def make_strategy(
         # that cost from eating the CPU that hundreds of separate Lambda environments would each have.
         config = {**target.kwargs(), "connectTimeout": 5000, "maxPreparedStatements": 100}
         init = {"op": "init", "config": config, "options": dict(options or {})}
-        command = [node, str(BENCH_DIR / "fleet.js")]
-        return HostedStrategy(name, [HostProcess(command, init, cwd=BENCH_DIR) for _ in range(hosts)])
+        command = [node, str(NODE_DIR / "fleet.js")]
+        return HostedStrategy(name, [HostProcess(command, init, cwd=NODE_DIR) for _ in range(hosts)])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     init = {"op": "init", "strategy": name, "target": asdict(target), "options": dict(options or {})}

@@ -1,4 +1,4 @@
-"""Shared fixtures: real, private MariaDB servers (see tests/support/mariadb.py, incl. ``SMYSQL_TEST_URL``)."""
+"""Shared fixtures: real, private MariaDB servers (see harness/mariadb.py, incl. ``SMYSQL_TEST_URL``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 
 import pytest
 
-from tests.support.mariadb import AppUser, MariaDBServer, PrivateServerRequired, external_url, session_server
+from harness.mariadb import AppUser, MariaDBServer, PrivateServerRequired, external_url, session_server
 
 ServerFactory = Callable[..., MariaDBServer]
 UserFactory = Callable[..., AppUser]

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from harness.mariadb import AppUser, MariaDBServer
 from tests.faults.reliability import Collector, Observation
-from tests.support.mariadb import AppUser, MariaDBServer
 
 if TYPE_CHECKING:
     from tests.faults.matrix import Target

@@ -3,7 +3,7 @@
 Every matrix test follows the same script:
 
 1. build a client for a fresh account (its password registered as a secret) pointing at the server, directly or
-   through the :class:`~tests.support.faultproxy.FaultProxy`;
+   through the :class:`~harness.faultproxy.FaultProxy`;
 2. warm it up (one statement), inject the fault, run **one operation** under ``set_deadline(DEADLINE)``, and
    record the observed outcome (``ok`` or the exception class);
 3. heal the fault and verify through the server's **root connection**: writes applied exactly once or not at
@@ -20,13 +20,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ServerlessMySQL, with_mysql
 from serverless_mysql.decorator import MySQLHandler
 from serverless_mysql.errors import ServerlessMySQLError
 from serverless_mysql.lambda_context import LocalLambdaContext
 from tests.faults.conftest import LeakSink
 from tests.faults.reliability import Observation
-from tests.support.mariadb import AppUser, MariaDBServer
 
 DEADLINE: Final = 2.0
 """Seconds every matrix operation gets (``set_deadline``)."""

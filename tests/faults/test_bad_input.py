@@ -17,6 +17,7 @@ import pymysql
 import pytest
 from moto import mock_aws
 
+from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ServerlessMySQL, with_mysql
 from serverless_mysql.config import Config
 from serverless_mysql.env import DECORATOR_DEFAULTS
@@ -24,7 +25,6 @@ from serverless_mysql.errors import ConfigError, ConfigTypeError, CredentialsErr
 from serverless_mysql.secrets import SecretsManagerCredentials, credentials_from_secret
 from tests.faults.conftest import LeakSink
 from tests.faults.matrix import Target
-from tests.support.mariadb import AppUser, MariaDBServer
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from harness.faultproxy import FaultProxy
+from harness.mariadb import AppUser, MariaDBServer, external_url
 from serverless_mysql.errors import (
     ConnectionLostError,
     DeadlineExceededError,
@@ -22,8 +24,6 @@ from serverless_mysql.errors import (
 from serverless_mysql.lambda_context import LocalLambdaContext
 from tests.faults.conftest import LeakSink
 from tests.faults.matrix import SLACK, Target
-from tests.support.faultproxy import FaultProxy
-from tests.support.mariadb import AppUser, MariaDBServer, external_url
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -18,11 +18,11 @@ from collections.abc import Iterator
 import pymysql
 import pytest
 
+from harness.faultproxy import FaultProxy
+from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ServerlessMySQL
 from serverless_mysql.errors import DeadlineExceededError
 from tests.faults.conftest import LeakSink
-from tests.support.faultproxy import FaultProxy
-from tests.support.mariadb import AppUser, MariaDBServer
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -12,8 +12,8 @@ import pymysql
 import pymysql.cursors
 import pytest
 
-from tests.support.faultproxy import FaultProxy, FaultProxyError
-from tests.support.mariadb import AppUser, MariaDBServer
+from harness.faultproxy import FaultProxy, FaultProxyError
+from harness.mariadb import AppUser, MariaDBServer
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from harness.faultproxy import FaultProxy
+from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql.errors import (
     ConnectionLostError,
     DeadlineExceededError,
@@ -39,8 +41,6 @@ from tests.faults.matrix import (
     warm,
 )
 from tests.faults.reliability import Observation
-from tests.support.faultproxy import FaultProxy
-from tests.support.mariadb import AppUser, MariaDBServer
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -25,6 +25,8 @@ from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 from moto import mock_aws
 
+from harness.faultproxy import FaultProxy
+from harness.mariadb import AppUser, MariaDBServer, thread_id
 from serverless_mysql import ServerlessMySQL, with_mysql
 from serverless_mysql.errors import CredentialsError, DeadlineExceededError
 from serverless_mysql.lambda_context import LocalLambdaContext
@@ -49,8 +51,6 @@ from tests.faults.matrix import (
     warm,
 )
 from tests.faults.reliability import Observation
-from tests.support.faultproxy import FaultProxy
-from tests.support.mariadb import AppUser, MariaDBServer, thread_id
 
 pytestmark = pytest.mark.timeout(40)
 

@@ -15,6 +15,7 @@ from typing import Any
 import pymysql
 import pytest
 
+from harness.mariadb import AppUser, MariaDBServer, external_url, thread_id
 from serverless_mysql import ServerlessMySQL
 from serverless_mysql.errors import (
     ConnectError,
@@ -44,7 +45,6 @@ from tests.faults.matrix import (
     warm,
 )
 from tests.faults.reliability import Observation
-from tests.support.mariadb import AppUser, MariaDBServer, external_url, thread_id
 
 pytestmark = pytest.mark.timeout(40)
 

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.faultproxy import FaultProxy
+from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ConnectionLostError
 from tests.faults.conftest import LeakSink
 from tests.faults.matrix import Target
-from tests.support.faultproxy import FaultProxy
-from tests.support.mariadb import AppUser, MariaDBServer
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -23,6 +23,9 @@ import boto3
 import pymysql
 import pytest
 
+from harness.faultproxy import FaultProxy
+from harness.mariadb import AppUser, MariaDBServer, external_url
+from harness.tls import CertPair, TestPKI
 from serverless_mysql import ServerlessMySQL, with_mysql
 from serverless_mysql.client import _Connection, _DeadlineSocketIO
 from serverless_mysql.errors import ConfigError, ConnectError, ServerlessMySQLError
@@ -30,9 +33,6 @@ from serverless_mysql.iam import IamAuthCredentials
 from serverless_mysql.lambda_context import LocalLambdaContext
 from tests.faults.conftest import LeakSink
 from tests.support.fake_mysql import FakeMySQLServer
-from tests.support.faultproxy import FaultProxy
-from tests.support.mariadb import AppUser, MariaDBServer, external_url
-from tests.support.tls import CertPair, TestPKI
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.private_server]
 

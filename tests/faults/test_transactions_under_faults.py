@@ -9,11 +9,11 @@ from typing import Any
 import pymysql
 import pytest
 
+from harness.faultproxy import FaultProxy
+from harness.mariadb import AppUser, MariaDBServer, thread_id
 from serverless_mysql.errors import TransactionAbortedError
 from tests.faults.conftest import LeakSink
 from tests.faults.matrix import Target
-from tests.support.faultproxy import FaultProxy
-from tests.support.mariadb import AppUser, MariaDBServer, thread_id
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ServerlessMySQL
-from tests.support.mariadb import AppUser, MariaDBServer
 
 ClientFactory = Callable[..., ServerlessMySQL]
 

@@ -17,7 +17,7 @@ import pytest
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager.client import SecretsManagerClient
 
-    from tests.support.mariadb import AppUser
+    from harness.mariadb import AppUser
 
 __all__ = ["ApiCalls", "api_calls", "aws", "clean_serverless_env", "rds_secret"]
 

@@ -9,9 +9,9 @@ from typing import Any
 import pymysql
 import pytest
 
+from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ConnectError, DeadlineExceededError, RetriesExhaustedError, ServerlessMySQL
 from tests.integration.conftest import ClientFactory, fill, later
-from tests.support.mariadb import AppUser, MariaDBServer
 
 pytestmark = pytest.mark.integration
 

@@ -11,11 +11,11 @@ from typing import Any
 import pymysql
 import pytest
 
+from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ServerlessMySQL
 from serverless_mysql import client as client_module
 from serverless_mysql.housekeeping import HEADROOM
 from tests.integration.conftest import ClientFactory, fill
-from tests.support.mariadb import AppUser, MariaDBServer
 
 pytestmark = pytest.mark.integration
 Factory = Any

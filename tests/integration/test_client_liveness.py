@@ -9,9 +9,9 @@ import time
 import pymysql
 import pytest
 
+from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ConnectionLostError, DeadlineExceededError
 from tests.integration.conftest import ClientFactory, later, values
-from tests.support.mariadb import AppUser, MariaDBServer
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,10 @@ from typing import Any
 import pymysql
 import pytest
 
+from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import TransactionAbortedError
 from tests.integration.conftest import ClientFactory, later, values
 from tests.integration.decorator_fixtures import clean_serverless_env
-from tests.support.mariadb import AppUser, MariaDBServer
 
 pytestmark = pytest.mark.integration
 Factory = Any

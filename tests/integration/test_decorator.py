@@ -13,11 +13,11 @@ from typing import Any
 import pymysql
 import pytest
 
+from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import DeadlineExceededError, ServerlessMySQL, with_mysql
 from serverless_mysql.lambda_context import LocalLambdaContext
 from tests.conftest import ServerFactory, UserFactory
 from tests.integration.decorator_fixtures import clean_serverless_env
-from tests.support.mariadb import AppUser, MariaDBServer
 
 __all__ = ["clean_serverless_env"]
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
+from harness.mariadb import AppUser, MariaDBServer
+from harness.tls import TestPKI
 from serverless_mysql import ServerlessMySQL, with_mysql
 from serverless_mysql.iam import IamAuthCredentials
 from serverless_mysql.lambda_context import LocalLambdaContext
 from tests.conftest import ServerFactory, UserFactory
 from tests.integration.decorator_fixtures import clean_serverless_env
-from tests.support.mariadb import AppUser, MariaDBServer
-from tests.support.tls import TestPKI
 
 __all__ = ["clean_serverless_env"]
 

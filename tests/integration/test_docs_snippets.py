@@ -24,9 +24,9 @@ import pymysql
 import pytest
 
 import serverless_mysql
+from harness.mariadb import MariaDBServer
 from serverless_mysql import ServerlessMySQL
 from serverless_mysql.lambda_context import LocalLambdaContext
-from tests.support.mariadb import MariaDBServer
 from tests.support.snapstart import RUNTIME
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,12 +13,13 @@ from urllib.parse import unquote, urlsplit
 import pymysql
 import pytest
 
-from tests.support.mariadb import (
+from harness.mariadb import (
     AppUser,
     ExternalServer,
     MariaDBServer,
     MariaDBStartError,
     PrivateServerRequired,
+    free_ports,
     template_datadir,
     thread_id,
 )
@@ -121,6 +123,37 @@ def test_start_failure_reports_error_log(requires_private_server: None) -> None:
     finally:
         server.cleanup()
     assert not server.basedir.exists()
+
+
+def test_free_ports_are_distinct_unbound_and_outside_the_ephemeral_range() -> None:
+    low, high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    ports = free_ports(6)
+    assert len(set(ports)) == 6
+    assert all(1024 < p < 65536 and not low <= p <= high for p in ports)
+    for port in ports:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
+
+
+def test_pytest_mysql_plugin_is_switched_off(pytestconfig: pytest.Config) -> None:
+    # The harness starts every server; pytest-mysql's fixtures (mysql, mysql_proc) and options stay out of the suite.
+    assert not pytestconfig.pluginmanager.has_plugin("pytest_mysql")
+    assert not pytestconfig.pluginmanager.has_plugin("pytest_mysql.plugin")
+
+
+def test_a_server_survives_only_by_its_own_process(server_factory: ServerFactory) -> None:
+    # crash() must leave the server down (no supervisor such as mysqld_safe restarting it) until restart().
+    server = server_factory()
+    pid = server.pid
+    assert pid is not None
+    server.crash()
+    time.sleep(0.5)
+    with pytest.raises(pymysql.err.OperationalError):
+        pymysql.connect(host=server.host, port=server.port, user="x", password="y", connect_timeout=1)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    server.restart()
+    assert server.pid not in (None, pid)
 
 
 def test_max_connections_below_mariadb_minimum_is_rejected() -> None:

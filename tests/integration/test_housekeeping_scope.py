@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ServerlessMySQL, housekeeping
 from serverless_mysql import client as client_module
 from tests.integration.conftest import ClientFactory
-from tests.support.mariadb import AppUser, MariaDBServer
 
 pytestmark = pytest.mark.integration
 Factory = Any

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ServerlessMySQL, with_mysql
 from serverless_mysql.lambda_context import LocalLambdaContext
 from tests.integration.conftest import ClientFactory, values
 from tests.integration.decorator_fixtures import clean_serverless_env
-from tests.support.mariadb import AppUser, MariaDBServer
 
 __all__ = ["clean_serverless_env"]
 

@@ -15,11 +15,11 @@ from typing import Any
 import pymysql
 import pytest
 
+from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import DeadlineExceededError, ServerlessMySQL, with_mysql
 from serverless_mysql.lambda_context import LocalLambdaContext
 from serverless_mysql.pressure import AGED_MEAN
 from tests.integration.conftest import ClientFactory, fill, later
-from tests.support.mariadb import AppUser, MariaDBServer
 
 pytestmark = pytest.mark.integration
 Factory = Any

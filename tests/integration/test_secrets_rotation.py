@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ConnectError, ServerlessMySQL, with_mysql
 from serverless_mysql.lambda_context import LocalLambdaContext
 from tests.integration.decorator_fixtures import ApiCalls, api_calls, aws, clean_serverless_env, rds_secret
-from tests.support.mariadb import AppUser, MariaDBServer
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager.client import SecretsManagerClient

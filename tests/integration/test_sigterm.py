@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.mariadb import AppUser, MariaDBServer
 from tests.conftest import ServerFactory, UserFactory
-from tests.support.mariadb import AppUser, MariaDBServer
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.mariadb import AppUser, MariaDBServer, _free_ports
+from harness.mariadb import AppUser, MariaDBServer, free_ports
 from tests.support.snapstart import ROOT, runtime_env
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="restores are played with os.fork()")
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="restores are pl
 def test_snapshot_closes_the_connection_and_each_restore_draws_its_own_jitter(
     app_user: AppUser, mariadb: MariaDBServer, tmp_path: Path
 ) -> None:
-    spec = {"db": app_user.connect_kwargs(), "closed_port": _free_ports(1)[0], "out": str(tmp_path)}
+    spec = {"db": app_user.connect_kwargs(), "closed_port": free_ports(1)[0], "out": str(tmp_path)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.integration.snapstart_process", json.dumps(spec)],
         cwd=ROOT,

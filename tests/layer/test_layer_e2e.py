@@ -32,8 +32,8 @@ from typing import Any
 import boto3
 import pytest
 
+from harness.mariadb import AppUser, MariaDBServer
 from tests.layer.conftest import LayerBuild, find_python
-from tests.support.mariadb import AppUser, MariaDBServer
 
 ROOT = Path(__file__).resolve().parents[2]
 # What the Lambda runtime provides (boto3 and its dependency closure) and what AWS's Powertools layer adds.

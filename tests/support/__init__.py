@@ -1,1 +1,1 @@
-"""Test-support code shared by the test-suite and the benchmark (importable as ``tests.support``)."""
+"""Test-only helpers (fake servers, the SnapStart stand-in); what the benchmark shares is in ``harness/``."""

@@ -27,7 +27,7 @@ from types import TracebackType
 
 from pymysql.constants import CLIENT
 
-from tests.support.tls import CertPair
+from harness.tls import CertPair
 
 __all__ = ["FakeMySQLServer"]
 

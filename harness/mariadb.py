@@ -30,9 +30,27 @@ Environment variables:
 ``SMYSQL_MARIADBD`` / ``SMYSQL_MARIADB_INSTALL_DB``
     Paths of the ``mariadbd`` and ``mariadb-install-db`` binaries, when they are not in the usual places.
 
+What is borrowed and what is written here:
+
+* **mirakuru** runs each mariadbd: spawns it in a session of its own, polls readiness until a deadline (here: root
+  can log in on the admin port), stops it with SIGTERM then SIGKILL, kills it with SIGKILL, and reports an early
+  exit or a timeout (turned into :class:`MariaDBStartError` with the error log's tail).
+* **port-for** chooses the ports: free ones outside the kernel's ephemeral range, so no client socket takes a
+  server's port while it is down between :meth:`~MariaDBServer.crash` and the restart on the same port.
+* **pytest-mysql** (built on the two) is not used, and its auto-loading plugin is switched off (``-p
+  no:pytest_mysql`` in pyproject.toml): its executor starts the server through ``mysqld_safe``, which restarts a
+  SIGKILLed server by itself (``crash()`` must leave it down); it runs ``mysql_install_db`` for every server (the
+  cached template below makes a start a copy plus a boot: ~0.4 s instead of ~1.1 s here); it shuts down with
+  ``mysqladmin`` as a password-less root; it has no admin port; and its fixtures are pytest-only, while ``bench/``
+  starts servers without pytest. It also needs Python >= 3.11 (this project supports 3.10).
+* Written here, because none of them does it: the template datadir cache and the secure first start (root's
+  password set by ``--init-file`` before the first connection), ``--no-defaults`` and the server options, the admin
+  port (``extra_port``) and the root helpers, crash/restart on the same port and datadir, the error log and its
+  tail in errors, application users and zombie connections, and the external server (``SMYSQL_TEST_URL``).
+
 The module imports neither pytest nor the library under test; ``bench/`` uses it too::
 
-    from tests.support.mariadb import MariaDBServer
+    from harness.mariadb import MariaDBServer
 
     with MariaDBServer(max_connections=20) as server:
         user = server.create_user()
@@ -41,6 +59,7 @@ The module imports neither pytest nor the library under test; ``bench/`` uses it
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import hashlib
@@ -50,8 +69,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -61,11 +78,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 from urllib.parse import quote, unquote, urlsplit
 
+import mirakuru.base
+import port_for
 import pymysql
 import pymysql.cursors
+from mirakuru import TCPExecutor
+from mirakuru.exceptions import AlreadyRunning, ProcessExitedWithError, ProcessFinishedWithError, TimeoutExpired
 from pymysql.connections import Connection
 
 __all__ = [
@@ -78,6 +99,7 @@ __all__ = [
     "MariaDBStartError",
     "PrivateServerRequired",
     "external_url",
+    "free_ports",
     "session_server",
     "template_datadir",
     "thread_id",
@@ -130,6 +152,12 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _USER_NAME = re.compile(r"[A-Za-z0-9_]{1,32}")
 _user_counter = itertools.count(1)
 _PORT_IN_USE = ("Address already in use", "Do you already have another server running")
+_POLL_S: Final = 0.02  # how often mirakuru checks whether a starting server is ready / a stopping one is gone
+
+# mirakuru's exit hook SIGKILLs every process whose mirakuru_uuid merely *contains* this process's pid as a
+# substring, i.e. servers that other processes on this machine started (pid 412 matches "4123:..."). Ours are
+# killed by pid through their weakref finalizers, so that hook is not needed and must not run.
+atexit.unregister(mirakuru.base.cleanup_subprocesses)
 
 
 class MariaDBError(RuntimeError):
@@ -142,6 +170,10 @@ class MariaDBNotInstalled(MariaDBError):
 
 class MariaDBStartError(MariaDBError):
     """The server died or did not accept connections in time; the message ends with the error log's tail."""
+
+
+class _PortTaken(MariaDBStartError):
+    """Something already accepts connections on the port chosen for a new server."""
 
 
 class PrivateServerRequired(MariaDBError):
@@ -304,18 +336,23 @@ class AppUser:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _free_ports(n: int) -> list[int]:
-    """Distinct free loopback ports (all sockets held open together, then released)."""
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((LOOPBACK, 0))
-            socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+_good_ports: set[int] | None = None
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct loopback ports that nothing listens on and nothing has bound (port-for).
+
+    Chosen outside the kernel's ephemeral range (``ip_local_port_range``), so no client socket of this or another
+    process is handed one of them between choosing it and binding it - nor while a crashed server is down and its
+    port must stay free for the restart.
+    """
+    global _good_ports
+    if _good_ports is None:
+        _good_ports = port_for.available_good_ports()  # ~20 ms: computed once per process
+    chosen: list[int] = []
+    for _ in range(n):
+        chosen.append(port_for.select_random(set(_good_ports), exclude_ports=chosen))
+    return chosen
 
 
 def _sql_string(value: str) -> str:
@@ -334,20 +371,50 @@ def _quietly_close(conn: Connection[Any]) -> None:
             conn.close()
 
 
+class _MariaDBProcess(TCPExecutor):
+    """One run of mariadbd under mirakuru.
+
+    Its own session (signals reach it alone), output into the error log, ready when ``ready()`` says so (root can
+    log in), SIGTERM then SIGKILL on stop, SIGKILL on kill.
+    """
+
+    def __init__(
+        self, command: list[str], port: int, *, ready: Callable[[], bool], log: BinaryIO, cwd: Path, timeout: float
+    ) -> None:
+        super().__init__(
+            command,
+            host=LOOPBACK,
+            port=port,
+            timeout=timeout,
+            sleep=_POLL_S,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            cwd=str(cwd),
+        )
+        self._ready = ready
+
+    def after_start_check(self) -> bool:
+        return self._ready()
+
+    @property
+    def pid(self) -> int | None:
+        process = self.process
+        return process.pid if process is not None and process.poll() is None else None
+
+
 class _Resources:
     """What must be released even if a server object is leaked (used by ``weakref.finalize``; no ref to the server)."""
 
     def __init__(self) -> None:
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: _MariaDBProcess | None = None
         self.tmpdir: Path | None = None
 
     def release(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(10)
+        if proc is not None:
+            with contextlib.suppress(Exception):
+                proc.kill()  # SIGKILL to its process group (mariadbd alone), by pid
         tmpdir, self.tmpdir = self.tmpdir, None
         if tmpdir is not None:
             shutil.rmtree(tmpdir, ignore_errors=True)
@@ -381,9 +448,9 @@ class MariaDBServer:
         self.root_user: str = "root"
         self._root_password = secrets.token_hex(16)
         self._fixed_port = port is not None
-        ports = _free_ports(2)
+        ports = free_ports(2)
         self.port: int = port if port is not None else ports[0]
-        self.admin_port: int = ports[1] if ports[1] != self.port else _free_ports(1)[0]
+        self.admin_port: int = ports[1] if ports[1] != self.port else free_ports(1)[0]
         self._resources = _Resources()
         self._finalizer = weakref.finalize(self, self._resources.release)
         if basedir is None:
@@ -412,27 +479,33 @@ class MariaDBServer:
 
     @property
     def basedir(self) -> Path:
+        """The directory that holds this server's files."""
         return self._basedir
 
     @property
     def datadir(self) -> Path:
+        """The server's data directory (``basedir/data``)."""
         return self._basedir / "data"
 
     @property
     def socket_path(self) -> Path:
+        """The Unix socket (unused by the helpers; they use TCP on loopback)."""
         return self._basedir / "mariadbd.sock"
 
     @property
     def error_log_path(self) -> Path:
+        """The error log of mariadbd (kept across restarts)."""
         return self._basedir / "error.log"
 
     @property
     def pid(self) -> int | None:
+        """The mariadbd process id while it runs, else None."""
         proc = self._resources.proc
-        return proc.pid if proc is not None and proc.poll() is None else None
+        return proc.pid if proc is not None else None
 
     @property
     def running(self) -> bool:
+        """True while the mariadbd process is alive."""
         return self.pid is not None
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
@@ -470,12 +543,12 @@ class MariaDBServer:
                 try:
                     self._spawn_and_wait(timeout)
                     break
-                except MariaDBStartError:
+                except MariaDBStartError as exc:
                     # Someone grabbed our port between choosing it and binding it: choose again (first start only).
-                    port_taken = any(s in self._log_tail(20) for s in _PORT_IN_USE)
+                    port_taken = isinstance(exc, _PortTaken) or any(s in self._log_tail(20) for s in _PORT_IN_USE)
                     if self._initialized or self._fixed_port or not port_taken or attempt >= 4:
                         raise
-                    self.port, self.admin_port = _free_ports(2)
+                    self.port, self.admin_port = free_ports(2)
             self._initialized = True
             self.last_start_seconds = time.monotonic() - t0
 
@@ -498,52 +571,54 @@ class MariaDBServer:
         log_offset = self.error_log_path.stat().st_size if self.error_log_path.exists() else 0
         try:
             with open(self.error_log_path, "ab") as log:
-                proc = subprocess.Popen(
-                    cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, cwd=self._basedir
+                proc = _MariaDBProcess(
+                    cmd, self.port, ready=self._root_ready, log=log, cwd=self._basedir, timeout=timeout
                 )
-            self._resources.proc = proc
-            deadline = time.monotonic() + timeout
-            delay = 0.01
-            while True:
-                if proc.poll() is not None:
+                self._resources.proc = proc
+                try:
+                    proc.start()  # Popen in a new session, then polls _root_ready() every _POLL_S until timeout
+                except AlreadyRunning:
+                    self._resources.proc = None
+                    raise _PortTaken(f"port {self.port} already accepts connections: another process took it") from None
+                except ProcessExitedWithError as exc:
                     self._resources.proc = None
                     raise MariaDBStartError(
-                        f"mariadbd exited with code {proc.returncode} during startup "
+                        f"mariadbd exited with code {exc.exit_code} during startup "
                         f"(port {self.port}).\n{self._log_tail(40, log_offset)}"
-                    )
-                try:
-                    self._connect_root(connect_timeout=2).close()
-                    return
-                except pymysql.err.OperationalError as exc:
-                    if exc.args and exc.args[0] == ER_ACCESS_DENIED:  # up, but not our datadir / password
-                        self._kill_process(signal.SIGTERM, 15)
-                        raise MariaDBStartError(f"root cannot log in to the new server: {exc}") from None
-                if time.monotonic() > deadline:
-                    self._kill_process(signal.SIGKILL, 10)
+                    ) from None
+                except TimeoutExpired:  # mirakuru has SIGKILLed it
+                    self._resources.proc = None
                     raise MariaDBStartError(
                         f"mariadbd did not accept connections within {timeout:.0f}s (port {self.port}).\n"
                         f"{self._log_tail(40, log_offset)}"
-                    )
-                time.sleep(delay)
-                delay = min(delay * 1.5, 0.1)
+                    ) from None
+                except BaseException:
+                    self._stop_process()  # e.g. root could not log in: not our datadir / password
+                    raise
         finally:
             if init_file is not None:
                 init_file.unlink(missing_ok=True)
 
-    def _kill_process(self, sig: signal.Signals, timeout: float) -> bool:
-        """Send ``sig`` to our mariadbd (by pid) and wait for it; True if it exited."""
-        proc = self._resources.proc
-        if proc is None:
-            return True
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, sig)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                return False
-        self._resources.proc = None
+    def _root_ready(self) -> bool:
+        """Readiness for mirakuru: root can log in on the admin port (the TCP port alone opens earlier)."""
+        try:
+            self._connect_root(connect_timeout=2).close()
+        except pymysql.err.OperationalError as exc:
+            if exc.args and exc.args[0] == ER_ACCESS_DENIED:  # up, but not our datadir / password
+                raise MariaDBStartError(f"root cannot log in to the new server: {exc}") from None
+            return False
         return True
+
+    def _stop_process(self, *, kill: bool = False) -> None:
+        """SIGTERM and wait (SIGKILL after the start timeout), or SIGKILL at once; then forget the process."""
+        proc, self._resources.proc = self._resources.proc, None
+        if proc is None:
+            return
+        if kill:
+            proc.kill()
+            return
+        with contextlib.suppress(ProcessFinishedWithError):  # gone either way; a non-zero exit is in the log
+            proc.stop()
 
     def _drop_connections(self) -> None:
         if self._monitor is not None:
@@ -551,19 +626,18 @@ class MariaDBServer:
             self._monitor = None
         self.close_zombies()
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM (graceful shutdown), wait, then SIGKILL if needed. Idempotent. Keeps the datadir."""
+    def stop(self) -> None:
+        """SIGTERM (graceful shutdown), wait up to the start timeout, then SIGKILL. Idempotent. Keeps the datadir."""
         with self._lock:
             self._drop_connections()
-            if not self._kill_process(signal.SIGTERM, timeout):
-                self._kill_process(signal.SIGKILL, 10)
+            self._stop_process()
 
     def crash(self) -> None:
         """SIGKILL the server (no shutdown at all) and wait until it is gone. Zombie connections are dropped."""
         with self._lock:
             if not self.running:
                 raise MariaDBError("crash(): the server is not running")
-            self._kill_process(signal.SIGKILL, 10)
+            self._stop_process(kill=True)
             self._drop_connections()
 
     def restart(self, timeout: float = 30.0) -> None:
@@ -589,6 +663,7 @@ class MariaDBServer:
     # ---- logs --------------------------------------------------------------------------------------------------
 
     def error_log(self) -> str:
+        """The whole error log (``''`` before the first start)."""
         try:
             return self.error_log_path.read_text(errors="replace")
         except FileNotFoundError:
@@ -687,8 +762,10 @@ class MariaDBServer:
             time.sleep(0.005)
 
     def processlist(self, user: str | None = None) -> list[dict[str, Any]]:
-        """``information_schema.PROCESSLIST`` rows (ID, USER, HOST, DB, COMMAND, TIME, STATE, INFO, ...) ordered by ID,
-        without the helper's own connection; only ``user``'s rows if given."""
+        """``information_schema.PROCESSLIST`` rows (ID, USER, HOST, DB, COMMAND, TIME, STATE, INFO, ...) ordered by ID.
+
+        Without the helper's own connection; only ``user``'s rows if given.
+        """
         sql = "SELECT * FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()"
         if user is None:
             return self._monitor_query(sql + " ORDER BY ID")
@@ -718,6 +795,7 @@ class MariaDBServer:
         self._monitor_query(f"SET GLOBAL {name} = %s", [value])
 
     def get_global(self, name: str) -> Any:
+        """``SELECT @@GLOBAL.name`` (``name`` must be a plain identifier)."""
         if not _IDENTIFIER.fullmatch(name):
             raise ValueError(f"not a system variable name: {name!r}")
         return self._monitor_query(f"SELECT @@GLOBAL.{name} AS v")[0]["v"]
@@ -741,8 +819,9 @@ class MariaDBServer:
         process: bool = False,
         max_user_connections: int = 0,
     ) -> AppUser:
-        """Create ``name@'%'`` with ALL on the database only (no SUPER, nothing global); PROCESS if ``process``;
-        ``MAX_USER_CONNECTIONS`` if > 0. Unique name / random password when not given.
+        """Create ``name@'%'`` with ALL on the database only (no SUPER, nothing global).
+
+        PROCESS if ``process``; ``MAX_USER_CONNECTIONS`` if > 0. Unique name / random password when not given.
 
         Keep passwords ASCII: PyMySQL sends a ``str`` password as latin-1 bytes, while the server hashed the utf-8 of
         ``IDENTIFIED BY``, so a non-ASCII password is refused with 1045.
@@ -788,6 +867,7 @@ class MariaDBServer:
 
     @property
     def zombie_count(self) -> int:
+        """Connections opened by :meth:`open_zombies` and not closed yet."""
         return len(self._zombies)
 
     def close_zombies(self) -> None:
@@ -799,9 +879,11 @@ class MariaDBServer:
 
 
 class ExternalServer(MariaDBServer):
-    """The user's own server from ``SMYSQL_TEST_URL``: same helpers, but no lifecycle control (no start/stop/crash/
-    restart, no error log, no datadir). Call :meth:`prepare` first and :meth:`cleanup` at the end (drops the users
-    created through this object)."""
+    """The user's own server from ``SMYSQL_TEST_URL``: same helpers, but no lifecycle control.
+
+    No start/stop/crash/restart, no error log, no datadir. Call :meth:`prepare` first and :meth:`cleanup` at the end
+    (drops the users created through this object).
+    """
 
     private = False
 
@@ -842,18 +924,22 @@ class ExternalServer(MariaDBServer):
 
     @property
     def basedir(self) -> Path:
+        """The directory that holds this server's files."""
         raise self._impossible("basedir")
 
     @property
     def datadir(self) -> Path:
+        """The server's data directory (``basedir/data``)."""
         raise self._impossible("datadir")
 
     @property
     def pid(self) -> int | None:
+        """The mariadbd process id while it runs, else None."""
         return None
 
     @property
     def running(self) -> bool:
+        """True while the mariadbd process is alive."""
         return True
 
     def prepare(self) -> None:
@@ -862,21 +948,27 @@ class ExternalServer(MariaDBServer):
         self.max_connections = int(self.get_global("max_connections"))
 
     def start(self, timeout: float = 30.0) -> None:
+        """Impossible on an external server: raises :class:`PrivateServerRequired`."""
         raise self._impossible("start()")
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self) -> None:
+        """Impossible on an external server: raises :class:`PrivateServerRequired`."""
         raise self._impossible("stop()")
 
     def crash(self) -> None:
+        """Impossible on an external server: raises :class:`PrivateServerRequired`."""
         raise self._impossible("crash()")
 
     def restart(self, timeout: float = 30.0) -> None:
+        """Impossible on an external server: raises :class:`PrivateServerRequired`."""
         raise self._impossible("restart()")
 
     def error_log(self) -> str:
+        """The whole error log (``''`` before the first start)."""
         raise self._impossible("error_log()")
 
     def command(self) -> list[str]:
+        """Impossible on an external server: raises :class:`PrivateServerRequired`."""
         raise self._impossible("command()")
 
     def _before_create_user(self, name: str) -> None:
@@ -925,7 +1017,10 @@ def session_server(max_connections: int = 100) -> MariaDBServer:
 
 @contextlib.contextmanager
 def private_server(**kw: Any) -> Iterator[MariaDBServer]:
-    """``with private_server(max_connections=10) as s: ...`` - raises PrivateServerRequired when external."""
+    """A started private server for a ``with`` block; stopped and deleted at its end.
+
+    Raises :class:`PrivateServerRequired` when ``SMYSQL_TEST_URL`` is set.
+    """
     if external_url() is not None:
         raise PrivateServerRequired(f"a private MariaDB server is needed, but ${ENV_URL} is set")
     with MariaDBServer(**kw) as server:

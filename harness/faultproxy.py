@@ -119,6 +119,7 @@ class ProxiedConnection:
 
     @property
     def closed(self) -> bool:
+        """True once both sockets of this connection are closed."""
         return self._closed.is_set()
 
     def blackhole(self, wait: float = 2.0) -> None:
@@ -167,14 +168,17 @@ class ProxiedConnection:
         self._wakeup.set()
 
     def wait_closed(self, timeout: float = 5.0) -> bool:
+        """Wait until the connection is closed (at most ``timeout`` s); True if it is."""
         return self._closed.wait(timeout)
 
     # ---- pump (own thread) ---------------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the pump thread of this connection."""
         self._thread.start()
 
     def join(self, timeout: float) -> None:
+        """Wait for the pump thread (not from inside it)."""
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
@@ -370,6 +374,7 @@ class FaultProxy:
     # ---- lifecycle -------------------------------------------------------------------------------------------
 
     def start(self) -> FaultProxy:
+        """Listen and start accepting (idempotent); returns the proxy."""
         if self._accept_thread is not None:
             return self
         # The reservation socket keeps the port bound (not listening) for the proxy's whole life, so refuse_new()
@@ -427,10 +432,12 @@ class FaultProxy:
 
     @property
     def running(self) -> bool:
+        """True while the accept thread runs."""
         return self._accept_thread is not None and self._accept_thread.is_alive()
 
     @property
     def address(self) -> tuple[str, int]:
+        """``(host, port)`` that clients connect to."""
         return self.host, self.port
 
     # ---- accepting -------------------------------------------------------------------------------------------
@@ -483,6 +490,7 @@ class FaultProxy:
 
     @property
     def connection_count(self) -> int:
+        """Live proxied connections."""
         with self._lock:
             return len(self._conns)
 

@@ -152,6 +152,7 @@ class TestPKI:
 
     @classmethod
     def create(cls, directory: Path, server_names: Sequence[str] = DEFAULT_SERVER_NAMES) -> TestPKI:
+        """A new CA and a server certificate for ``server_names``, written into ``directory``."""
         directory.mkdir(parents=True, exist_ok=True)
         ca, ca_cert, ca_key = make_ca(directory)
         server = make_leaf(directory, "server", ca_cert, ca_key, server_names)
@@ -170,7 +171,7 @@ class TestPKI:
         return make_leaf(self.directory, stem, ca_cert, ca_key, names)
 
     def server_args(self) -> list[str]:
-        """mariadbd arguments that enable TLS with this PKI's server certificate."""
+        """Mariadbd arguments that enable TLS with this PKI's server certificate."""
         return [
             f"--ssl-ca={self.ca.cert_path}",
             f"--ssl-cert={self.server.cert_path}",
