@@ -77,7 +77,8 @@ class Session:
         self._lock = threading.RLock()
         self._conn: DriverConnection | None = None
         self._last_used = 0.0
-        self._track_idle = cfg.ping_after_idle is not None  # only then is _last_used read
+        self._ping_after = cfg.ping_after_idle
+        self._track_idle = self._ping_after is not None  # only then is _last_used read
         self._counter = 0
         self._lost_count = 0  # connections discarded (the connector counts failed connects)
         self._deadline: float | None = None
@@ -125,7 +126,7 @@ class Session:
     def _alive(self, conn: DriverConnection) -> bool:
         if not conn.alive():
             return False
-        ping_after = self._config.ping_after_idle
+        ping_after = self._ping_after
         if ping_after is not None and self._clock() - self._last_used >= ping_after:
             # A live server answers at once; a silently dropped connection never does. Wait briefly and leave
             # most of the time left for the reconnect.

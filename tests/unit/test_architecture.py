@@ -157,3 +157,14 @@ def test_the_private_name_check_catches_attribute_and_string_access() -> None:
     private = _pymysql_private_names()
     tree = ast.parse("conn._sock.settimeout(1)\nsetattr(conn, '_read_timeout', 2)\ngetattr(conn, '_force_close')()")
     assert sorted(name for _, name in _private_uses(tree, private)) == ["_force_close", "_read_timeout", "_sock"]
+
+
+def test_public_import_paths_still_work() -> None:
+    import serverless_mysql
+    from serverless_mysql import results
+    from serverless_mysql.client import Rows, ServerlessMySQL, Stats
+    from serverless_mysql.transactions import Transaction
+
+    assert Rows is results.Rows is serverless_mysql.Rows and Stats is results.Stats is serverless_mysql.Stats
+    assert ServerlessMySQL is serverless_mysql.ServerlessMySQL
+    assert isinstance(ServerlessMySQL(host="127.0.0.1").transaction(), Transaction)
