@@ -245,7 +245,10 @@ class Session:
                 logger.debug("re-running statement after a lost connection", extra={"event": "rerun"})
 
     def _retry_transient(self, sql: str, args: Any) -> Rows:
-        """A statement the server rolled back (deadlock, lock wait timeout): retry it with backoff."""
+        """A statement the server rolled back (deadlock, lock wait timeout): retry it with backoff.
+
+        Every try takes a live connection first; one found dead inside a plain ``START TRANSACTION`` aborts it.
+        """
         while True:
             conn = self._ensure_connection()
             if self._lost_transaction:  # a transaction begun with a plain START TRANSACTION died while idle
