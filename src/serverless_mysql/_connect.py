@@ -207,10 +207,9 @@ class Connector:
             left = None if deadline is None else deadline - self._clock()
             with time_budget(left):  # lets the provider bound its network calls by the deadline
                 creds = cfg.credentials.get_credentials(refresh=refresh)
-            for name in values:
-                supplied = getattr(creds, name)
-                if supplied is not None and name not in cfg.explicit:
-                    values[name] = supplied
+            supplied = {"host": creds.host, "port": creds.port, "user": creds.user}
+            supplied["password"], supplied["database"] = creds.password, creds.database
+            values.update({k: v for k, v in supplied.items() if v is not None and k not in cfg.explicit})
             extra.update(creds.connect_args)
         return {"charset": "utf8mb4", "autocommit": True, **extra, **cfg.connect_args, **values}
 

@@ -6,8 +6,9 @@ API: ``cursor``, ``query``, ``commit``, ``rollback``, ``ping``, ``open``, ``esca
 - :func:`connect` opens one connection, every handshake read and write bounded by a timeout and the deadline;
 - :meth:`DriverConnection.set_io_limits` / :meth:`~DriverConnection.set_deadline` bound the next statements;
 - :meth:`DriverConnection.alive` is the liveness poll, :meth:`~DriverConnection.run` runs one statement,
-  :attr:`~DriverConnection.in_transaction` and :attr:`~DriverConnection.connection_id` read the handshake's and the
-  last reply's state, :meth:`~DriverConnection.close_quietly` closes whatever state the socket is in;
+  :attr:`~DriverConnection.in_transaction`, :attr:`~DriverConnection.connection_id` and
+  :attr:`~DriverConnection.version` read the handshake's and the last reply's state, and
+  :meth:`~DriverConnection.close_quietly` closes whatever state the socket is in;
 - :func:`escape_any_mode` escapes without a connection.
 
 Liveness. Between statements the MySQL protocol is silent: the server never sends anything unless asked. So when
@@ -176,6 +177,11 @@ class DriverConnection(_BaseConnection):
     def connection_id(self) -> int:
         """The server's id of this connection (``CONNECTION_ID()``), from the handshake; 0 before it."""
         return int(getattr(self, "server_thread_id", (0,))[0])
+
+    @property
+    def version(self) -> str:
+        """The server's version string from the handshake (``8.0.35``, ``5.5.5-10.11.6-MariaDB``); "" before it."""
+        return str(getattr(self, "server_version", "") or "")
 
     def run(self, sql: str, args: Any = None) -> Rows:
         """Run one statement and return its rows as dicts (a :class:`~serverless_mysql.Rows`)."""

@@ -169,7 +169,7 @@ class HousekeepingIO:
         choice is remembered per server version, so finding out costs at most one statement per client (per
         server upgrade), and only on servers whose version says they may have the table.
         """
-        version = str(getattr(conn, "server_version", "") or "")  # from the handshake: no round trip
+        version = conn.version  # from the handshake: no round trip
         known = self._processlist
         perf = known[1] if known is not None and known[0] == version else has_performance_schema_processlist(version)
         row = self._usage_row(conn, with_limits, performance_schema=perf)
