@@ -117,7 +117,7 @@ class Session:
     def _ensure_connection(self) -> DriverConnection:
         conn = self._conn
         if conn is not None:
-            if self._alive(conn):
+            if conn.alive() if self._ping_after is None else self._alive(conn):
                 return conn
             self._discard(conn, "found dead before use")
             self._stats.reconnects += 1
@@ -274,7 +274,11 @@ class Session:
 
     def _bounded(self, conn: DriverConnection, sql: str, args: Any) -> Rows:
         """Deadline: the statement starts only with time left, and every socket operation ends by the deadline."""
-        self._prepare(conn)
+        deadline = self._deadline  # _prepare, inlined: this runs for every statement
+        if deadline is not None and deadline - self._clock() <= 0.001:
+            raise DeadlineExceededError("deadline reached before the statement could be sent", waited=0.0)
+        cfg = self._config
+        conn.set_io_limits(cfg.read_timeout, cfg.write_timeout, deadline)
         rows = conn.run(sql, args)
         if self._track_idle:
             self._last_used = self._clock()
