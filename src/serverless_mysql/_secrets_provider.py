@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from botocore.config import Config
 
+from ._secrets_common import MIN_FETCH_TIME, DeadlineReachedError
 from .credentials import time_left
-from .secrets import MIN_FETCH_TIME, DeadlineReachedError
 
 if TYPE_CHECKING:
     import boto3

@@ -115,7 +115,7 @@ class RetryBudget:
     attempt that would have no time to run).
     """
 
-    __slots__ = ("attempt", "clock", "deadline", "max_retries", "previous", "slept", "strategy")
+    __slots__ = ("attempt", "clock", "deadline", "max_retries", "previous", "strategy")
 
     def __init__(
         self,
@@ -130,7 +130,6 @@ class RetryBudget:
         self.clock = clock
         self.attempt = 0
         self.previous = 0.0
-        self.slept = 0.0
 
     def next_delay(self) -> float | None:
         """The delay before the next retry, or ``None`` if the count or the time budget is spent."""
@@ -141,10 +140,4 @@ class RetryBudget:
             return None
         self.attempt += 1
         self.previous = delay
-        self.slept += delay
         return delay
-
-    @property
-    def out_of_time(self) -> bool:
-        """True when the deadline has passed."""
-        return self.deadline is not None and self.clock() >= self.deadline

@@ -199,6 +199,16 @@ def is_connection_lost(exc: BaseException) -> bool:
     return error_number(exc) in _CONNECTION_LOST
 
 
+def was_never_sent(exc: BaseException) -> bool:
+    """True when a lost connection failed the statement's write (2006): the server never received it."""
+    return error_number(exc) == CR_SERVER_GONE_ERROR
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """True when a socket read or write timed out (a deadline or ``read_timeout``): the statement may still run."""
+    return "timed out" in str(exc)
+
+
 def is_transient_query_error(exc: BaseException) -> bool:
     """True for statement errors the server rolled back (deadlock, lock wait timeout, interrupted)."""
     return error_number(exc) in _TRANSIENT_QUERY

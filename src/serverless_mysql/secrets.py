@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._secrets_common import MIN_FETCH_TIME, DeadlineReachedError
 from .credentials import Credentials
 from .errors import ConfigError, ConfigTypeError, CredentialsError, DeadlineExceededError
 
@@ -19,14 +20,12 @@ if TYPE_CHECKING:
     import boto3
     from mypy_boto3_secretsmanager.client import SecretsManagerClient
 
-__all__ = ["SecretsManagerCredentials", "credentials_from_secret"]
+__all__ = ["MIN_FETCH_TIME", "DeadlineReachedError", "SecretsManagerCredentials", "credentials_from_secret"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_AGE = 300.0
 """Seconds a fetched secret is reused before it is fetched again (Powertools' default as well)."""
-MIN_FETCH_TIME = 0.05
-"""Seconds: with less left before the client's deadline, a fetch is not tried (DeadlineExceededError)."""
 
 _REQUIRED_KEYS = ("username", "password")
 
@@ -161,10 +160,6 @@ class SecretsManagerCredentials:
             else:
                 self._provider = _bounded_provider(self._session, self.region)
         return self._provider
-
-
-class DeadlineReachedError(Exception):
-    """Raised inside the provider when no time is left to fetch; reported as DeadlineExceededError."""
 
 
 def _bounded_provider(session: boto3.session.Session | None, region: str | None) -> Any:

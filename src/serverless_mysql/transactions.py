@@ -26,12 +26,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
-if TYPE_CHECKING:
-    from .client import Rows, ServerlessMySQL
+from .results import Rows
 
-__all__ = ["ActiveTransaction", "Step", "Transaction"]
+__all__ = ["ActiveTransaction", "Step", "Transaction", "TransactionHost"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,26 +41,42 @@ StepFn: TypeAlias = Callable[[Any, list[Any]], tuple[str, Any] | str | None]
 Step: TypeAlias = tuple[str, Any] | StepFn
 
 
+class TransactionHost(Protocol):
+    """What a :class:`Transaction` needs from the client it runs on (the client gives it one)."""
+
+    def begin(self, tx: Transaction, statement: str, isolation: str | None) -> None:
+        """Take the connection exclusively for ``tx`` and run ``statement`` (START TRANSACTION ...)."""
+        ...
+
+    def finish(self, tx: Transaction, *, commit: bool) -> None:
+        """COMMIT (or ROLLBACK) ``tx`` and release the connection."""
+        ...
+
+    def query(self, sql: str, args: Any = None) -> Rows:
+        """Run one statement inside the open transaction."""
+        ...
+
+
 class ActiveTransaction:
     """The handle ``with db.transaction() as tx`` gives: ``tx.query()`` runs inside the transaction."""
 
-    def __init__(self, client: ServerlessMySQL) -> None:
-        self._client = client
+    def __init__(self, host: TransactionHost) -> None:
+        self._host = host
 
     def query(self, sql: str, args: Any = None) -> Rows:
         """Run one statement inside the transaction and return its rows."""
-        return self._client.query(sql, args)
+        return self._host.query(sql, args)
 
 
 class Transaction:
     """A transaction on a :class:`~serverless_mysql.ServerlessMySQL` client (see the module docs)."""
 
-    def __init__(self, client: ServerlessMySQL, *, isolation_level: str | None = None, read_only: bool = False) -> None:
+    def __init__(self, host: TransactionHost, *, isolation_level: str | None = None, read_only: bool = False) -> None:
         if isolation_level is not None and str(isolation_level).upper() not in _ISOLATION_LEVELS:
             raise ValueError(f"isolation_level must be one of {', '.join(_ISOLATION_LEVELS)}, not {isolation_level!r}")
         if not isinstance(read_only, bool):
             raise TypeError(f"read_only must be True or False, not {read_only!r}")
-        self._client = client
+        self._host = host
         self._isolation = isolation_level.upper() if isolation_level else None
         self._read_only = read_only
         self._steps: list[Step] = []
@@ -69,17 +84,17 @@ class Transaction:
 
     # ------------------------------------------------------------------------------------------ context manager
     def __enter__(self) -> ActiveTransaction:
-        self._client._begin(self, self._start_statement(), self._isolation)
-        return ActiveTransaction(self._client)
+        self._host.begin(self, self._start_statement(), self._isolation)
+        return ActiveTransaction(self._host)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if exc is None:
-            self._client._finish(self, commit=True)
+            self._host.finish(self, commit=True)
             return
         logger.debug("rolling back a transaction", extra={"event": "rollback", "error": type(exc).__name__})
-        self._client._finish(self, commit=False)
+        self._host.finish(self, commit=False)
 
     def _start_statement(self) -> str:
         return "START TRANSACTION READ ONLY" if self._read_only else "START TRANSACTION"
@@ -110,8 +125,6 @@ class Transaction:
         On any error the transaction is rolled back, the ``rollback`` handler gets the error, and the error is
         raised. A skipped step (its function returned ``None``) contributes an empty list.
         """
-        from .client import Rows  # noqa: PLC0415 - avoids an import cycle
-
         results: list[Rows] = []
         try:
             with self as tx:

@@ -245,7 +245,7 @@ def test_default_tls_setup_is_built_once_per_process(
     """PyMySQL's "TLS if offered" mode loads the CA store per Connection(); the client builds that context once."""
     import ssl
 
-    from serverless_mysql import client as client_module
+    from serverless_mysql._driver import DriverConnection
 
     built: list[ssl.SSLContext] = []
     real = ssl.create_default_context
@@ -254,7 +254,7 @@ def test_default_tls_setup_is_built_once_per_process(
         built.append(real(*args, **kwargs))
         return built[-1]
 
-    monkeypatch.setattr(client_module._Connection, "_shared_tls", None)
+    monkeypatch.setattr(DriverConnection, "_shared_tls", None)
     monkeypatch.setattr(ssl, "create_default_context", counting)
     clients = [client_factory(app_user) for _ in range(3)]
     for db in clients:

@@ -13,7 +13,7 @@ import pytest
 
 from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ServerlessMySQL
-from serverless_mysql import client as client_module
+from serverless_mysql import _housekeeping_io as housekeeping_io
 from serverless_mysql.housekeeping import HEADROOM
 from tests.integration.conftest import ClientFactory, fill
 
@@ -195,7 +195,7 @@ def test_zombies_past_max_timeout_die_without_pressure(
 def test_housekeeping_failure_never_fails_the_caller(
     app_user: AppUser, client_factory: ClientFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(client_module, "usage_sql", lambda **_: "SELECT * FROM no_such_table_xyz WHERE 1 = %s")
+    monkeypatch.setattr(housekeeping_io, "usage_sql", lambda **_: "SELECT * FROM no_such_table_xyz WHERE 1 = %s")
     errors: list[BaseException] = []
     db = client_factory(app_user, on_error=errors.append)
     db.query("SELECT 1")

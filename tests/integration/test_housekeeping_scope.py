@@ -11,7 +11,7 @@ import pytest
 
 from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ServerlessMySQL, housekeeping
-from serverless_mysql import client as client_module
+from serverless_mysql import _housekeeping_io as housekeeping_io
 from tests.integration.conftest import ClientFactory
 
 pytestmark = pytest.mark.integration
@@ -63,7 +63,7 @@ def sources(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
         used.append(performance_schema)
         return housekeeping.usage_sql(with_limits=with_limits, performance_schema=performance_schema)
 
-    monkeypatch.setattr(client_module, "usage_sql", spy)
+    monkeypatch.setattr(housekeeping_io, "usage_sql", spy)
     return used
 
 
@@ -120,7 +120,7 @@ def test_falls_back_to_information_schema_once_where_performance_schema_has_no_p
     # has a performance_schema database without a processlist table. A user without grants there is refused
     # before the table is looked up (1142), one with SELECT on it learns that the table does not exist (1146).
     server = server_factory(max_connections=20, extra_args=["--performance-schema=ON"])
-    monkeypatch.setattr(housekeeping, "has_performance_schema_processlist", lambda version: True)
+    monkeypatch.setattr(housekeeping_io, "has_performance_schema_processlist", lambda version: True)
     app = make_user(server, max_user_connections=10)
     if grant:
         server.execute("GRANT SELECT ON performance_schema.* TO %s@'%%'", [app.name])
@@ -160,7 +160,7 @@ def test_reads_performance_schema_processlist_where_it_works(
         server, f"CREATE SQL SECURITY INVOKER VIEW {{name}} AS SELECT {COLUMNS} FROM information_schema.PROCESSLIST"
     )
     monkeypatch.setattr(housekeeping, "PERFORMANCE_SCHEMA_PROCESSLIST", table)
-    monkeypatch.setattr(housekeeping, "has_performance_schema_processlist", lambda version: True)
+    monkeypatch.setattr(housekeeping_io, "has_performance_schema_processlist", lambda version: True)
     db = measure_and_kill(server, make_user(server, max_user_connections=10), client_factory)
     assert db.get_stats().housekeeping_statements == 1 + 1 + 3  # the counters after connecting; no fallback, no probe
     assert statements_of_next_end(db) == 1
@@ -183,7 +183,7 @@ def test_falls_back_when_performance_schema_processlist_is_empty(
         "COMMAND VARCHAR(16), TIME BIGINT, STATE VARCHAR(64), INFO LONGTEXT)",
     )
     monkeypatch.setattr(housekeeping, "PERFORMANCE_SCHEMA_PROCESSLIST", table)
-    monkeypatch.setattr(housekeeping, "has_performance_schema_processlist", lambda version: True)
+    monkeypatch.setattr(housekeeping_io, "has_performance_schema_processlist", lambda version: True)
     db = measure_and_kill(server, make_user(server, max_user_connections=10), client_factory)
     assert db.get_stats().housekeeping_statements == 1 + 2 + 3  # the counters after connecting, one failed attempt
     assert statements_of_next_end(db) == 1

@@ -1,0 +1,228 @@
+"""Opening a connection, in layers that each do one thing.
+
+:meth:`Connector.open` (bookkeeping: counters, log, ``on_connect``) -> :meth:`Connector._wait_for_slot` (retries:
+the :class:`~serverless_mysql.retry.RetryPolicy` says whether, the :class:`~serverless_mysql.pressure.Pressure`
+policy how long) -> :meth:`Connector._attempt` (timeouts: each handshake operation bounded by ``connect_timeout``
+and all of them by the deadline) -> :meth:`Connector._credentials` (the provider's fields, refreshed on request).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import pymysql
+
+from . import _driver
+from ._events import Events
+from .config import Config
+from .credentials import time_budget
+from .errors import ConnectError, DeadlineExceededError, RetriesExhaustedError, ServerlessMySQLError, error_number
+from .pressure import FULL, WINDOW, Pressure
+from .results import Stats
+from .retry import RetryPolicy
+
+__all__ = ["DEFAULT_CONNECT_WAIT", "Connected", "Connector", "describe"]
+
+logger = logging.getLogger("serverless_mysql.client")
+
+DEFAULT_CONNECT_WAIT = 30.0
+"""Seconds a connect may wait for a slot without a deadline or ``max_connect_wait``."""
+
+
+@dataclass(frozen=True)
+class Connected:
+    """A new connection and how it was got."""
+
+    conn: _driver.DriverConnection
+    host: str
+    waited_for_slot: bool  # refused as "full" at least once: its end() measures, kills zombies, reads counters
+
+
+class Connector:
+    """Opens the connections of one client; holds no connection itself."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        pressure: Pressure,
+        policy: RetryPolicy,
+        stats: Stats,
+        events: Events,
+        clock: Callable[[], float],
+        sleep: Callable[[float], None],
+    ) -> None:
+        self._cfg = config
+        self._pressure = pressure
+        self._policy = policy
+        self._stats = stats
+        self._events = events
+        self._clock = clock
+        self._sleep = sleep
+        self.errors = 0  # failed connect attempts (the client's error count includes them)
+
+    # ------------------------------------------------------------------------------------------ bookkeeping
+    def open(self, deadline: float | None, *, gave_back_at: float) -> Connected:
+        """Open a connection, waiting for a slot as the policies say; raises a :class:`ServerlessMySQLError`."""
+        started = self._clock()
+        wait_end = self.wait_end(started, deadline)
+        if started - gave_back_at < WINDOW:
+            # It gave its slot back a moment ago because others were refused one: it queues behind them (one paced
+            # wait before its first attempt) instead of taking the slot straight back, which would keep the waiters
+            # waiting and fatten the tail.
+            pressure = self._pressure
+            first = pressure.next_wait(
+                attempt=0, max_retries=1, now=started, delay=pressure.delay(FULL, 0, 0.0, 0.0), wait_end=wait_end
+            )
+            if first is not None:
+                self._sleep(first)
+        conn, kwargs, attempt, full_refusals = self._wait_for_slot(started, wait_end, deadline)
+        stats = self._stats
+        stats.connects += 1
+        if attempt:
+            stats.connect_wait_seconds += self._clock() - started
+        logger.debug(
+            "connected",
+            extra={"event": "connect", "thread_id": conn.connection_id, "attempts": attempt + 1, "full": full_refusals},
+        )
+        return Connected(conn, str(kwargs["host"]), full_refusals > 0)
+
+    def wait_end(self, started: float, deadline: float | None) -> float | None:
+        """When a connect that began at ``started`` stops waiting: the deadline or ``max_connect_wait``."""
+        bound = self._cfg.max_connect_wait
+        if bound is None:
+            bound = None if deadline is not None else DEFAULT_CONNECT_WAIT
+        by_bound = None if bound is None else started + bound
+        if deadline is None:
+            return by_bound
+        return deadline if by_bound is None else min(deadline, by_bound)
+
+    # ------------------------------------------------------------------------------------------ retries
+    def _wait_for_slot(
+        self, started: float, wait_end: float | None, deadline: float | None
+    ) -> tuple[_driver.DriverConnection, dict[str, Any], int, int]:
+        """Attempt until connected; returns the connection, its arguments, the retries and the "full" refusals."""
+        cfg, policy, pressure, stats = self._cfg, self._policy, self._pressure, self._stats
+        attempt = 0  # retries so far
+        previous = 0.0
+        full_refusals = 0
+        refresh = refreshed = False
+        refreshable = cfg.credentials is not None and bool(getattr(cfg.credentials, "refreshable", False))
+        last_exc: BaseException | None = None  # named by a deadline error, whichever check runs out of time
+        while True:
+            kwargs = self._credentials(refresh, deadline)
+            refresh = False
+            try:
+                return self._attempt(kwargs, deadline, started, last_exc), kwargs, attempt, full_refusals
+            except pymysql.MySQLError as exc:
+                last_exc = exc
+                self.errors += 1
+                code = error_number(exc)
+                logger.debug(
+                    "connect attempt failed", extra={"event": "connect_error", "errno": code, "attempt": attempt + 1}
+                )
+                if policy.refresh_credentials(exc, refreshable=refreshable, refreshed=refreshed):
+                    refresh = refreshed = True  # the password may have rotated: fetch it again, once
+                    continue
+                kind = policy.connect_failure(exc)
+                if kind is None:
+                    self._events.connect_error(exc)
+                    raise ConnectError(
+                        f"cannot connect to {_endpoint(kwargs)}: {describe(exc)}",  # the host tried (maybe a secret's)
+                        attempts=attempt + 1,
+                        elapsed=self._clock() - started,
+                    ) from exc
+                now = self._clock()
+                if kind == FULL:
+                    full_refusals += 1
+                    stats.refused_full += 1
+                else:
+                    stats.refused_down += 1
+                wanted = pressure.delay(kind, attempt + 1, previous, now - started)
+                delay = pressure.next_wait(
+                    attempt=attempt, max_retries=cfg.max_retries, now=now, delay=wanted, wait_end=wait_end
+                )
+                if delay is None:
+                    self._events.connect_error(exc)
+                    raise self._retry_failure(attempt, started, exc, deadline, wait_end) from exc
+                attempt += 1
+                previous = delay
+                stats.connect_retries += 1
+                self._events.retry(exc, attempt, delay, cfg.backoff if isinstance(cfg.backoff, str) else "custom")
+                logger.debug("connect retry", extra={"event": "connect_retry", "errno": code, "delay": delay})
+                self._sleep(delay)
+
+    def _retry_failure(
+        self, attempt: int, started: float, exc: BaseException, deadline: float | None, wait_end: float | None
+    ) -> ServerlessMySQLError:
+        waited = self._clock() - started
+        if attempt < self._cfg.max_retries:
+            within = "deadline" if deadline is not None and wait_end == deadline else "max_connect_wait"
+            return DeadlineExceededError(
+                f"{within} reached after {waited:.3f}s and {attempt + 1} connect attempts; last error: {describe(exc)}",
+                waited=waited,
+                last_error=exc,
+            )
+        return RetriesExhaustedError(
+            f"gave up connecting after {attempt + 1} attempts in {waited:.3f}s; last error: {describe(exc)}",
+            attempts=attempt + 1,
+            elapsed=waited,
+        )
+
+    # ------------------------------------------------------------------------------------------ timeouts
+    def _attempt(
+        self, kwargs: dict[str, Any], deadline: float | None, started: float, last_exc: BaseException | None
+    ) -> _driver.DriverConnection:
+        """One attempt: each handshake read and write waits at most ``connect_timeout``, all end by the deadline."""
+        timeout = self._cfg.connect_timeout
+        if deadline is not None:
+            left = deadline - self._clock()
+            if left <= 0.001:
+                self._deadline_spent(started, last_exc)
+            timeout = min(timeout, left)
+        self._stats.connect_attempts += 1
+        conn = _driver.connect(kwargs, timeout=timeout, deadline=deadline, clock=self._clock)
+        cfg = self._cfg
+        conn.set_io_limits(cfg.read_timeout, cfg.write_timeout, deadline)  # the statement timeouts from now on
+        return conn
+
+    def _deadline_spent(self, started: float, last_exc: BaseException | None) -> NoReturn:
+        waited = self._clock() - started
+        why = "" if last_exc is None else f"; last error: {describe(last_exc)}"
+        raise DeadlineExceededError(
+            f"deadline reached after {waited:.3f}s of connecting{why}", waited=waited, last_error=last_exc
+        ) from last_exc
+
+    # ------------------------------------------------------------------------------------------ credentials
+    def _credentials(self, refresh: bool, deadline: float | None) -> dict[str, Any]:
+        """The ``pymysql.connect`` arguments: options, the provider's fields (explicit options win), connect_args."""
+        cfg = self._cfg
+        values: dict[str, Any] = {"host": cfg.host, "port": cfg.port, "user": cfg.user}
+        values["password"], values["database"] = cfg.password, cfg.database
+        extra: dict[str, Any] = {}
+        if cfg.credentials is not None:
+            left = None if deadline is None else deadline - self._clock()
+            with time_budget(left):  # lets the provider bound its network calls by the deadline
+                creds = cfg.credentials.get_credentials(refresh=refresh)
+            supplied = {"host": creds.host, "port": creds.port, "user": creds.user}
+            supplied["password"], supplied["database"] = creds.password, creds.database
+            values.update({k: v for k, v in supplied.items() if v is not None and k not in cfg.explicit})
+            extra.update(creds.connect_args)
+        return {"charset": "utf8mb4", "autocommit": True, **extra, **cfg.connect_args, **values}
+
+
+def _endpoint(kwargs: dict[str, Any]) -> str:
+    """``host:port`` of a connect attempt (``[v6]:port`` for an IPv6 address)."""
+    host = str(kwargs.get("host"))
+    return f"[{host}]:{kwargs.get('port')}" if ":" in host else f"{host}:{kwargs.get('port')}"
+
+
+def describe(exc: BaseException) -> str:
+    """``errno: message`` for a PyMySQL error, else the class name and text (never the connect arguments)."""
+    code = error_number(exc)
+    if code is not None and len(exc.args) > 1:
+        return f"({code}) {exc.args[1]}"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,342 @@
+"""The PyMySQL boundary: the one module that knows PyMySQL's private internals.
+
+The client talks to a connection only through :class:`DriverConnection`'s small interface (plus PyMySQL's public
+API: ``cursor``, ``query``, ``commit``, ``rollback``, ``ping``, ``open``, ``escape``):
+
+- :func:`connect` opens one connection, every handshake read and write bounded by a timeout and the deadline;
+- :meth:`DriverConnection.set_io_limits` / :meth:`~DriverConnection.set_deadline` bound the next statements;
+- :meth:`DriverConnection.alive` is the liveness poll, :meth:`~DriverConnection.run` runs one statement,
+  :attr:`~DriverConnection.in_transaction`, :attr:`~DriverConnection.connection_id` and
+  :attr:`~DriverConnection.version` read the handshake's and the last reply's state, and
+  :meth:`~DriverConnection.close_quietly` closes whatever state the socket is in;
+- :func:`escape_any_mode` escapes without a connection.
+
+Liveness. Between statements the MySQL protocol is silent: the server never sends anything unless asked. So when
+the socket of an idle connection is readable, the server has spoken out of turn: it closed the connection (KILL,
+``wait_timeout``, shutdown) or sent its farewell error packet. :meth:`DriverConnection.alive` polls the socket
+with a zero timeout (one ``poll()`` system call, no round trip).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import re
+import select
+import socket
+import ssl
+import time
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pymysql
+import pymysql.connections
+import pymysql.converters
+import pymysql.cursors
+from pymysql.constants import CLIENT, CR, SERVER_STATUS
+
+from .results import Rows
+
+if TYPE_CHECKING:
+    from pymysql.connections import Connection
+
+    _BaseConnection = Connection[Any]
+else:
+    _BaseConnection = pymysql.connections.Connection
+
+__all__ = ["DriverConnection", "connect", "escape_any_mode"]
+
+_IO_SLACK = 0.005
+"""Seconds a socket operation may overrun the deadline; spares a ``settimeout()`` call on most operations."""
+_QUIT_WAIT = 0.05
+"""Seconds ``close()`` may wait to send COM_QUIT when the deadline has (nearly) passed."""
+_IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
+
+
+class _DeadlineReached(TimeoutError):
+    """The deadline passed before a socket read or write could start (PyMySQL wraps it like a socket timeout)."""
+
+
+class _IoLimits:
+    """What bounds each socket operation of one connection: the timeouts and the deadline (shared with its reader).
+
+    ``recheck_at`` is the clock reading up to which the socket's current timeout cannot carry an operation past
+    the deadline (+ :data:`_IO_SLACK`): before it, a read or write costs one clock call and one compare.
+    """
+
+    __slots__ = ("clock", "deadline", "read_cap", "recheck_at", "write_cap")
+
+    def __init__(self, read_cap: float | None, write_cap: float | None) -> None:
+        self.clock: Callable[[], float] = time.monotonic
+        self.deadline: float | None = None
+        self.read_cap = read_cap
+        self.write_cap = write_cap
+        self.recheck_at = -math.inf  # -inf: check before the next operation; +inf: never (no deadline)
+
+
+class _DeadlineSocketIO(socket.SocketIO):
+    """The raw reader under PyMySQL's buffered ``_rfile``: bounds every ``recv`` by the time left.
+
+    One ``_read_bytes`` may take several ``recv`` calls (a large packet, bytes trickling in); each one is bounded,
+    so the whole read ends by the deadline. The buffered reader calls this only when its buffer is empty.
+    """
+
+    def __init__(self, sock: socket.socket, limits: _IoLimits, owner: weakref.ref[DriverConnection]) -> None:
+        super().__init__(sock, "rb")
+        self._limits = limits
+        self._owner = owner  # weak: no reference cycle between the connection and its reader
+
+    def readinto(self, b: Any) -> int | None:
+        limits = self._limits
+        if limits.clock() > limits.recheck_at:
+            conn = self._owner()
+            if conn is not None:
+                conn._bound_io(write=False)
+        return super().readinto(b)
+
+
+class DriverConnection(_BaseConnection):
+    """PyMySQL's connection, with every socket operation bounded by the deadline, and one shared TLS context.
+
+    Deadline. PyMySQL's ``read_timeout``/``write_timeout`` bound each socket operation, however many a statement
+    or a handshake takes. Here every ``recv`` and every write also waits at most until the deadline (see
+    :meth:`set_io_limits`): the socket timeout is lowered to the time left whenever it could carry the operation
+    past the deadline, and an operation that would start after it fails at once, as a socket timeout
+    (``OperationalError`` 2013 or 2006 with the ``TimeoutError`` as its context).
+
+    TLS context. Without TLS options PyMySQL builds ``ssl.create_default_context()`` (it loads the system CA store)
+    in every ``Connection()``, even when the server offers no TLS: tens of milliseconds of CPU on each connect
+    attempt, retries included. That context is always configured the same way, so it is built once per process.
+    Explicit TLS options (``ssl``, ``ssl_ca``, ...) still get a context of their own, and ``ssl_verify_identity``
+    checks the host name also without ``ssl_ca`` (against the system CA store), where PyMySQL alone skips it.
+    When TLS options are given and the server offers no TLS, nothing is sent (PyMySQL < 1.2 sent the login in
+    clear text).
+    """
+
+    _shared_tls: ClassVar[ssl.SSLContext | None] = None
+    # PyMySQL internals used below (not in its type stubs); declared only, PyMySQL sets them
+    _sock: socket.socket | None
+    _rfile: io.BufferedReader | None
+    _read_timeout: float | None
+    _write_timeout: float | None
+    _current_timeout: float | None
+    server_capabilities: int
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._io = _IoLimits(kwargs.get("read_timeout"), kwargs.get("write_timeout"))
+        self._io_handshaking = False
+        self._reader_sock: object = None
+        self._poller: select.poll | None = None
+        self._polled_sock: object = None
+        super().__init__(*args, **kwargs)
+
+    # ---- the client's interface -------------------------------------------------------------------------------
+    def set_io_limits(self, read_timeout: float | None, write_timeout: float | None, deadline: float | None) -> None:
+        """Bound each read/write by its timeout (``None``: no bound) and all of them by ``deadline`` (client clock).
+
+        Costs three compares when nothing changed (the common case: once per statement).
+        """
+        lim = self._io
+        if lim.deadline == deadline and lim.read_cap == read_timeout and lim.write_cap == write_timeout:
+            return
+        lim.read_cap, lim.write_cap, lim.deadline = read_timeout, write_timeout, deadline
+        if deadline is None and not self._io_handshaking:
+            lim.recheck_at = math.inf
+            self._read_timeout = read_timeout  # PyMySQL applies them before its next read/write
+            self._write_timeout = write_timeout
+        else:
+            lim.recheck_at = -math.inf
+
+    def set_deadline(self, deadline: float | None) -> None:
+        """Move the deadline, keeping the per-operation timeouts (a read in progress keeps its bound)."""
+        lim = self._io
+        self.set_io_limits(lim.read_cap, lim.write_cap, deadline)
+
+    def alive(self) -> bool:
+        """False when the socket is gone or the server has spoken out of turn (EOF or a farewell packet)."""
+        sock = self._sock
+        if sock is None:
+            return False
+        try:
+            if self._polled_sock is not sock:
+                poller = self._poller = select.poll()
+                poller.register(sock, select.POLLIN | select.POLLPRI)
+                self._polled_sock = sock
+            return not self._poller.poll(0)  # type: ignore[union-attr]
+        except (OSError, ValueError):
+            return False
+
+    @property
+    def in_transaction(self) -> bool:
+        """The last status the server reported (no round trip); stays set after the socket is gone."""
+        return bool((getattr(self, "server_status", 0) or 0) & _IN_TRANS)
+
+    @property
+    def connection_id(self) -> int:
+        """The server's id of this connection (``CONNECTION_ID()``), from the handshake; 0 before it."""
+        return int(getattr(self, "server_thread_id", (0,))[0])
+
+    @property
+    def version(self) -> str:
+        """The server's version string from the handshake (``8.0.35``, ``5.5.5-10.11.6-MariaDB``); "" before it."""
+        return str(getattr(self, "server_version", "") or "")
+
+    def run(self, sql: str, args: Any = None) -> Rows:
+        """Run one statement and return its rows as dicts (a :class:`~serverless_mysql.Rows`)."""
+        with self.cursor() as cur:
+            cur.execute(sql, args)
+            rows = Rows(cur.fetchall())
+            rows.affected_rows = max(cur.rowcount, 0)
+            rows.insert_id = cur.lastrowid or 0
+            description = cur.description
+            if description:
+                rows.columns = tuple([d[0] for d in description])
+        return rows
+
+    def close_quietly(self) -> None:
+        """COM_QUIT if the socket still takes it (the server frees the slot at once), then drop the socket."""
+        try:
+            if self.open:
+                self.close()
+        except Exception:  # noqa: S110 - closing a broken socket may fail; it is gone either way
+            pass
+        with contextlib.suppress(Exception):
+            self._force_close()  # type: ignore[attr-defined]
+
+    # ---- deadline ---------------------------------------------------------------------------------------------
+    def _bound_io(self, *, write: bool) -> None:
+        """Set the socket timeout for the next operation so that it ends by the deadline; raise if it has passed."""
+        lim = self._io
+        if self._io_handshaking:
+            self._install_reader()  # after the TLS upgrade PyMySQL made a new reader: bound it too
+        read_cap, write_cap, deadline = lim.read_cap, lim.write_cap, lim.deadline
+        if deadline is None:
+            read, written, recheck = read_cap, write_cap, math.inf
+        else:
+            left = deadline - lim.clock()
+            if left <= 0:
+                raise _DeadlineReached("timed out: the deadline was reached")
+            read = left if read_cap is None else min(read_cap, left)
+            written = left if write_cap is None else min(write_cap, left)
+            recheck = deadline + _IO_SLACK - max(read, written)
+        # PyMySQL switches the socket between these two before its reads and writes: both are within the bound.
+        self._read_timeout, self._write_timeout = read, written
+        lim.recheck_at = -math.inf if self._io_handshaking else recheck
+        timeout = written if write else read
+        sock = self._sock
+        if sock is not None and self._current_timeout != timeout:
+            sock.settimeout(timeout)
+            self._current_timeout = timeout
+
+    def _install_reader(self) -> None:
+        sock = self._sock
+        if sock is None or sock is self._reader_sock:
+            return
+        old = self._rfile
+        self._rfile = io.BufferedReader(_DeadlineSocketIO(sock, self._io, weakref.ref(self)))
+        self._reader_sock = sock
+        if old is not None:
+            old.close()  # PyMySQL's reader: nothing was read through it yet
+
+    # ---- PyMySQL hooks ----------------------------------------------------------------------------------------
+    def _create_ssl_ctx(self, sslp: object) -> ssl.SSLContext:
+        if isinstance(sslp, dict) and not sslp:
+            ctx = DriverConnection._shared_tls
+            if ctx is None:  # two threads may both build it: harmless, one wins
+                ctx = DriverConnection._shared_tls = super()._create_ssl_ctx(sslp)  # type: ignore[misc]
+            return ctx
+        ctx = super()._create_ssl_ctx(sslp)  # type: ignore[misc]
+        if isinstance(sslp, dict) and sslp.get("check_hostname") and not ctx.check_hostname:
+            # PyMySQL turns the host-name check off when no CA file is given (system CA store).
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.check_hostname = True
+        return ctx  # type: ignore[no-any-return]
+
+    def connect(self, sock: Any = None) -> None:
+        """Open the socket and do the handshake (PyMySQL's), every operation bounded by the deadline."""
+        self._io_handshaking = True  # every handshake operation goes through _bound_io
+        self._io.recheck_at = -math.inf
+        try:
+            super().connect(sock)
+        finally:
+            self._io_handshaking = False
+            self._io.recheck_at = -math.inf
+
+    def _get_server_information(self) -> None:
+        self._install_reader()  # before the first read: the greeting
+        super()._get_server_information()  # type: ignore[misc]
+
+    def _request_authentication(self) -> None:
+        if getattr(self, "_ssl_required", self.ssl) and not self.server_capabilities & CLIENT.SSL:
+            # PyMySQL 1.2 refuses this too; older versions sent the login (a password, an IAM token) in clear text.
+            raise pymysql.err.OperationalError(
+                CR.CR_SSL_CONNECTION_ERROR, "SSL is required but the server doesn't support it; nothing was sent"
+            )
+        super()._request_authentication()  # type: ignore[misc]
+        self._install_reader()  # normally done at the first write after the TLS upgrade already
+
+    def close(self) -> None:
+        """COM_QUIT and close; at the deadline, COM_QUIT still gets a moment."""
+        lim = self._io
+        if lim.deadline is not None and lim.clock() + _QUIT_WAIT > lim.deadline:
+            # COM_QUIT (5 bytes an idle socket takes at once) lets the server free the slot without logging an
+            # aborted connection: worth a moment even at the deadline.
+            self.set_io_limits(_QUIT_WAIT, _QUIT_WAIT, None)
+        super().close()
+
+    def _write_bytes(self, data: bytes) -> None:
+        lim = self._io
+        if lim.clock() > lim.recheck_at:
+            try:
+                self._bound_io(write=True)
+            except OSError as exc:
+                self._force_close()  # type: ignore[attr-defined]
+                raise pymysql.err.OperationalError(
+                    CR.CR_SERVER_GONE_ERROR, f"MySQL server has gone away ({exc}; nothing was sent)"
+                ) from exc
+        super()._write_bytes(data)  # type: ignore[misc]
+
+
+def connect(
+    kwargs: dict[str, Any],
+    *,
+    timeout: float | None,
+    deadline: float | None,
+    clock: Callable[[], float],
+) -> DriverConnection:
+    """One connect attempt: each handshake read and write waits at most ``timeout``, all of them end by ``deadline``.
+
+    Raises ``pymysql.MySQLError`` as PyMySQL does (a deadline reached mid-handshake is a socket timeout).
+    """
+    conn = DriverConnection(
+        **{
+            **kwargs,
+            "cursorclass": pymysql.cursors.DictCursor,
+            "connect_timeout": timeout,
+            "read_timeout": timeout,
+            "write_timeout": timeout,
+            "defer_connect": True,
+        }
+    )
+    conn._io.clock = clock
+    conn.set_io_limits(timeout, timeout, deadline)
+    conn.connect()
+    return conn
+
+
+_PLAIN_TEXT = re.compile(r"[^\\\x00-\x1f]*")  # no backslash, no control character
+
+
+def escape_any_mode(value: object) -> str:
+    """An SQL literal that means the same whether or not the session has ``NO_BACKSLASH_ESCAPES``."""
+    if isinstance(value, str):
+        if _PLAIN_TEXT.fullmatch(value):
+            return "'" + value.replace("'", "''") + "'"  # doubled quotes work in both modes
+        return "_utf8mb4 X'" + value.encode("utf-8").hex() + "'"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "X'" + bytes(value).hex() + "'"
+    if isinstance(value, list | tuple | set | frozenset):
+        return "(" + ",".join(escape_any_mode(item) for item in value) + ")"
+    return str(pymysql.converters.escape_item(value, "utf8mb4"))  # numbers, None, dates: no backslashes

@@ -1,0 +1,229 @@
+"""The statements ``end()`` housekeeping runs: measure, read the refusal counters, kill zombies, set the idle timeout.
+
+What to do is decided by the pure policies (:mod:`~serverless_mysql.housekeeping`,
+:mod:`~serverless_mysql.pressure`); this module only talks to the server and feeds them what it read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pymysql
+
+from ._driver import DriverConnection
+from ._events import Events
+from .config import Config
+from .errors import ER_KILL_DENIED_ERROR, ER_NO_SUCH_THREAD, error_number, is_connection_lost
+from .housekeeping import (
+    HEADROOM,
+    PROCESSLIST_FALLBACK_ERRORS,
+    REFUSALS_SQL,
+    Housekeeper,
+    Usage,
+    Zombie,
+    has_performance_schema_processlist,
+    parse_zombies,
+    plan,
+    usage_sql,
+)
+from .pressure import Pressure
+from .results import Stats
+
+__all__ = ["HousekeepingIO"]
+
+logger = logging.getLogger("serverless_mysql.client")
+
+
+class HousekeepingIO:
+    """Runs the housekeeping statements of one client on the connection it is given.
+
+    ``prepare(conn)`` checks that time is left and bounds the next statement by the deadline (it raises
+    :class:`~serverless_mysql.DeadlineExceededError` otherwise); ``discard(conn, reason)`` drops a connection lost
+    during a KILL.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        housekeeper: Housekeeper,
+        pressure: Pressure,
+        stats: Stats,
+        events: Events,
+        clock: Callable[[], float],
+        prepare: Callable[[DriverConnection], None],
+        discard: Callable[[DriverConnection, str], None],
+    ) -> None:
+        self._cfg = config
+        self._housekeeper = housekeeper
+        self._pressure = pressure
+        self._stats = stats
+        self._events = events
+        self._clock = clock
+        self._prepare = prepare
+        self._discard = discard
+        self._processlist: tuple[str, bool] | None = None  # (server version, read performance_schema.processlist)
+        self.short_idle = False  # the session's wait_timeout is pressure_idle_timeout
+
+    def connected(self, conn: DriverConnection, *, read_counters: bool) -> None:
+        """A new connection: its session has the server's idle timeout; read the counters' baseline if asked.
+
+        The baseline lets the first ``end()`` tell whether anyone was refused meanwhile; otherwise a cold start's
+        first reading is only a baseline, and in a herd every lucky newcomer would keep its slot.
+        """
+        self.short_idle = False
+        if read_counters:
+            with contextlib.suppress(pymysql.MySQLError):  # lost already: the caller's statement reconnects
+                self._read_refusals(conn, busy=False)
+
+    def run(self, conn: DriverConnection, now: float, *, waited: bool) -> tuple[int, bool]:
+        """Measure, decide and kill: how many slots the kills freed, and whether the connection was lost doing it."""
+        cfg, hk, stats = self._cfg, self._housekeeper, self._stats
+        with_limits = hk.limits_stale(now)
+        own_ids = frozenset({conn.connection_id})
+        row = self._measure(conn, with_limits)
+        stats.housekeeping_runs += 1
+        if with_limits:
+            hk.store_limits(now, int(row["max_connections"]), int(row["max_user_connections"]))
+        assert hk.limits is not None
+        usage = Usage(
+            max_connections=hk.limits[0],
+            max_user_connections=hk.limits[1],
+            total=int(row["total"]),
+            user_total=int(row["user_total"]),
+            zombies=parse_zombies(row["zombies"], own_ids),
+        )
+        hk.record(now, usage)
+        pressure = self._pressure
+        busy = usage.utilization >= cfg.conn_utilization
+        if usage.max_user_connections > 0 and usage.used >= usage.limit:
+            pressure.account_full(now)  # its refusals (1203) are not counted by the server
+        elif busy and not pressure.under_pressure(now) and pressure.counters_due(now, waited=waited):
+            self._read_refusals(conn, busy=True)
+        pressed = pressure.under_pressure(now)
+        decision = plan(
+            usage,
+            conn_utilization=cfg.conn_utilization,
+            zombie_max_timeout=cfg.zombie_max_timeout,
+            max_kills=cfg.max_kills,
+            pressure=pressed,
+        )
+        logger.debug(
+            "housekeeping",
+            extra={
+                "event": "housekeeping",
+                "used": usage.used,
+                "limit": usage.limit,
+                "utilization": round(usage.utilization, 3),
+                "zombies": len(usage.zombies),
+                "to_kill": len(decision.kill),
+                "pressure": pressed,
+            },
+        )
+        freed, lost = self._kill(conn, decision.kill)
+        if lost or (pressed and not freed):
+            return freed, lost  # lost during a KILL, or about to be given back: its idle timeout does not matter
+        idle = cfg.pressure_idle_timeout
+        if idle is not None:
+            if busy and not self.short_idle:
+                self._set_idle_timeout(conn, f"{math.ceil(idle)}")
+            elif usage.utilization < HEADROOM * cfg.conn_utilization and self.short_idle:
+                self._set_idle_timeout(conn, "@@GLOBAL.wait_timeout")
+        return freed, False
+
+    # ------------------------------------------------------------------------------------------ statements
+    def _read_refusals(self, conn: DriverConnection, *, busy: bool) -> None:
+        """Feed the server's failed-connect counters to the pressure policy (nothing when they are unreadable)."""
+        self._prepare(conn)
+        try:
+            rows = conn.run(REFUSALS_SQL)
+            values = {str(row["Variable_name"]).lower(): int(row["Value"]) for row in rows}
+        except pymysql.MySQLError as exc:
+            if is_connection_lost(exc):
+                raise
+            logger.debug("cannot read the refusal counters", extra={"event": "housekeeping", "errno": exc.args[0]})
+            return
+        finally:
+            self._stats.housekeeping_statements += 1
+        refused, aborted = values.get("connection_errors_max_connections"), values.get("aborted_connects")
+        if refused is not None and aborted is not None:
+            self._pressure.counters(self._clock(), refused, aborted, busy=busy)
+
+    def _set_idle_timeout(self, conn: DriverConnection, value: str) -> None:
+        """Set the session's ``wait_timeout``: short while the server is busy, the server's own otherwise."""
+        self._prepare(conn)
+        conn.run(f"SET SESSION wait_timeout = {value}")  # a whole number or @@GLOBAL.wait_timeout
+        self.short_idle = not value.startswith("@@")
+        self._stats.housekeeping_statements += 1
+        self._stats.idle_timeout_changes += 1
+        logger.debug("session idle timeout set", extra={"event": "idle_timeout", "short": self.short_idle})
+
+    def _measure(self, conn: DriverConnection, with_limits: bool) -> dict[str, Any]:
+        """Run the housekeeping statement on the server's best processlist source and return its row.
+
+        ``performance_schema.processlist`` where the server has one that works, else ``information_schema``. The
+        choice is remembered per server version, so finding out costs at most one statement per client (per
+        server upgrade), and only on servers whose version says they may have the table.
+        """
+        version = conn.version  # from the handshake: no round trip
+        known = self._processlist
+        perf = known[1] if known is not None and known[0] == version else has_performance_schema_processlist(version)
+        row = self._usage_row(conn, with_limits, performance_schema=perf)
+        if perf and (row is None or not int(row["self_seen"])):
+            # No such table, no access, or an empty table (the Performance Schema is off): never this connection.
+            perf = False
+            row = self._usage_row(conn, with_limits, performance_schema=False)
+        if known != (version, perf):
+            logger.debug("processlist source", extra={"event": "housekeeping", "performance_schema": perf})
+        self._processlist = (version, perf)
+        assert row is not None  # an aggregate always returns one row; only the performance_schema attempt gives None
+        return row
+
+    def _usage_row(
+        self, conn: DriverConnection, with_limits: bool, *, performance_schema: bool
+    ) -> dict[str, Any] | None:
+        """The statement's row, or ``None`` when ``performance_schema.processlist`` cannot be read."""
+        self._prepare(conn)
+        try:
+            sql = usage_sql(with_limits=with_limits, performance_schema=performance_schema)
+            rows = conn.run(sql, (int(self._cfg.zombie_min_timeout),))
+            return rows[0] if rows else None
+        except pymysql.MySQLError as exc:
+            errno = error_number(exc)
+            if not performance_schema or errno not in PROCESSLIST_FALLBACK_ERRORS:
+                raise
+            logger.debug("performance_schema.processlist unusable", extra={"event": "housekeeping", "errno": errno})
+            return None
+        finally:
+            self._stats.housekeeping_statements += 1
+
+    def _kill(self, conn: DriverConnection, zombies: tuple[Zombie, ...]) -> tuple[int, bool]:
+        stats, events = self._stats, self._events
+        freed = 0
+        for zombie in zombies:
+            try:
+                self._prepare(conn)
+                conn.run("KILL %s", (zombie.thread_id,))
+            except pymysql.MySQLError as exc:
+                stats.housekeeping_statements += 1
+                stats.kill_errors += 1
+                if error_number(exc) == ER_NO_SUCH_THREAD:
+                    freed += 1  # someone else killed it first: the slot is free all the same
+                    continue
+                events.kill_error(exc, zombie.thread_id)
+                if is_connection_lost(exc):
+                    self._discard(conn, "lost during KILL")
+                    return freed, True
+                if error_number(exc) == ER_KILL_DENIED_ERROR:
+                    break  # not our thread after all; the others will be refused too
+                continue
+            stats.housekeeping_statements += 1
+            stats.zombies_killed += 1
+            freed += 1
+            logger.debug("killed zombie", extra={"event": "kill", "thread_id": zombie.thread_id, "idle": zombie.idle})
+            events.kill(zombie.thread_id, zombie.idle)
+        return freed, False

@@ -1,0 +1,286 @@
+"""The connection state of one client and the layers a statement goes through.
+
+``query`` -> :meth:`Session._run` (transaction guard) -> :meth:`Session._rerun_lost` (a lost connection: re-run
+on a new one when the :class:`~serverless_mysql.retry.RetryPolicy` allows) -> :meth:`Session._retry_transient`
+(a statement the server rolled back: retry with backoff) -> :meth:`Session._bounded` (deadline) ->
+:meth:`~serverless_mysql._driver.DriverConnection.run`. Each layer does one thing; the common path (no error) costs
+one call per layer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import pymysql
+
+from ._connect import Connector, describe
+from ._driver import DriverConnection
+from ._events import Events
+from .backoff import RetryBudget, make_backoff
+from .config import Config
+from .errors import ConnectionLostError, DeadlineExceededError, TransactionAbortedError
+from .housekeeping import Housekeeper
+from .pressure import Pressure
+from .results import Rows, Stats
+from .retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from .transactions import Transaction
+
+__all__ = ["Session"]
+
+logger = logging.getLogger("serverless_mysql.client")
+
+_PING_TIMEOUT = 1.0  # seconds a liveness ping may wait (ping_after_idle)
+
+
+class Session:
+    """One lazily opened connection, its lock, its deadline and its transaction state."""
+
+    def __init__(self, **options: Any) -> None:
+        self._config = cfg = Config.from_options(**options)
+        self._clock: Callable[[], float] = cfg.clock or time.monotonic
+        self._sleep: Callable[[float], None] = cfg.sleep or time.sleep
+        import random as _random  # noqa: PLC0415 - the default jitter source
+
+        rng = cfg.random or _random.Random()
+        self._rng = rng  # shared by every random choice below; reseed() renews it
+        self._rng_given = cfg.random is not None
+        backoff = None if cfg.backoff == "paced" else make_backoff(cfg.backoff, base=cfg.base, cap=cfg.cap, rng=rng)
+        self._pressure = Pressure(backoff=backoff, base=cfg.base, cap=cfg.cap, rng=rng)
+        query_backoff = make_backoff(cfg.query_retry_backoff, base=cfg.base, cap=cfg.cap, rng=rng)
+        self._policy = RetryPolicy(query_backoff=query_backoff, max_query_retries=cfg.max_query_retries)
+        self._housekeeper = Housekeeper(
+            conn_utilization=cfg.conn_utilization,
+            used_conns_freq=cfg.used_conns_freq,
+            max_conns_freq=cfg.max_conns_freq,
+            rng=rng,
+        )
+        self._stats = Stats()
+        self._events = Events(cfg)
+        self._connector = Connector(
+            cfg,
+            pressure=self._pressure,
+            policy=self._policy,
+            stats=self._stats,
+            events=self._events,
+            clock=self._clock,
+            sleep=self._sleep,
+        )
+        self._rds_proxy = cfg.is_rds_proxy
+        self._lock = threading.RLock()
+        self._conn: DriverConnection | None = None
+        self._last_used = 0.0
+        self._ping_after = cfg.ping_after_idle
+        self._track_idle = self._ping_after is not None  # only then is _last_used read
+        self._counter = 0
+        self._lost_count = 0  # connections discarded (the connector counts failed connects)
+        self._deadline: float | None = None
+        self._tx: Transaction | None = None
+        self._tx_thread = 0  # the thread that opened self._tx (it holds the lock until the transaction ends)
+        self._lost_transaction = False
+        self._budget: RetryBudget | None = None  # the retry budget of the statement running (built on its first error)
+        self._waited = False  # the current connection was refused a slot before it got one
+        self._gave_back_at = -math.inf  # when end() last gave the connection back because others were refused
+
+    # ------------------------------------------------------------------------------------------ locking
+    def _acquire(self, *, deadline: bool = True) -> None:
+        """Take the instance lock; waiting for it is bounded by the deadline."""
+        if self._deadline is None or not deadline:
+            self._lock.acquire()
+            return
+        left = self._deadline - self._clock()
+        if left <= 0 or not self._lock.acquire(timeout=left):
+            raise DeadlineExceededError(
+                "deadline reached while waiting for the connection (another thread holds it)", waited=max(0.0, left)
+            )
+
+    @contextmanager
+    def _locked(self, *, deadline: bool = True) -> Iterator[None]:
+        self._acquire(deadline=deadline)
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline, or ``None`` without one."""
+        return None if self._deadline is None else self._deadline - self._clock()
+
+    # ------------------------------------------------------------------------------------------ connection
+    def _ensure_connection(self) -> DriverConnection:
+        conn = self._conn
+        if conn is not None:
+            if conn.alive() if self._ping_after is None else self._alive(conn):
+                return conn
+            self._discard(conn, "found dead before use")
+            self._stats.reconnects += 1
+        return self._open()
+
+    def _alive(self, conn: DriverConnection) -> bool:
+        if not conn.alive():
+            return False
+        ping_after = self._ping_after
+        if ping_after is not None and self._clock() - self._last_used >= ping_after:
+            # A live server answers at once; a silently dropped connection never does. Wait briefly and leave
+            # most of the time left for the reconnect.
+            left = self.remaining()
+            wait = max(0.001, min(self._config.connect_timeout, _PING_TIMEOUT, math.inf if left is None else left / 2))
+            conn.set_io_limits(wait, wait, self._deadline)  # reset by _prepare before the next statement
+            try:
+                conn.ping(reconnect=False)
+            except pymysql.MySQLError:
+                return False
+        return True
+
+    def _open(self) -> DriverConnection:
+        connected = self._connector.open(self._deadline, gave_back_at=self._gave_back_at)
+        conn = connected.conn
+        cfg = self._config
+        self._conn = conn
+        # Decided on the host actually connected to: with a secret the configured host is only "localhost".
+        self._rds_proxy = cfg.rds_proxy_for(connected.host)
+        self._counter = 0
+        self._last_used = self._clock()
+        self._waited = connected.waited_for_slot  # then its end() measures, kills zombies and reads the counters
+        self._on_connected(conn)
+        self._events.connect(conn)
+        return conn
+
+    def _on_connected(self, conn: DriverConnection) -> None:
+        """Hook for what a new connection needs beyond the session's state (the client's housekeeping)."""
+
+    def _prepare(self, conn: DriverConnection) -> None:
+        """Check that time is left, and bound every socket operation of the next statement by the deadline."""
+        deadline = self._deadline
+        if deadline is not None and deadline - self._clock() <= 0.001:
+            raise DeadlineExceededError("deadline reached before the statement could be sent", waited=0.0)
+        cfg = self._config
+        conn.set_io_limits(cfg.read_timeout, cfg.write_timeout, deadline)
+
+    def _discard(self, conn: DriverConnection | None, reason: str, *, mark_lost_tx: bool = True) -> None:
+        if conn is None:
+            return
+        if mark_lost_tx and (conn.in_transaction or self._tx is not None):
+            self._lost_transaction = True  # the next statement must not silently run in autocommit
+        conn.close_quietly()
+        if self._conn is conn:
+            self._conn = None
+            self._counter = 0
+        self._lost_count += 1
+        logger.debug("connection discarded", extra={"event": "discard", "reason": reason})
+
+    def _close(self, conn: DriverConnection | None) -> None:
+        if conn is None:
+            return
+        conn.close_quietly()
+        if self._conn is conn:
+            self._conn = None
+            self._counter = 0
+        logger.debug("connection closed", extra={"event": "close"})
+        self._events.close()
+
+    def _raise_if_deadline(self, exc: BaseException) -> None:
+        left = self.remaining()
+        if left is not None and left <= 0.01:
+            raise DeadlineExceededError(
+                f"deadline reached during a statement ({describe(exc)})", waited=0.0, last_error=exc
+            ) from exc
+
+    # ------------------------------------------------------------------------------------------ statements
+    def _run(self, sql: str, args: Any, idempotent: bool | None) -> Rows:
+        """Transaction guard: inside a transaction its connection or nothing; outside, never a lost one's tail."""
+        if not isinstance(sql, str):
+            raise TypeError(f"sql must be a str, not {type(sql).__name__}")
+        if self._tx is None:
+            return self._rerun_lost(sql, args, idempotent)
+        conn = self._conn
+        if conn is None or not self._alive(conn):
+            self._discard(conn, "lost inside a transaction")
+            raise TransactionAbortedError(
+                "the connection was lost inside a transaction; it was rolled back on the server"
+            )
+        try:
+            return self._bounded(conn, sql, args)
+        except pymysql.MySQLError as exc:
+            if self._policy.is_lost(exc):
+                self._discard(conn, "lost during a statement", mark_lost_tx=False)
+                self._raise_if_deadline(exc)
+                raise TransactionAbortedError(
+                    f"the connection was lost inside a transaction ({describe(exc)}); nothing of it was committed"
+                ) from exc
+            raise
+
+    def _rerun_lost(self, sql: str, args: Any, idempotent: bool | None) -> Rows:
+        """A connection lost during the statement: re-run it on a new one when the policy allows."""
+        reruns = 0
+        self._budget = None  # one retry budget per statement, across re-runs
+        while True:
+            try:
+                return self._retry_transient(sql, args)
+            except pymysql.MySQLError as exc:  # noqa: PERF203 - the loop runs again only after a failure
+                conn = self._conn
+                if conn is None or not self._policy.is_lost(exc):
+                    raise
+                was_in_tx = conn.in_transaction
+                self._discard(conn, "lost during a statement", mark_lost_tx=False)
+                self._raise_if_deadline(exc)
+                if was_in_tx:
+                    raise TransactionAbortedError(
+                        f"the connection was lost inside a transaction ({describe(exc)}); nothing of it was committed"
+                    ) from exc
+                if not self._policy.rerun_after_loss(exc, sql, idempotent=idempotent, reruns=reruns):
+                    raise ConnectionLostError(
+                        f"the connection was lost during the statement ({describe(exc)}); it may have been "
+                        "applied, so it was not re-run"
+                    ) from exc
+                reruns += 1
+                self._stats.reconnects += 1
+                logger.debug("re-running statement after a lost connection", extra={"event": "rerun"})
+
+    def _retry_transient(self, sql: str, args: Any) -> Rows:
+        """A statement the server rolled back (deadlock, lock wait timeout): retry it with backoff.
+
+        Every try takes a live connection first; one found dead inside a plain ``START TRANSACTION`` aborts it.
+        """
+        while True:
+            conn = self._ensure_connection()
+            if self._lost_transaction:  # a transaction begun with a plain START TRANSACTION died while idle
+                self._lost_transaction = False
+                raise TransactionAbortedError(
+                    "the connection was lost inside a transaction; it was rolled back; this statement did not run"
+                )
+            try:
+                return self._bounded(conn, sql, args)
+            except pymysql.MySQLError as exc:
+                policy = self._policy
+                if not policy.retry_transient(exc, in_transaction=conn.in_transaction):
+                    raise
+                budget = self._budget
+                if budget is None:
+                    budget = self._budget = policy.query_budget(self._deadline, self._clock)
+                delay = budget.next_delay()
+                if delay is None:
+                    raise
+                self._stats.query_retries += 1
+                self._events.query_retry(exc, budget.attempt, delay, policy.query_backoff.name)
+                self._sleep(delay)
+
+    def _bounded(self, conn: DriverConnection, sql: str, args: Any) -> Rows:
+        """Deadline: the statement starts only with time left, and every socket operation ends by the deadline."""
+        deadline = self._deadline  # _prepare, inlined: this runs for every statement
+        if deadline is not None and deadline - self._clock() <= 0.001:
+            raise DeadlineExceededError("deadline reached before the statement could be sent", waited=0.0)
+        cfg = self._config
+        conn.set_io_limits(cfg.read_timeout, cfg.write_timeout, deadline)
+        rows = conn.run(sql, args)
+        if self._track_idle:
+            self._last_used = self._clock()
+        self._stats.queries += 1
+        return rows

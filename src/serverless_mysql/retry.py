@@ -1,0 +1,98 @@
+"""Which failures the client retries, re-runs or answers with a credential refresh: one policy, unit-tested.
+
+Next to :mod:`~serverless_mysql.pressure` (how long to wait for a slot), this says *whether* to try again:
+
+- **connecting**: an access-denied error (1045) with a refreshable credentials provider gets one refresh (the
+  password may have rotated); a refusal that another attempt may fix is ``"full"`` or ``"down"``
+  (:func:`~serverless_mysql.errors.connect_failure_kind`) and waits as the pressure policy says; anything else
+  (bad password, unknown database, a TLS failure) fails at once;
+- **a lost connection during a statement**: re-run on a new connection at most :data:`MAX_LOST_RERUNS` times, and
+  only when the statement provably never reached the server (2006: the write failed) or cannot have had a side
+  effect (``idempotent=True``, or a plain read by :func:`~serverless_mysql._statements.is_plain_read`), never
+  after a timeout (it may still be running), never inside a transaction;
+- **statements the server rolled back** (deadlock, lock wait timeout, interrupted): retried with backoff up to
+  ``max_query_retries`` times, outside transactions only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .backoff import Backoff, RetryBudget
+from .errors import (
+    ER_ACCESS_DENIED_ERROR,
+    connect_failure_kind,
+    error_number,
+    is_connection_lost,
+    is_timeout,
+    is_transient_query_error,
+    was_never_sent,
+)
+from .pressure import Kind
+
+__all__ = ["MAX_LOST_RERUNS", "RetryPolicy"]
+
+MAX_LOST_RERUNS = 2
+"""Re-runs of one statement after lost connections: bounded, whatever the server does."""
+
+
+class RetryPolicy:
+    """Decides, for one client, which failures are worth another try; no I/O and no state of its own.
+
+    Parameters
+    ----------
+    query_backoff
+        The delays between retries of a statement the server rolled back.
+    max_query_retries
+        How many times such a statement is retried (0: never).
+    max_lost_reruns
+        How many times a statement is re-run after lost connections.
+    """
+
+    __slots__ = ("max_lost_reruns", "max_query_retries", "query_backoff")
+
+    def __init__(self, *, query_backoff: Backoff, max_query_retries: int = 0, max_lost_reruns: int = MAX_LOST_RERUNS):
+        self.query_backoff = query_backoff
+        self.max_query_retries = max_query_retries
+        self.max_lost_reruns = max_lost_reruns
+
+    # ------------------------------------------------------------------------------------------ connecting
+    @staticmethod
+    def refresh_credentials(exc: BaseException, *, refreshable: bool, refreshed: bool) -> bool:
+        """Whether a failed connect should fetch the credentials again (once) and retry at once."""
+        return refreshable and not refreshed and error_number(exc) == ER_ACCESS_DENIED_ERROR
+
+    @staticmethod
+    def connect_failure(exc: BaseException) -> Kind | None:
+        """``"full"`` or ``"down"`` for a refusal worth waiting out, ``None`` for one no retry can fix."""
+        return connect_failure_kind(exc)
+
+    # ------------------------------------------------------------------------------------------ statements
+    @staticmethod
+    def is_lost(exc: BaseException) -> bool:
+        """Whether the connection is unusable after ``exc`` (it must be replaced)."""
+        return is_connection_lost(exc)
+
+    def rerun_after_loss(self, exc: BaseException, sql: str, *, idempotent: bool | None, reruns: int) -> bool:
+        """Whether a statement outside a transaction whose connection was lost runs again on a new one.
+
+        ``reruns`` is how many times it was re-run already; ``idempotent`` is the caller's word (``None``: plain
+        reads only).
+        """
+        if reruns >= self.max_lost_reruns or is_timeout(exc):
+            return False  # a timed-out statement may still be running on the server
+        if was_never_sent(exc):
+            return True
+        if idempotent is not None:
+            return idempotent
+        from ._statements import is_plain_read  # noqa: PLC0415 - only needed after a lost connection
+
+        return is_plain_read(sql)
+
+    def retry_transient(self, exc: BaseException, *, in_transaction: bool) -> bool:
+        """Whether a statement error is one the server rolled back and a retry may fix (outside transactions)."""
+        return self.max_query_retries > 0 and not in_transaction and is_transient_query_error(exc)
+
+    def query_budget(self, deadline: float | None, clock: Callable[[], float]) -> RetryBudget:
+        """The retry budget of one statement: ``max_query_retries`` retries, sleeps ending before ``deadline``."""
+        return RetryBudget(self.query_backoff, self.max_query_retries, deadline, clock)
