@@ -16,14 +16,12 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from ._checks import Backoff, Callback, Check, ConnectArgs, Duck, Flag, Number, RandomGenerator, Text, check_tls_kept
 from ._spec import OptionSpec, option, spec
+from .credentials import CredentialsSource
 from .errors import ConfigError, ConfigTypeError
-
-if TYPE_CHECKING:
-    from .credentials import Credentials
 
 __all__ = [
     "CLIENT_OPTIONS",
@@ -48,19 +46,6 @@ EVENT_NAMES = (
     "on_query_retry",
 )
 CONNECTION_OPTIONS = ("host", "port", "user", "password", "database")
-
-
-class CredentialsSource(Protocol):
-    """What the client calls on option ``credentials``.
-
-    A provider may also have ``refreshable`` (``True`` if asking again with ``refresh=True`` can fix an
-    access-denied error; read with a default of ``False``) and ``tls`` (TLS arguments ``connect_args`` may not
-    weaken); :class:`~serverless_mysql.CredentialsProvider` is the full protocol.
-    """
-
-    def get_credentials(self, *, refresh: bool = False) -> Credentials:
-        """The credentials for the next connection; ``refresh`` bypasses any cache."""
-        ...
 
 
 def _mask(value: object) -> str:

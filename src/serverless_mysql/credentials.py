@@ -56,6 +56,19 @@ class CredentialsProvider(Protocol):
         ...
 
 
+class CredentialsSource(Protocol):
+    """What the client calls on option ``credentials``.
+
+    A provider may also have ``refreshable`` (``True`` if asking again with ``refresh=True`` can fix an
+    access-denied error; read with a default of ``False``) and ``tls`` (TLS arguments ``connect_args`` may not
+    weaken); :class:`~serverless_mysql.CredentialsProvider` is the full protocol.
+    """
+
+    def get_credentials(self, *, refresh: bool = False) -> Credentials:
+        """The credentials for the next connection; ``refresh`` bypasses any cache."""
+        ...
+
+
 def time_left() -> float | None:
     """Seconds a credentials provider may still spend, or ``None`` without a deadline.
 
