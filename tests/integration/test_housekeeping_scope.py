@@ -18,8 +18,17 @@ pytestmark = pytest.mark.integration
 Factory = Any
 
 
-def alive(server: MariaDBServer, ids: list[int]) -> set[int]:
-    return {row["ID"] for row in server.processlist()} & set(ids)
+def alive(server: MariaDBServer, ids: list[int], *, wait: float = 5.0) -> set[int]:
+    """Which of ``ids`` the server still lists, after giving killed threads ``wait`` seconds to exit.
+
+    KILL only flags a thread; it leaves the processlist when it notices, which on a loaded machine takes a while.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        left = {row["ID"] for row in server.processlist()} & set(ids)
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.05)
 
 
 def at_sign_user(server: MariaDBServer, *, max_user_connections: int = 0) -> AppUser:
