@@ -14,7 +14,7 @@ import pytest
 from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ServerlessMySQL
 from serverless_mysql import _housekeeping_io as housekeeping_io
-from serverless_mysql.housekeeping import HEADROOM
+from serverless_mysql.housekeeping import HEADROOM, Housekeeper
 from tests.integration.conftest import ClientFactory, fill
 
 pytestmark = pytest.mark.integration
@@ -236,12 +236,16 @@ def test_housekeeping_is_cheap_when_utilization_is_low(
     app = make_user(server)
     db = client_factory(app, random=random.Random(11))
     invocations = 1000
+    started = time.monotonic()
     for _ in range(invocations):
         db.query("SELECT 1")
         db.end()
+    elapsed = time.monotonic() - started
     stats = db.get_stats()
     per_invocation = stats.housekeeping_statements / invocations
-    assert 0.05 <= per_invocation <= 0.2, per_invocation
+    assert per_invocation <= 0.2, per_invocation
+    # A hot environment (thousands of end()s a second here) measures about LOW_INTERVAL apart, not on 1 end() in 10.
+    assert 1 <= stats.housekeeping_runs <= elapsed / Housekeeper.LOW_INTERVAL + 2, (stats.housekeeping_runs, elapsed)
 
 
 def test_fleet_reacts_within_a_second_when_pressure_climbs(

@@ -85,8 +85,10 @@ def share_due(hk: Housekeeper, utilization: float, period: float, n: int = 10_00
 def test_adaptive_schedule_is_cheap_when_idle_and_eager_when_close() -> None:
     hk = Housekeeper(conn_utilization=0.8, used_conns_freq=None, max_conns_freq=15, rng=random.Random(7))
     assert hk.due(0.0)  # a client's first end() always measures
-    assert 0.07 < share_due(hk, 0.1, period=0.01) < 0.13  # far below: one end() in ten
+    assert 0.07 < share_due(hk, 0.1, period=0.5) < 0.13  # far below: one end() in ten
     assert 0.07 < share_due(hk, 0.1, period=5.0) < 0.13  # however slow the traffic
+    # ... but a hot environment (1,000 end()s a second) ~10 times a second: 0.1 s, then ~10 more end()s
+    assert 0.0085 < share_due(hk, 0.1, period=0.001, n=100_000) < 0.0097
     assert 0.08 < share_due(hk, 0.5, period=0.01) < 0.14  # half-way, busy: ~0.1 plus once a second
     assert share_due(hk, 0.5, period=2.0) == 1.0  # half-way, quiet: once a second is every end()
     assert 0.08 < share_due(hk, 0.75, period=0.01) < 0.14  # near it too: a busy environment measures ~0.1 + 1/s
