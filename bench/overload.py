@@ -2,7 +2,7 @@
 
 Nothing here touches a server or a clock; ``tests/unit/test_bench_overload.py`` checks the rules.
 
-Definitions (README "Under overload" and ``bench/RESULTS.md`` repeat them):
+Definitions (docs/overload.md and ``bench/RESULTS.md`` repeat them):
 
 * **Seconds** are buckets ``[k, k + 1)`` of time since the start of the load. *ok* counts invocations by the second
   they **completed**; *offered* load and *errors* by the second they **arrived** (an invocation that arrived in the

@@ -23,7 +23,7 @@ def _call(name: str, handler: Callable[..., Any] | None, *args: object) -> None:
 
 
 class Events:
-    """Calls the client's event handlers (see the README's event table); each method is one event."""
+    """Calls the client's event handlers (the events are listed in docs/errors.md); each method is one event."""
 
     __slots__ = ("_cfg",)
 

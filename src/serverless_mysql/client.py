@@ -44,7 +44,7 @@ def is_plain_read(sql: str) -> bool:
 
 
 class ServerlessMySQL(TransactionControl):
-    """A MySQL/MariaDB client made for AWS Lambda; see the README for every option.
+    """A MySQL/MariaDB client made for AWS Lambda; every option is in docs/options.md.
 
     Example:
     -------
@@ -105,8 +105,9 @@ class ServerlessMySQL(TransactionControl):
     def end(self) -> None:
         """Per-invocation housekeeping; the connection normally stays open for the next invocation.
 
-        Rolls back a transaction left open, then (every so often, see the README) measures utilization, kills
-        the user's zombie connections, and gives this connection back while someone is refused a slot. Never
+        Rolls back a transaction left open, then (every so often, see docs/connection-management.md) measures
+        utilization, kills the user's zombie connections, and gives this connection back while someone is refused a
+        slot. Never
         opens a connection, and never raises for a housekeeping failure (it is logged, counted in
         :meth:`get_stats` and passed to ``on_error``).
 

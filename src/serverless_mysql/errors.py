@@ -82,8 +82,9 @@ class ConnectionLostError(ServerlessMySQLError):
     """The connection was lost while a statement may have reached the server.
 
     The statement was not re-run because running it twice could change data; it may or may not have been
-    applied. Side-effect-free reads outside transactions (see README, "A connection lost during a statement") and
-    statements that provably never reached the server are re-run automatically instead of raising this.
+    applied. Side-effect-free reads outside transactions and statements that provably never reached the server
+    are re-run automatically instead of raising this (docs/connection-management.md, "A connection lost during a
+    statement").
     """
 
 
