@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import pymysql
 import pymysql.connections
@@ -43,6 +43,8 @@ from .transactions import Transaction
 if TYPE_CHECKING:
     from pymysql.connections import Connection
 
+    from .cursor import Cursor
+
 __all__ = ["Rows", "ServerlessMySQL", "Stats"]
 
 logger = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ logger = logging.getLogger(__name__)
 _PING_TIMEOUT = 1.0  # seconds a liveness ping may wait (ping_after_idle)
 _MAX_LOST_RERUNS = 2  # re-runs of one statement after lost connections: bounded, whatever the server does
 _DEFAULT_CONNECT_WAIT = 30.0  # seconds a connect may wait for a slot without a deadline or max_connect_wait
+_R = TypeVar("_R")
 
 
 def is_plain_read(sql: str) -> bool:
@@ -135,7 +138,7 @@ class ServerlessMySQL:
         self._error_count = 0
         self._deadline: float | None = None
         self._stats = Stats()
-        self._tx: Transaction | None = None
+        self._tx: object | None = None  # a Transaction, or an engine connection (serverless_mysql.sqlalchemy)
         self._tx_thread = 0  # the thread that opened self._tx (it holds the lock until the transaction ends)
         self._lost_transaction = False
         self._poller: select.poll | None = None
@@ -174,11 +177,13 @@ class ServerlessMySQL:
         pymysql.MySQLError
             Errors of the statement itself (syntax, duplicate key, ...) pass through unchanged.
         """
-        self._acquire()
-        try:
-            return self._query(sql, args, idempotent=idempotent)
-        finally:
-            self._lock.release()
+        return self._statement(sql, args, self._execute, idempotent=idempotent)
+
+    def cursor(self) -> Cursor:
+        """A DB-API 2.0 cursor (PyMySQL-compatible, dict rows) on the managed connection; see :mod:`.cursor`."""
+        from .cursor import Cursor  # noqa: PLC0415 - only for code that wants a cursor
+
+        return Cursor(self)
 
     def end(self) -> None:
         """Per-invocation housekeeping; the connection normally stays open for the next invocation.
@@ -588,7 +593,23 @@ class ServerlessMySQL:
         self._emit("on_close")
 
     # ------------------------------------------------------------------------------------------ statements
-    def _query(self, sql: str, args: Any, *, idempotent: bool | None) -> Rows:
+    def _statement(
+        self, sql: str, args: Any, execute: Callable[[Connection[Any], str, Any], _R], *, idempotent: bool | None
+    ) -> _R:
+        """Run one statement under the lock with the client's rules (liveness, re-runs, retries, deadline).
+
+        ``execute(conn, sql, args)`` runs it on the live connection: :meth:`_execute` for :meth:`query`, a DB-API
+        cursor's own for :meth:`cursor` and :mod:`serverless_mysql.sqlalchemy`.
+        """
+        self._acquire()
+        try:
+            return self._query(sql, args, execute, idempotent=idempotent)
+        finally:
+            self._lock.release()
+
+    def _query(
+        self, sql: str, args: Any, execute: Callable[[Connection[Any], str, Any], _R], *, idempotent: bool | None
+    ) -> _R:
         if not isinstance(sql, str):
             raise TypeError(f"sql must be a str, not {type(sql).__name__}")
         in_tx = self._tx is not None
@@ -611,7 +632,7 @@ class ServerlessMySQL:
                     )
             self._apply_timeouts(conn)
             try:
-                return self._execute(conn, sql, args)
+                result = execute(conn, sql, args)
             except pymysql.MySQLError as exc:
                 if E.is_connection_lost(exc):
                     was_in_tx = in_tx or _server_in_transaction(conn)
@@ -645,6 +666,9 @@ class ServerlessMySQL:
                         self._sleep(delay)
                         continue
                 raise
+            self._last_used = self._clock()
+            self._stats.queries += 1
+            return result
 
     def _execute(self, conn: Connection[Any], sql: str, args: Any) -> Rows:
         with conn.cursor() as cur:
@@ -653,8 +677,6 @@ class ServerlessMySQL:
             rows.affected_rows = max(cur.rowcount, 0)
             rows.insert_id = cur.lastrowid or 0
             rows.columns = tuple(d[0] for d in cur.description or ())
-        self._last_used = self._clock()
-        self._stats.queries += 1
         return rows
 
     def _raise_if_deadline(self, exc: BaseException) -> None:
@@ -707,8 +729,8 @@ class ServerlessMySQL:
         return True
 
     # ------------------------------------------------------------------------------------------ transactions
-    def _begin(self, tx: Transaction, statement: str, isolation: str | None) -> None:
-        """Called by Transaction: take the connection exclusively (until _finish) and start the transaction."""
+    def _begin(self, tx: object, statement: str, isolation: str | None) -> None:
+        """Called by an owner (a Transaction, an engine connection): take the connection exclusively, START."""
         self._acquire()
         try:
             if self._tx is not None:
@@ -736,8 +758,8 @@ class ServerlessMySQL:
             self._lock.release()
             raise
 
-    def _finish(self, tx: Transaction, *, commit: bool) -> None:
-        """Called by Transaction: COMMIT or ROLLBACK, then release the connection."""
+    def _finish(self, tx: object, *, commit: bool) -> None:
+        """Called by the owner `tx` that _begin took the connection for: COMMIT or ROLLBACK, then release it."""
         if self._tx is not tx:
             raise RuntimeError("this transaction is not the one open on the client")
         try:
