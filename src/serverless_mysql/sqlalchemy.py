@@ -41,6 +41,7 @@ from .cursor import TupleCursor
 from .errors import ConfigError, TransactionAbortedError
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
     from sqlalchemy.engine.interfaces import (
         DBAPIConnection,
         DBAPICursor,
@@ -56,25 +57,13 @@ __all__ = ["ClientConnection", "ServerlessMySQLDialect", "create_engine"]
 logger = logging.getLogger(__name__)
 
 # Arguments that would configure a second, SQLAlchemy-made connection: the client's options do that.
-_REFUSED = frozenset(
-    {
-        "async_creator",
-        "connect_args",
-        "creator",
-        "echo_pool",
-        "max_overflow",
-        "module",
-        "pool",
-        "pool_logging_name",
-        "pool_pre_ping",
-        "pool_recycle",
-        "pool_reset_on_return",
-        "pool_size",
-        "pool_timeout",
-        "pool_use_lifo",
-        "poolclass",
-    }
-)
+# fmt: off
+_REFUSED = frozenset({
+    "async_creator", "connect_args", "creator", "echo_pool", "max_overflow", "module", "pool", "poolclass",
+    "pool_logging_name", "pool_pre_ping", "pool_recycle", "pool_reset_on_return", "pool_size", "pool_timeout",
+    "pool_use_lifo",
+})
+# fmt: on
 _ENGINE_ATTR = "_serverless_mysql_engine"  # (engine, its arguments) on the client: one engine per client
 _engines_lock = threading.Lock()
 
@@ -191,9 +180,52 @@ class ServerlessMySQLDialect(MySQLDialect_pymysql):
         """Nothing (the PyMySQL dialect sends SET NAMES; the client's handshake already chose the character set)."""
         return
 
+    # ---- first use: SQLAlchemy's checks of the server, in one statement instead of five (once per environment) --
+    _startup: dict[str, Any] | None = None  # the settings initialize() reads, fetched on first need while it runs
+
+    def initialize(self, connection: Connection) -> None:
+        """SQLAlchemy's first-connect checks; the settings they read come from one statement."""
+        self._startup = {}
+        try:
+            super().initialize(connection)
+        finally:
+            self._startup = None
+
+    def _startup_value(self, dbapi_connection: Any, name: str) -> Any:
+        startup = self._startup
+        assert startup is not None
+        if not startup:
+            # the variable SQLAlchemy's own get_isolation_level() reads
+            new = self._is_mysql and self.server_version_info >= (5, 7, 20)
+            variable = "transaction_isolation" if new else "tx_isolation"
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"SELECT DATABASE(), @@{variable}, @@sql_mode, @@lower_case_table_names")
+            row = cursor.fetchone()
+            startup.update(zip(("database", "isolation", "sql_mode", "lower_case_table_names"), row, strict=True))
+        return startup[name]
+
     def _get_server_version_info(self, connection: Any) -> tuple[int, ...]:
-        """From the handshake (PyMySQL's dialect asks with ``SELECT VERSION()``: one statement per cold start)."""
+        """From the handshake (PyMySQL's dialect asks with ``SELECT VERSION()``)."""
         return self._parse_server_version(_client_connection(connection.connection).get_server_info())
+
+    def _get_default_schema_name(self, connection: Connection) -> str:
+        if self._startup is None:
+            return super()._get_default_schema_name(connection)
+        return self._startup_value(connection.connection, "database")  # type: ignore[no-any-return]
+
+    def get_default_isolation_level(self, dbapi_conn: DBAPIConnection) -> IsolationLevel:
+        """The server's default level (read with the other first-use settings)."""
+        if self._startup is None:
+            return super().get_default_isolation_level(dbapi_conn)  # type: ignore[no-untyped-call,no-any-return]
+        value = self._startup_value(dbapi_conn, "isolation")
+        text = value.decode() if isinstance(value, bytes) else str(value)
+        return text.upper().replace("-", " ")  # type: ignore[return-value]  # REPEATABLE-READ -> REPEATABLE READ
+
+    def _fetch_setting(self, connection: Connection, setting_name: str) -> str | None:
+        if self._startup is None or setting_name not in ("sql_mode", "lower_case_table_names"):
+            return super()._fetch_setting(connection, setting_name)
+        value = self._startup_value(connection.connection, setting_name)
+        return None if value is None else (value.decode() if isinstance(value, bytes) else str(value))
 
     # ---- transactions ------------------------------------------------------------------------------------------
     def do_begin(self, dbapi_connection: Any) -> None:

@@ -98,6 +98,33 @@ def test_one_engine_per_client_and_clear_argument_errors(app_user: AppUser, clie
     assert db.get_client() is None, "creating the engine does not connect"
 
 
+def test_first_use_learns_what_sqlalchemys_own_dialect_learns(app_user: AppUser, client_factory: ClientFactory) -> None:
+    """The server settings read in one statement give the dialect the state PyMySQL's dialect gets with five."""
+    import sqlalchemy
+
+    ours = create_engine(client_factory(app_user))
+    plain = sqlalchemy.create_engine(sqlalchemy.engine.URL.create("mysql+pymysql", **_url_args(app_user)))
+    try:
+        for engine in (ours, plain):
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        names = ("server_version_info", "is_mariadb", "default_schema_name", "default_isolation_level", "_sql_mode")
+        for name in (*names, "_casing", "_server_ansiquotes", "_backslash_escapes", "_connection_charset"):
+            assert getattr(ours.dialect, name) == getattr(plain.dialect, name), name
+    finally:
+        plain.dispose()
+
+
+def _url_args(user: AppUser) -> dict[str, Any]:
+    return {
+        "username": user.name,
+        "password": user.password,
+        "host": user.host,
+        "port": user.port,
+        "database": user.database,
+    }
+
+
 def test_orm_insert_commit_is_seen_from_another_connection(
     mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
 ) -> None:
@@ -453,6 +480,7 @@ def test_engine_statement_cost_per_invocation(
     }
     with capsys.disabled():
         print(f"\nstatements: first engine use {first} (dialect init + read), warm: {table_costs}")
+    assert first == 1 + 3  # SQLAlchemy's first-use checks in one SELECT (once per engine), then the read
     assert table_costs == {
         "plain db.query read": 1,
         "ORM write (Session.begin + add)": 3,
