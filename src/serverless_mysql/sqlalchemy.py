@@ -254,7 +254,8 @@ class ServerlessMySQLDialect(MySQLDialect_pymysql):
         """Remember the level (no statement): AUTOCOMMIT begins no transactions, others are set per transaction."""
         conn = _client_connection(dbapi_connection)
         conn.autocommit_mode = level == "AUTOCOMMIT"
-        conn.isolation = None if level in ("AUTOCOMMIT", self.default_isolation_level) else level
+        default = getattr(self, "default_isolation_level", None)  # unknown before the first connect's checks
+        conn.isolation = None if level in ("AUTOCOMMIT", default) else level
 
     def get_isolation_level(self, dbapi_connection: DBAPIConnection) -> IsolationLevel:
         """The level the next transaction gets (the server's default unless one was set)."""

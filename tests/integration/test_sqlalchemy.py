@@ -314,6 +314,50 @@ def test_autocommit_isolation_sends_no_transaction_statements(
     assert delta(before, counters(db))["questions"] == 4  # SET TRANSACTION ISOLATION LEVEL first
 
 
+def test_savepoints_dispose_and_engine_level_autocommit(
+    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+) -> None:
+    Item = model(table)
+    db = client_factory(app_user)
+    engine = create_engine(db)
+    with Session(engine) as session, session.begin():
+        session.add(Item(v="outer"))
+        with pytest.raises(ValueError), session.begin_nested():  # SAVEPOINT ... ROLLBACK TO SAVEPOINT
+            session.add(Item(v="inner"))
+            session.flush()
+            raise ValueError("undo the inner part only")
+    assert values(mariadb, table) == ["outer"]
+    own = conn_id(db)
+    engine.dispose()  # closes nothing: the connection is the client's
+    with engine.connect() as conn:
+        assert conn.scalar(text("SELECT CONNECTION_ID()")) == own
+        conn.rollback()
+    other = client_factory(app_user)
+    autocommit = create_engine(other, isolation_level="AUTOCOMMIT")
+    with autocommit.connect() as conn:
+        conn.execute(text(f"INSERT INTO {table} (v) VALUES ('autocommitted')"))
+        assert not other.in_transaction
+        conn.rollback()  # nothing to roll back: each statement committed on its own
+    assert values(mariadb, table) == ["outer", "autocommitted"]
+
+
+def test_raw_connection_is_a_dbapi_connection_in_autocommit(
+    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+) -> None:
+    db = client_factory(app_user)
+    raw = create_engine(db).raw_connection()
+    cur = raw.cursor()
+    cur.execute(f"INSERT INTO {table} (v) VALUES (%s)", ("raw",))
+    assert cur.lastrowid == 1
+    cur.execute("START TRANSACTION")
+    cur.execute(f"INSERT INTO {table} (v) VALUES (%s)", ("undone",))
+    raw.rollback()
+    cur.execute(f"SELECT v FROM {table}")
+    assert cur.fetchall() == [("raw",)]  # tuples, as SQLAlchemy expects of a DB-API cursor
+    raw.close()
+    assert db.get_client() is not None and not db.in_transaction
+
+
 # ---------------------------------------------------------------------------------------------- @with_mysql
 def test_with_mysql_handler_uses_db_and_the_engine_and_end_runs_after(
     clean_serverless_env: None, mariadb: MariaDBServer, app_user: AppUser, table: str
