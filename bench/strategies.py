@@ -59,7 +59,7 @@ PYMYSQL_CONNECT_ARGS: dict[str, Any] = {"ssl_disabled": True}
 # Two hosts per strategy, for Python and Node alike, give every strategy the same share of this 2-core machine.
 HOSTS = 2
 
-STRATEGY_NAMES = ("naive-per-invocation", "naive-global", "npm-serverless-mysql", "with_mysql")
+STRATEGY_NAMES = ("naive-per-invocation", "naive-global", "npm-serverless-mysql", "with_mysql", "with_mysql-orm")
 
 _ERRNO_NAMES: dict[int, str] = {}
 for _module in (ER, CR):
@@ -546,6 +546,10 @@ def make_local_strategy(name: str, target: DbTarget, options: dict[str, Any] | N
         return NaiveGlobal(target)
     if name == "with_mysql":
         return WithMySQL(target, options)
+    if name == "with_mysql-orm":  # issue 13: the same handler through SQLAlchemy's ORM (bench/orm.py)
+        from bench.orm import WithMySQLOrm
+
+        return WithMySQLOrm(target, options)
     raise ValueError(f"unknown Python strategy {name!r}")
 
 

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import pymysql
 
@@ -27,13 +27,15 @@ from .config import Config
 from .errors import ConnectionLostError, DeadlineExceededError, TransactionAbortedError
 from .housekeeping import Housekeeper
 from .pressure import Pressure
-from .results import Rows, Stats
+from .results import Stats
 from .retry import RetryPolicy
 
-if TYPE_CHECKING:
-    from .transactions import Transaction
+__all__ = ["Execute", "Session"]
 
-__all__ = ["Session"]
+R = TypeVar("R")
+Execute = Callable[[DriverConnection, str, Any], R]
+"""Runs one statement on a live connection: :meth:`DriverConnection.run` for ``query()``, a DB-API cursor's own
+execute for ``cursor()`` and the SQLAlchemy engine (which want tuple rows and ``description``)."""
 
 logger = logging.getLogger("serverless_mysql.client")
 
@@ -82,7 +84,7 @@ class Session:
         self._counter = 0
         self._lost_count = 0  # connections discarded (the connector counts failed connects)
         self._deadline: float | None = None
-        self._tx: Transaction | None = None
+        self._tx: object | None = None  # who opened the transaction: a Transaction or a SQLAlchemy connection
         self._tx_thread = 0  # the thread that opened self._tx (it holds the lock until the transaction ends)
         self._lost_transaction = False
         self._budget: RetryBudget | None = None  # the retry budget of the statement running (built on its first error)
@@ -194,12 +196,12 @@ class Session:
             ) from exc
 
     # ------------------------------------------------------------------------------------------ statements
-    def _run(self, sql: str, args: Any, idempotent: bool | None) -> Rows:
+    def _run(self, sql: str, args: Any, idempotent: bool | None, execute: Execute[R]) -> R:
         """Transaction guard: inside a transaction its connection or nothing; outside, never a lost one's tail."""
         if not isinstance(sql, str):
             raise TypeError(f"sql must be a str, not {type(sql).__name__}")
         if self._tx is None:
-            return self._rerun_lost(sql, args, idempotent)
+            return self._rerun_lost(sql, args, idempotent, execute)
         conn = self._conn
         if conn is None or not self._alive(conn):
             self._discard(conn, "lost inside a transaction")
@@ -207,7 +209,7 @@ class Session:
                 "the connection was lost inside a transaction; it was rolled back on the server"
             )
         try:
-            return self._bounded(conn, sql, args)
+            return self._bounded(conn, sql, args, execute)
         except pymysql.MySQLError as exc:
             if self._policy.is_lost(exc):
                 self._discard(conn, "lost during a statement", mark_lost_tx=False)
@@ -217,13 +219,13 @@ class Session:
                 ) from exc
             raise
 
-    def _rerun_lost(self, sql: str, args: Any, idempotent: bool | None) -> Rows:
+    def _rerun_lost(self, sql: str, args: Any, idempotent: bool | None, execute: Execute[R]) -> R:
         """A connection lost during the statement: re-run it on a new one when the policy allows."""
         reruns = 0
         self._budget = None  # one retry budget per statement, across re-runs
         while True:
             try:
-                return self._retry_transient(sql, args)
+                return self._retry_transient(sql, args, execute)
             except pymysql.MySQLError as exc:  # noqa: PERF203 - the loop runs again only after a failure
                 conn = self._conn
                 if conn is None or not self._policy.is_lost(exc):
@@ -244,7 +246,7 @@ class Session:
                 self._stats.reconnects += 1
                 logger.debug("re-running statement after a lost connection", extra={"event": "rerun"})
 
-    def _retry_transient(self, sql: str, args: Any) -> Rows:
+    def _retry_transient(self, sql: str, args: Any, execute: Execute[R]) -> R:
         """A statement the server rolled back (deadlock, lock wait timeout): retry it with backoff.
 
         Every try takes a live connection first; one found dead inside a plain ``START TRANSACTION`` aborts it.
@@ -257,7 +259,7 @@ class Session:
                     "the connection was lost inside a transaction; it was rolled back; this statement did not run"
                 )
             try:
-                return self._bounded(conn, sql, args)
+                return self._bounded(conn, sql, args, execute)
             except pymysql.MySQLError as exc:
                 policy = self._policy
                 if not policy.retry_transient(exc, in_transaction=conn.in_transaction):
@@ -272,15 +274,15 @@ class Session:
                 self._events.query_retry(exc, budget.attempt, delay, policy.query_backoff.name)
                 self._sleep(delay)
 
-    def _bounded(self, conn: DriverConnection, sql: str, args: Any) -> Rows:
+    def _bounded(self, conn: DriverConnection, sql: str, args: Any, execute: Execute[R]) -> R:
         """Deadline: the statement starts only with time left, and every socket operation ends by the deadline."""
         deadline = self._deadline  # _prepare, inlined: this runs for every statement
         if deadline is not None and deadline - self._clock() <= 0.001:
             raise DeadlineExceededError("deadline reached before the statement could be sent", waited=0.0)
         cfg = self._config
         conn.set_io_limits(cfg.read_timeout, cfg.write_timeout, deadline)
-        rows = conn.run(sql, args)
+        result = execute(conn, sql, args)
         if self._track_idle:
             self._last_used = self._clock()
         self._stats.queries += 1
-        return rows
+        return result

@@ -14,10 +14,9 @@ import pymysql
 
 from ._connect import describe
 from ._driver import DriverConnection
-from ._session import Session
+from ._session import Execute, R, Session
 from .errors import DeadlineExceededError, TransactionAbortedError
 from .results import Rows
-from .transactions import Transaction
 
 __all__ = ["TransactionControl"]
 
@@ -25,24 +24,38 @@ logger = logging.getLogger("serverless_mysql.client")
 
 
 class _Host:
-    """The :class:`~serverless_mysql.transactions.TransactionHost` of one session."""
+    """The one hook through which a transaction's owner drives the session.
+
+    The owner is a :class:`~serverless_mysql.transactions.Transaction` (this is its
+    :class:`~serverless_mysql.transactions.TransactionHost`) or a SQLAlchemy connection
+    (:mod:`serverless_mysql.sqlalchemy`); :meth:`statement` also serves :meth:`ServerlessMySQL.cursor`.
+    """
 
     __slots__ = ("_session",)
 
     def __init__(self, session: TransactionControl) -> None:
         self._session = session
 
-    def begin(self, tx: Transaction, statement: str, isolation: str | None) -> None:
-        self._session._begin(tx, statement, isolation)
+    @property
+    def owner(self) -> object | None:
+        """The owner of the open transaction (``None``: no transaction open through the client)."""
+        return self._session._tx
 
-    def finish(self, tx: Transaction, *, commit: bool) -> None:
-        self._session._finish(tx, commit=commit)
+    def begin(self, owner: object, statement: str, isolation: str | None) -> None:
+        self._session._begin(owner, statement, isolation)
+
+    def finish(self, owner: object, *, commit: bool) -> None:
+        self._session._finish(owner, commit=commit)
 
     def query(self, sql: str, args: Any = None) -> Rows:
+        return self.statement(sql, args, DriverConnection.run, idempotent=None)
+
+    def statement(self, sql: str, args: Any, execute: Execute[R], *, idempotent: bool | None) -> R:
+        """Run one statement under the lock and the client's rules (liveness, re-runs, retries, deadline)."""
         session = self._session
         session._acquire()
         try:
-            return session._run(sql, args, None)
+            return session._run(sql, args, idempotent, execute)
         finally:
             session._lock.release()
 
@@ -97,7 +110,7 @@ class TransactionControl(Session):
         return True
 
     # ------------------------------------------------------------------------------------------ the host
-    def _begin(self, tx: Transaction, statement: str, isolation: str | None) -> None:
+    def _begin(self, tx: object, statement: str, isolation: str | None) -> None:
         """Take the connection exclusively (until :meth:`_finish`) and start the transaction."""
         self._acquire()
         try:
@@ -126,7 +139,7 @@ class TransactionControl(Session):
             self._lock.release()
             raise
 
-    def _finish(self, tx: Transaction, *, commit: bool) -> None:
+    def _finish(self, tx: object, *, commit: bool) -> None:
         """COMMIT or ROLLBACK, then release the connection."""
         if self._tx is not tx:
             raise RuntimeError("this transaction is not the one open on the client")

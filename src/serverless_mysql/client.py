@@ -27,9 +27,13 @@ from .transactions import Transaction
 if TYPE_CHECKING:
     from pymysql.connections import Connection
 
+    from .cursor import Cursor
+
 __all__ = ["Rows", "ServerlessMySQL", "Stats", "is_plain_read"]
 
 logger = logging.getLogger(__name__)
+
+_RUN = DriverConnection.run  # how query() runs a statement (a cursor or the SQLAlchemy engine bring their own)
 
 
 def is_plain_read(sql: str) -> bool:
@@ -98,9 +102,15 @@ class ServerlessMySQL(TransactionControl):
         """
         self._acquire()
         try:
-            return self._run(sql, args, idempotent)
+            return self._run(sql, args, idempotent, _RUN)
         finally:
             self._lock.release()
+
+    def cursor(self) -> Cursor:
+        """A DB-API 2.0 cursor (PyMySQL-compatible, dict rows) on the managed connection; see :mod:`.cursor`."""
+        from .cursor import Cursor  # noqa: PLC0415 - only for code that wants a cursor
+
+        return Cursor(self)
 
     def end(self) -> None:
         """Per-invocation housekeeping; the connection normally stays open for the next invocation.

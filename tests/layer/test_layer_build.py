@@ -163,6 +163,9 @@ def test_sam_build(sam_tools: SamTools, tmp_path: Path) -> None:
     assert launcher.is_file() and launcher.stat().st_mode & 0o111
     assert (extension / "serverless-mysql-shutdown" / "extension.py").is_file()
     assert (build_dir / "ExampleFunction" / "handler.py").is_file()
+    orm = build_dir / "OrmExampleFunction"
+    assert (orm / "handler.py").is_file() and (orm / "sqlalchemy" / "__init__.py").is_file()
+    assert not list(orm.rglob("*.so")), "pure-Python wheels: one build for both architectures"
     assert (build_dir / "template.yaml").is_file()
     # The build happened in SAM's scratch copies and build_dir: nothing new in the work tree.
     assert not (ROOT / ".aws-sam").exists() or (ROOT / ".aws-sam").stat().st_mtime < started

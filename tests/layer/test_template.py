@@ -23,6 +23,7 @@ TEMPLATE = ROOT / "template.yaml"
 # "python3.99" in CompatibleRuntimes, hence this list.
 SUPPORTED_RUNTIMES = frozenset({"python3.12", "python3.13", "python3.14"})
 ARCHITECTURES = frozenset({"x86_64", "arm64"})
+FUNCTIONS = ("ExampleFunction", "OrmExampleFunction")  # the plain client and the same API through the ORM
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ def test_every_makefile_build_has_its_target(template: dict[str, Any]) -> None:
         assert directory.is_dir(), f"{name}: {directory} does not exist"
         assert f"build-{name}" in _makefile_targets(directory), f"{directory}/Makefile has no target build-{name}"
         built += 1
-    assert built == 3
+    assert built == 4
 
 
 def test_every_referenced_path_exists(template: dict[str, Any]) -> None:
@@ -91,16 +92,19 @@ def test_every_referenced_path_exists(template: dict[str, Any]) -> None:
         "layer/extension/extension.py",
         "examples/handler.py",
         "examples/schema.sql",
+        "examples/orm/handler.py",
+        "examples/orm/requirements.txt",
         "pyproject.toml",
         "README.md",
     ):
         assert (ROOT / rel).is_file(), rel
 
 
-def test_function_handler_runtime_and_layers(template: dict[str, Any]) -> None:
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_function_handler_runtime_and_layers(template: dict[str, Any], function: str) -> None:
     functions = _resources(template, "AWS::Serverless::Function")
-    assert set(functions) == {"ExampleFunction"}
-    props = functions["ExampleFunction"]["Properties"]
+    assert set(functions) == set(FUNCTIONS)
+    props = functions[function]["Properties"]
     module, _, attr = props["Handler"].rpartition(".")
     source = ROOT / props["CodeUri"] / f"{module}.py"
     assert source.is_file(), source
@@ -129,8 +133,9 @@ def test_powertools_version_matches_the_pinned_one(template: dict[str, Any]) -> 
     assert template["Parameters"]["PowertoolsVersion"]["Default"] == version.group(1)
 
 
-def test_environment_variables_name_real_options(template: dict[str, Any]) -> None:
-    variables = template["Resources"]["ExampleFunction"]["Properties"]["Environment"]["Variables"]
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_environment_variables_name_real_options(template: dict[str, Any], function: str) -> None:
+    variables = template["Resources"][function]["Properties"]["Environment"]["Variables"]
     known = {var.name for var in env_vars()}
     ours = {name for name in variables if name.startswith("SERVERLESS_MYSQL_")}
     assert ours, "the example function is configured through SERVERLESS_MYSQL_* variables"
@@ -150,8 +155,9 @@ def _statements(policies: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def test_least_privilege(template: dict[str, Any]) -> None:
-    props = template["Resources"]["ExampleFunction"]["Properties"]
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_least_privilege(template: dict[str, Any], function: str) -> None:
+    props = template["Resources"][function]["Properties"]
     statements = _statements(props["Policies"])
     by_action = {stmt["Action"]: stmt for stmt in statements}
     assert set(by_action) == {"secretsmanager:GetSecretValue", "kms:Decrypt"}
@@ -163,6 +169,29 @@ def test_least_privilege(template: dict[str, Any]) -> None:
     assert kms["Resource"] == {"Ref": "SecretKmsKeyArn"}
     assert "kms:ViaService" in kms["Condition"]["StringEquals"]
     assert template["Conditions"]["HasKmsKey"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "SecretKmsKeyArn"}, ""]}]}
+
+
+def test_the_orm_function_ships_sqlalchemy_for_both_architectures(template: dict[str, Any]) -> None:
+    """SQLAlchemy is not in the layer: the ORM function's own build installs it, as pure-Python wheels."""
+    props = template["Resources"]["OrmExampleFunction"]["Properties"]
+    directory = ROOT / props["CodeUri"]
+    pinned = re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)$", (directory / "requirements.txt").read_text(), re.MULTILINE)
+    assert [name.lower() for name, _ in pinned] == ["sqlalchemy"], "serverless-mysql and PyMySQL come from the layer"
+    major = int(pinned[0][1].split(".")[0])
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    extra = re.search(r'^sqlalchemy = \["SQLAlchemy>=(\d+)[^<]*<(\d+)"\]$', pyproject, re.MULTILINE)
+    assert extra is not None, "pyproject.toml has the 'sqlalchemy' extra"
+    assert int(extra.group(1)) <= major < int(extra.group(2)), "the function ships a version the extra allows"
+    recipe = (directory / "Makefile").read_text(encoding="utf-8")
+    # Pure-Python wheels only: SAM gives a makefile build no architecture, and the function serves both.
+    for flag in ("--platform any", "--abi none", "--implementation py", "--only-binary=:all:", "requirements.txt"):
+        assert flag in recipe, flag
+    assert props["Runtime"] == "python3.12" and "PYTHON_VERSION ?= 3.12" in recipe
+    assert props["Architectures"] == [{"Ref": "Architecture"}]
+    source = (directory / "handler.py").read_text(encoding="utf-8")
+    assert "from serverless_mysql.sqlalchemy import create_engine" in source
+    layer = (ROOT / "layer" / "requirements.txt").read_text(encoding="utf-8").lower().splitlines()
+    assert not [line for line in layer if "sqlalchemy" in line and not line.startswith("#")], "not in the layer"
 
 
 def test_outputs_export_the_layer_arn(template: dict[str, Any]) -> None:
