@@ -269,3 +269,51 @@ def test_the_client_api_snippet_runs_as_shown(
     assert module.rows == [{"id": 42, "name": "pen"}]
     assert module.created.insert_id == 43 and module.created.affected_rows == 1
     assert mariadb.execute(f"SELECT name FROM {shop}.items WHERE id = 43") == [{"name": "book"}]
+
+
+def test_the_orm_handler_snippet_creates_gets_and_lists_orders(
+    mariadb: MariaDBServer, shop: str, orders_app: tuple[str, str], env: Callable[[dict[str, str]], None]
+) -> None:
+    """sqlalchemy.md's ORM handler, configured by variables, as the documented least-privileged user."""
+    env({"SERVERLESS_MYSQL_URL": app_url(mariadb, orders_app, shop)})
+    orm = load("orm_handler")
+    try:
+        first = orm.handler({"action": "create", "customer": "ada", "item": "ink"}, LocalLambdaContext(timeout=10.0))
+        second = orm.handler(
+            {"action": "create", "customer": "ada", "item": "pen", "quantity": 2}, LocalLambdaContext(timeout=10.0)
+        )
+        assert first["status"] == second["status"] == 201 and second["id"] > first["id"]
+        got = orm.handler({"action": "get", "id": second["id"]}, LocalLambdaContext(timeout=10.0))
+        assert got == {"status": 200, "item": "pen"}
+        assert orm.handler({"action": "get", "id": 10**9}, LocalLambdaContext(timeout=10.0)) == {"status": 404}
+        listed = orm.handler({"action": "list", "customer": "ada"}, LocalLambdaContext(timeout=10.0))
+        assert listed == {"status": 200, "ids": [second["id"], first["id"]]}
+    finally:
+        orm.handler.db.quit()
+    rows = mariadb.execute(f"SELECT customer, item, quantity FROM {shop}.orders ORDER BY id")
+    assert rows == [
+        {"customer": "ada", "item": "ink", "quantity": 1},
+        {"customer": "ada", "item": "pen", "quantity": 2},
+    ]
+
+
+def test_the_cursor_snippet_runs_as_shown(mariadb: MariaDBServer, shop: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sqlalchemy.md's db.cursor() example, with the client's server swapped for the private one."""
+    clients: list[ServerlessMySQL] = []
+
+    def here(**options: Any) -> ServerlessMySQL:
+        assert options["host"] == "db.example.com"
+        db = ServerlessMySQL(url=mariadb.root_url(shop), manage_conns=False, read_timeout=10, write_timeout=10)
+        clients.append(db)
+        return db
+
+    monkeypatch.setattr(serverless_mysql, "ServerlessMySQL", here)  # what the snippet's own import finds
+    try:
+        module = load("cursor")
+    finally:
+        for db in clients:
+            db.quit()
+    assert module.order_id == 1
+    assert module.rows == [{"id": 1, "item": "notebook"}], "the comment in the snippet shows these rows"
+    rows = mariadb.execute(f"SELECT customer, item FROM {shop}.orders ORDER BY id")
+    assert [(r["customer"], r["item"]) for r in rows] == [("ada", "notebook"), ("bob", "pen"), ("eve", "ink")]
