@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import pymysql
 
@@ -32,8 +31,7 @@ DEFAULT_CONNECT_WAIT = 30.0
 """Seconds a connect may wait for a slot without a deadline or ``max_connect_wait``."""
 
 
-@dataclass(frozen=True)
-class Connected:
+class Connected(NamedTuple):
     """A new connection and how it was got."""
 
     conn: _driver.DriverConnection

@@ -61,7 +61,7 @@ _CALLBACK = Callback()
 _BACKOFF_FORMS = "same forms as `backoff`"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: no __eq__/__hash__ to build at import
 class Config:
     """Validated, immutable options. Build it with :meth:`Config.from_options`."""
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 __all__ = [
     "HEADROOM",
@@ -125,16 +125,14 @@ def has_performance_schema_processlist(server_version: str) -> bool:
     return len(version) == 3 and ((5, 7, 39) <= version < (8, 0, 0) or version >= (8, 0, 22))
 
 
-@dataclass(frozen=True)
-class Zombie:
+class Zombie(NamedTuple):
     """A sleeping connection of the same user, idle for ``idle`` seconds."""
 
     thread_id: int
     idle: int
 
 
-@dataclass(frozen=True)
-class Usage:
+class Usage(NamedTuple):
     """What the housekeeping statement measured."""
 
     max_connections: int
@@ -161,8 +159,7 @@ class Usage:
         return self.used / self.limit if self.limit > 0 else 1.0
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """What ``end()`` should kill."""
 
     kill: tuple[Zombie, ...] = ()
@@ -213,18 +210,26 @@ def plan(
 REFUSALS_SQL = "SHOW GLOBAL STATUS WHERE Variable_name IN ('Connection_errors_max_connections', 'Aborted_connects')"
 
 
-@dataclass
 class Housekeeper:
     """Decides when housekeeping runs and remembers the server's limits between runs."""
 
-    conn_utilization: float
-    used_conns_freq: float | None
-    max_conns_freq: float
-    rng: random.Random = field(default_factory=random.Random)
-    last_run: float = -math.inf
-    last_utilization: float | None = None
-    limits: tuple[int, int] | None = None
-    limits_at: float = -math.inf
+    def __init__(
+        self,
+        *,
+        conn_utilization: float,
+        used_conns_freq: float | None,
+        max_conns_freq: float,
+        rng: random.Random | None = None,
+        last_run: float = -math.inf,
+    ) -> None:
+        self.conn_utilization = conn_utilization
+        self.used_conns_freq = used_conns_freq
+        self.max_conns_freq = max_conns_freq
+        self.rng = rng if rng is not None else random.Random()
+        self.last_run = last_run
+        self.last_utilization: float | None = None
+        self.limits: tuple[int, int] | None = None
+        self.limits_at = -math.inf
 
     # Adaptive mode, by how close the last measurement was to the threshold (utilization / conn_utilization):
     # over it, every end(); from MID on, at least every MID_INTERVAL seconds; and any end() with LOW_CHANCE. A
