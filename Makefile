@@ -38,7 +38,8 @@ mariadb:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(SRC)
 	$(VENV)/bin/ruff format --check $(SRC)
-	$(VENV)/bin/mypy --strict src tests harness docs
+	$(VENV)/bin/mypy --strict src tests harness docs bench examples/handler.py
+	$(VENV)/bin/mypy --strict examples/orm/handler.py  # a second run: both examples are modules named handler
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format $(SRC)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, DateTime, Integer, String, func, select
+from sqlalchemy import BigInteger, DateTime, Integer, String, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from serverless_mysql import with_mysql
@@ -43,7 +43,7 @@ class Order(Base):
     customer: Mapped[str] = mapped_column(String(MAX_TEXT))
     item: Mapped[str] = mapped_column(String(MAX_TEXT))
     quantity: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.current_timestamp(3))
+    created_at: Mapped[datetime] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP(3)"))
 
     def as_json(self) -> dict[str, Any]:
         """The order as Lambda can serialize it (datetimes as ISO 8601 strings)."""
