@@ -5,14 +5,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import os
 import re
 import shutil
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +114,35 @@ def _compare(raw: Sequence[float], lib: Sequence[float], target: float) -> dict[
     return {"overhead": out, "target": target, "met": out["median"] <= target}
 
 
+@contextlib.contextmanager
+def _one_cpu(server: MariaDBServer) -> Iterator[None]:
+    """Run this process and the server on one CPU for the block (where the OS lets us pin).
+
+    Unpinned, each connection's server thread lands on this process's core or on the other one, and that alone
+    moved a raw PyMySQL ``SELECT 1`` between ~50 and ~100 us from one connection to the next on this 2-core
+    machine: the raw and library connections were compared on different footing. On one core every connection is
+    served alike and the comparison is the CPU each side spends.
+    """
+    pid = server.pid
+    if not hasattr(os, "sched_setaffinity") or pid is None:
+        yield
+        return
+    mine = os.sched_getaffinity(0)
+    cpu = {min(mine)}
+    threads = [int(t) for t in os.listdir(f"/proc/{pid}/task")]  # new server threads inherit the acceptor's CPU
+    before = {t: os.sched_getaffinity(t) for t in threads}
+    os.sched_setaffinity(0, cpu)
+    for t in threads:
+        os.sched_setaffinity(t, cpu)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, mine)
+        for t, cpus in before.items():
+            with contextlib.suppress(OSError):  # a thread that ended
+                os.sched_setaffinity(t, cpus)
+
+
 def hot_path(batches: int = 31, per_batch: int = 400, chunk: int = 20) -> dict[str, Any]:
     """Microseconds per call of ``SELECT 1`` on one warm connection: raw PyMySQL, ``db.query`` and a whole
     ``@with_mysql`` invocation (the handler's ``db.query`` plus the decorator's ``end()``, housekeeping at the
@@ -125,7 +156,7 @@ def hot_path(batches: int = 31, per_batch: int = 400, chunk: int = 20) -> dict[s
         raise ValueError(f"at least {MIN_BATCHES} batches (got {batches})")
     from serverless_mysql import ServerlessMySQL
 
-    with MariaDBServer(max_connections=20) as server:
+    with MariaDBServer(max_connections=20) as server, _one_cpu(server):
         user = server.create_user()
         kwargs = user.connect_kwargs()
         # The client's own session settings, so both sides ask the server for the same thing.

@@ -27,6 +27,7 @@ import select
 import socket
 import ssl
 import time
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -122,6 +123,7 @@ class DriverConnection(_BaseConnection):
     _read_timeout: float | None
     _write_timeout: float | None
     _current_timeout: float | None
+    _result: Any
     server_capabilities: int
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -184,15 +186,30 @@ class DriverConnection(_BaseConnection):
         return str(getattr(self, "server_version", "") or "")
 
     def run(self, sql: str, args: Any = None) -> Rows:
-        """Run one statement and return its rows as dicts (a :class:`~serverless_mysql.Rows`)."""
-        with self.cursor() as cur:
-            cur.execute(sql, args)
-            rows = Rows(cur.fetchall())
-            rows.affected_rows = max(cur.rowcount, 0)
-            rows.insert_id = cur.lastrowid or 0
-            description = cur.description
-            if description:
-                rows.columns = tuple([d[0] for d in description])
+        """Run one statement and return its rows as dicts (a :class:`~serverless_mysql.Rows`).
+
+        What PyMySQL's ``DictCursor`` gives (the same placeholders, escaping, errors, row dicts and key names),
+        without building and closing a cursor object per statement: this is the path of every ``db.query()``.
+        """
+        if args is not None:
+            sql = _bind(self, sql, args)
+        self.query(sql)
+        result = self._result
+        fields = result.fields if result.description else None
+        if fields:
+            names: list[str] = []
+            for field in fields:
+                name = field.name
+                names.append(field.table_name + "." + name if name in names else name)
+            rows = Rows([dict(zip(names, row, strict=False)) for row in result.rows or ()])
+            rows.columns = tuple([field.name for field in fields])
+        else:
+            rows = Rows()
+        rows.affected_rows = max(result.affected_rows or 0, 0)
+        rows.insert_id = result.insert_id or 0
+        while result.has_next:  # a CALL's further result sets: read them, as a cursor's close() does
+            self.next_result()
+            result = self._result
         return rows
 
     def close_quietly(self) -> None:
@@ -324,6 +341,24 @@ def connect(
     conn.set_io_limits(timeout, timeout, deadline)
     conn.connect()
     return conn
+
+
+def _bind(conn: DriverConnection, sql: str, args: Any) -> str:
+    """``sql % escaped(args)`` with PyMySQL cursor's rules: a mapping for ``%(name)s``, a sequence for ``%s``."""
+    escape = conn.escape
+    if isinstance(args, dict):
+        bound: Any = {key: escape(item) for key, item in args.items()}
+    elif isinstance(args, list | tuple):
+        bound = tuple(map(escape, args))
+    else:
+        warnings.warn(  # as PyMySQL's cursor, whose rule this is
+            "single argument is deprecated and will be removed in the next version.", DeprecationWarning, stacklevel=4
+        )
+        bound = escape(args)
+    try:
+        return str(sql % bound)
+    except TypeError as exc:
+        raise pymysql.err.ProgrammingError(str(exc)) from exc
 
 
 _PLAIN_TEXT = re.compile(r"[^\\\x00-\x1f]*")  # no backslash, no control character

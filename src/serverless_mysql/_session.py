@@ -118,10 +118,14 @@ class Session:
     # ------------------------------------------------------------------------------------------ connection
     def _ensure_connection(self) -> DriverConnection:
         conn = self._conn
-        if conn is not None:
-            if conn.alive() if self._ping_after is None else self._alive(conn):
-                return conn
-            self._discard(conn, "found dead before use")
+        if conn is not None and (conn.alive() if self._ping_after is None else self._alive(conn)):
+            return conn
+        return self._replace(conn)
+
+    def _replace(self, dead: DriverConnection | None) -> DriverConnection:
+        """A new connection instead of ``dead`` (found dead before use, or none yet)."""
+        if dead is not None:
+            self._discard(dead, "found dead before use")
             self._stats.reconnects += 1
         return self._open()
 
@@ -252,7 +256,9 @@ class Session:
         Every try takes a live connection first; one found dead inside a plain ``START TRANSACTION`` aborts it.
         """
         while True:
-            conn = self._ensure_connection()
+            conn = self._conn  # _ensure_connection(), inlined for the common case: a live connection
+            if conn is None or not (conn.alive() if self._ping_after is None else self._alive(conn)):
+                conn = self._replace(conn)
             if self._lost_transaction:  # a transaction begun with a plain START TRANSACTION died while idle
                 self._lost_transaction = False
                 raise TransactionAbortedError(

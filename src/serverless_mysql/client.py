@@ -100,7 +100,10 @@ class ServerlessMySQL(TransactionControl):
         pymysql.MySQLError
             Errors of the statement itself (syntax, duplicate key, ...) pass through unchanged.
         """
-        self._acquire()
+        if self._deadline is None:
+            self._lock.acquire()  # _acquire() without a deadline: this is every statement's path
+        else:
+            self._acquire()
         try:
             return self._run(sql, args, idempotent, _RUN)
         finally:
@@ -117,8 +120,7 @@ class ServerlessMySQL(TransactionControl):
 
         Rolls back a transaction left open, then (every so often, see docs/connection-management.md) measures
         utilization, kills the user's zombie connections, and gives this connection back while someone is refused a
-        slot. Never
-        opens a connection, and never raises for a housekeeping failure (it is logged, counted in
+        slot. Never opens a connection, and never raises for a housekeeping failure (it is logged, counted in
         :meth:`get_stats` and passed to ``on_error``).
 
         Raises
@@ -127,19 +129,19 @@ class ServerlessMySQL(TransactionControl):
             Called inside an open :meth:`transaction` (its ``with`` block or chain decides its fate); the
             transaction is left as it was.
         """
-        self._acquire(deadline=False)
+        self._lock.acquire()  # _acquire(deadline=False): end() runs after every invocation
         try:
-            self._refuse_inside_transaction("end()")
+            if self._tx is not None:
+                self._refuse_inside_transaction("end()")
             conn = self._conn
             # The invocation is over, and with it any transaction it left: nothing of it reaches the next one.
             self._lost_transaction = False
             if conn is None:
                 return
             self._counter += 1
-            if not self._alive(conn):
-                self._discard(conn, "dead at end()", mark_lost_tx=False)
-                return
-            if not self._rollback_leftover(conn, "end()"):
+            # The liveness poll only before something is sent: with nothing to do, a connection that died since
+            # its last statement is found (and replaced) by the next statement's own check.
+            if conn.in_transaction and not (self._alive_at_end(conn) and self._rollback_leftover(conn, "end()")):
                 return
             if self._config.manage_conns and not self._rds_proxy:
                 self._end_housekeeping(conn)
@@ -258,6 +260,13 @@ class ServerlessMySQL(TransactionControl):
         read = self._config.manage_conns and not self._rds_proxy and not self._pressure.under_pressure(self._last_used)
         self._housekeeping.connected(conn, read_counters=read)
 
+    def _alive_at_end(self, conn: DriverConnection) -> bool:
+        """The liveness check before end() sends anything; a dead connection is dropped (never replaced here)."""
+        if self._alive(conn):
+            return True
+        self._discard(conn, "dead at end()", mark_lost_tx=False)
+        return False
+
     def _end_housekeeping(self, conn: DriverConnection) -> None:
         """Measure, kill zombies, and give the connection back while someone is refused a slot."""
         now = self._clock()
@@ -265,7 +274,7 @@ class ServerlessMySQL(TransactionControl):
         # the one who can kill the zombies holding the slots, and it decides whether to give its own back.
         pressed = self._pressure.under_pressure(now)
         waited, self._waited = self._waited, False
-        if not (pressed or waited or self._housekeeper.due(now)):
+        if not (pressed or waited or self._housekeeper.due(now)) or not self._alive_at_end(conn):
             return
         freed = 0
         try:

@@ -72,16 +72,15 @@ class Lifecycle:
             running.discard(self.key)
 
     def _budget(self, context: object) -> float | None:
-        remaining = getattr(context, "get_remaining_time_in_millis", None)
-        if remaining is None or not callable(remaining):
-            return None  # no Lambda context (local runs, tests): no deadline
         try:
-            millis = remaining()
-        except Exception:
+            millis = context.get_remaining_time_in_millis()  # type: ignore[attr-defined]
+        except AttributeError:
+            return None  # no Lambda context (local runs, tests): no deadline
+        except Exception:  # not callable, or it failed
             logger.debug("get_remaining_time_in_millis() failed: no deadline", exc_info=True)
             return None
-        if isinstance(millis, bool) or not isinstance(millis, (int, float)) or not math.isfinite(millis):
-            return None
+        if not isinstance(millis, int | float) or isinstance(millis, bool) or not math.isfinite(millis):
+            return None  # None, text, True, inf: no deadline rather than a wrong one
         return max(0.0, millis / 1000.0 - self.margin)
 
     def _finish(self, before: Stats | None) -> None:
