@@ -56,6 +56,12 @@ _QUIT_WAIT = 0.05
 _IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 
 
+# The base methods the two per-I/O overrides below call; looked up once (a zero-argument super() costs a lookup per
+# call, and these run for every read and write).
+_socket_readinto = socket.SocketIO.readinto
+_pymysql_write_bytes = pymysql.connections.Connection._write_bytes  # type: ignore[attr-defined]
+
+
 class _DeadlineReached(TimeoutError):
     """The deadline passed before a socket read or write could start (PyMySQL wraps it like a socket timeout)."""
 
@@ -91,11 +97,12 @@ class _DeadlineSocketIO(socket.SocketIO):
 
     def readinto(self, b: Any) -> int | None:
         limits = self._limits
-        if limits.clock() > limits.recheck_at:
+        recheck_at = limits.recheck_at
+        if recheck_at != math.inf and limits.clock() > recheck_at:  # no clock read without a deadline
             conn = self._owner()
             if conn is not None:
                 conn._bound_io(write=False)
-        return super().readinto(b)
+        return _socket_readinto(self, b)
 
 
 class DriverConnection(_BaseConnection):
@@ -305,7 +312,8 @@ class DriverConnection(_BaseConnection):
 
     def _write_bytes(self, data: bytes) -> None:
         lim = self._io
-        if lim.clock() > lim.recheck_at:
+        recheck_at = lim.recheck_at
+        if recheck_at != math.inf and lim.clock() > recheck_at:
             try:
                 self._bound_io(write=True)
             except OSError as exc:
@@ -313,7 +321,7 @@ class DriverConnection(_BaseConnection):
                 raise pymysql.err.OperationalError(
                     CR.CR_SERVER_GONE_ERROR, f"MySQL server has gone away ({exc}; nothing was sent)"
                 ) from exc
-        super()._write_bytes(data)  # type: ignore[misc]
+        _pymysql_write_bytes(self, data)
 
 
 def connect(
