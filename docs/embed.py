@@ -41,10 +41,6 @@ MAKE_RE = re.compile(r"\bmake[ \t]+(?:-C[ \t]+(?P<dir>\S+)[ \t]+)?(?P<targets>(?
 TEMPLATE_H2 = ("Getting started", "Details", "Limits and trade-offs")
 """The page template: a purpose paragraph under the title, then these sections in this order (others may sit
 between them)."""
-PENDING: dict[str, str] = {}
-"""Files other branches of issue 12 write (the options table generated from the option metadata, the bench
-harness's README). Links to them are excused only while they do not exist; once they do, their links and anchors
-are checked, and ``tests/unit/test_docs.py`` asks for the entry to go."""
 GENERATED_PAGES = {"RELIABILITY.md", "options.md"}
 """Pages written by code elsewhere (the fault tests, the options helper): no template, but links are checked."""
 
@@ -230,16 +226,14 @@ def links(page: Path) -> Iterator[tuple[int, str]]:
                 yield number, target
 
 
-def link_problems(page: Path, pending: dict[str, str]) -> list[str]:
-    """Relative links of ``page`` whose file or anchor does not exist (targets in ``pending`` excused)."""
+def link_problems(page: Path) -> list[str]:
+    """Relative links of ``page`` whose file or anchor does not exist."""
     out = []
     for number, target in links(page):
         path_part, _, anchor = target.partition("#")
         file = (page.parent / path_part).resolve() if path_part else page
         rel = _rel(file)
         where = f"{_rel(page)}:{number}"
-        if rel in pending and not file.exists():
-            continue
         if not file.exists():
             out.append(f"{where}: link to {target}: {rel} does not exist")
         elif anchor and file.suffix == ".md" and anchor not in anchors(file):
@@ -354,14 +348,14 @@ def unreferenced_snippets() -> list[str]:
     ]
 
 
-def problems(pending: dict[str, str] | None = None) -> list[str]:
+def problems() -> list[str]:
     """Everything :mod:`tests.unit.test_docs` fails on, as one list of readable lines."""
     out: list[str] = []
     for page in pages():
         for block in code_blocks(page):
             out.extend(block_problems(block))
         out.extend(generated_problems(page))
-        out.extend(link_problems(page, PENDING if pending is None else pending))
+        out.extend(link_problems(page))
         out.extend(template_problems(page))
     out.extend(unreferenced_snippets())
     return out

@@ -32,7 +32,6 @@ def _load_embed() -> ModuleType:
 
 embed: Any = _load_embed()
 
-PENDING: dict[str, str] = embed.PENDING  # other branches' files, see docs/embed.py
 
 PAGES = embed.pages()
 
@@ -79,7 +78,7 @@ def test_snippets_and_generated_sections_are_current(page: Path) -> None:
 
 @pytest.mark.parametrize("page", PAGES, ids=_ids)
 def test_relative_links_and_anchors_resolve(page: Path) -> None:
-    problems = embed.link_problems(page, PENDING)
+    problems = embed.link_problems(page)
     assert not problems, "\n".join(problems)
 
 
@@ -100,12 +99,6 @@ def test_the_index_links_every_page() -> None:
     linked = {target.partition("#")[0] for _, target in embed.links(ROOT / "docs" / "index.md")}
     pages = {p.name for p in (ROOT / "docs").glob("*.md")} | {"options.md"}
     assert pages - {"index.md"} <= linked
-
-
-def test_pending_files_are_still_missing() -> None:
-    """When another branch's file has landed, drop it from PENDING so that its links are checked for good."""
-    landed = [path for path in PENDING if (ROOT / path).exists()]
-    assert not landed, f"{landed} exist now: remove them from PENDING in docs/embed.py"
 
 
 def test_only_real_variables_are_named() -> None:
@@ -237,11 +230,9 @@ def test_broken_links_and_anchors_are_reported(tmp_path: Path) -> None:
         "[a](other.md#end-housekeeping) [b](other.md#same-1) [c](#top) [d](https://example.com/x)\n"
         "# Top\n[e](missing.md) [f](other.md#nope) `[g](inline-code.md)`\n",
     )
-    problems = embed.link_problems(page, {})
+    problems = embed.link_problems(page)
     assert len(problems) == 2, problems
     assert "missing.md" in problems[0] and "'nope'" in problems[1]
-    excused = embed.link_problems(page, {embed._rel(tmp_path / "missing.md"): "elsewhere"})
-    assert len(excused) == 1
 
 
 def test_slugs_follow_github() -> None:
