@@ -42,6 +42,26 @@ def load(name: str) -> ModuleType:
     return module
 
 
+def load_against_private_server(
+    name: str, mariadb: MariaDBServer, shop: str, monkeypatch: pytest.MonkeyPatch
+) -> ModuleType:
+    """Run snippet ``name``, whose ``ServerlessMySQL(host="db.example.com", ...)`` gets the private server instead."""
+    clients: list[ServerlessMySQL] = []
+
+    def here(**options: Any) -> ServerlessMySQL:
+        assert options["host"] == "db.example.com"
+        db = ServerlessMySQL(url=mariadb.root_url(shop), manage_conns=False, read_timeout=10, write_timeout=10)
+        clients.append(db)
+        return db
+
+    monkeypatch.setattr(serverless_mysql, "ServerlessMySQL", here)  # what the snippet's own import finds
+    try:
+        return load(name)
+    finally:
+        for db in clients:
+            db.quit()
+
+
 def statements(path: Path) -> list[str]:
     """The statements of an SQL file (no ``;`` inside literals in our snippets)."""
     return [s.strip() for s in path.read_text(encoding="utf-8").split(";") if s.strip()]
@@ -252,20 +272,7 @@ def test_the_client_api_snippet_runs_as_shown(
     """client.md's first example, with the client's server swapped for the private one (db.example.com is not)."""
     mariadb.execute(f"CREATE TABLE {shop}.items (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(64) NOT NULL)")
     mariadb.execute(f"INSERT INTO {shop}.items VALUES (42, 'pen')")
-    clients: list[ServerlessMySQL] = []
-
-    def here(**options: Any) -> ServerlessMySQL:
-        assert options["host"] == "db.example.com"
-        db = ServerlessMySQL(url=mariadb.root_url(shop), manage_conns=False, read_timeout=10, write_timeout=10)
-        clients.append(db)
-        return db
-
-    monkeypatch.setattr(serverless_mysql, "ServerlessMySQL", here)  # what the snippet's own import finds
-    try:
-        module = load("client_api")
-    finally:
-        for db in clients:
-            db.quit()
+    module = load_against_private_server("client_api", mariadb, shop, monkeypatch)
     assert module.rows == [{"id": 42, "name": "pen"}]
     assert module.created.insert_id == 43 and module.created.affected_rows == 1
     assert mariadb.execute(f"SELECT name FROM {shop}.items WHERE id = 43") == [{"name": "book"}]
@@ -299,20 +306,7 @@ def test_the_orm_handler_snippet_creates_gets_and_lists_orders(
 
 def test_the_cursor_snippet_runs_as_shown(mariadb: MariaDBServer, shop: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """sqlalchemy.md's db.cursor() example, with the client's server swapped for the private one."""
-    clients: list[ServerlessMySQL] = []
-
-    def here(**options: Any) -> ServerlessMySQL:
-        assert options["host"] == "db.example.com"
-        db = ServerlessMySQL(url=mariadb.root_url(shop), manage_conns=False, read_timeout=10, write_timeout=10)
-        clients.append(db)
-        return db
-
-    monkeypatch.setattr(serverless_mysql, "ServerlessMySQL", here)  # what the snippet's own import finds
-    try:
-        module = load("cursor")
-    finally:
-        for db in clients:
-            db.quit()
+    module = load_against_private_server("cursor", mariadb, shop, monkeypatch)
     assert module.order_id == 1
     assert module.rows == [{"id": 1, "item": "notebook"}], "the comment in the snippet shows these rows"
     rows = mariadb.execute(f"SELECT customer, item FROM {shop}.orders ORDER BY id")
