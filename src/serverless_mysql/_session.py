@@ -218,9 +218,7 @@ class Session:
             if self._policy.is_lost(exc):
                 self._discard(conn, "lost during a statement", mark_lost_tx=False)
                 self._raise_if_deadline(exc)
-                raise TransactionAbortedError(
-                    f"the connection was lost inside a transaction ({describe(exc)}); nothing of it was committed"
-                ) from exc
+                raise _lost_in_transaction(exc) from exc
             raise
 
     def _rerun_lost(self, sql: str, args: Any, idempotent: bool | None, execute: Execute[R]) -> R:
@@ -238,9 +236,7 @@ class Session:
                 self._discard(conn, "lost during a statement", mark_lost_tx=False)
                 self._raise_if_deadline(exc)
                 if was_in_tx:
-                    raise TransactionAbortedError(
-                        f"the connection was lost inside a transaction ({describe(exc)}); nothing of it was committed"
-                    ) from exc
+                    raise _lost_in_transaction(exc) from exc
                 if not self._policy.rerun_after_loss(exc, sql, idempotent=idempotent, reruns=reruns):
                     raise ConnectionLostError(
                         f"the connection was lost during the statement ({describe(exc)}); it may have been "
@@ -292,3 +288,10 @@ class Session:
             self._last_used = self._clock()
         self._stats.queries += 1
         return result
+
+
+def _lost_in_transaction(exc: BaseException) -> TransactionAbortedError:
+    """The error for a statement whose connection was lost inside a transaction (the server rolled it back)."""
+    return TransactionAbortedError(
+        f"the connection was lost inside a transaction ({describe(exc)}); nothing of it was committed"
+    )
