@@ -110,8 +110,9 @@ def test_an_isolation_level_stays_with_its_connection(
         ser.rollback()
 
 
+@pytest.mark.parametrize("level", ["AUTOCOMMIT", "SERIALIZABLE"])
 def test_threads_do_not_see_each_others_settings(
-    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str, level: str
 ) -> None:
     db = client_factory(app_user)
     engine = create_engine(db)
@@ -120,36 +121,34 @@ def test_threads_do_not_see_each_others_settings(
     checked_out, main_done = threading.Event(), threading.Event()
     seen: dict[str, Any] = {}
 
-    def other_thread(level: str) -> None:
+    def other_thread() -> None:
         with engine.execution_options(isolation_level=level).connect() as conn:
-            conn.execute(text("SELECT 1"))
+            if level == "AUTOCOMMIT":  # a statement, and no transaction (another level's would hold the client)
+                conn.execute(text("SELECT 1"))
             checked_out.set()
             main_done.wait(10)
             conn.execute(text(f"INSERT INTO {table} (v) VALUES ('{level}')"))
-            if level == "AUTOCOMMIT":
-                seen["in_transaction"] = db.in_transaction
-            else:
+            seen["in_transaction"] = db.in_transaction
+            if level != "AUTOCOMMIT":
                 conn.execute(text(f"SELECT * FROM {table}"))
                 seen["level"] = trx_isolation(mariadb, conn)
                 conn.commit()
 
-    for level in ("AUTOCOMMIT", "SERIALIZABLE"):
-        checked_out.clear()
-        main_done.clear()
-        worker = threading.Thread(target=other_thread, args=(level,))
-        worker.start()
-        try:
-            assert checked_out.wait(10)
-            with engine.connect() as conn:  # this thread: a default connection, a transaction rolled back
-                conn.execute(text(f"INSERT INTO {table} (v) VALUES ('undone')"))
-                conn.execute(text(f"SELECT * FROM {table}"))
-                assert trx_isolation(mariadb, conn) == "REPEATABLE READ"
-                conn.rollback()
-        finally:
-            main_done.set()
-            worker.join(10)
-    assert seen == {"in_transaction": False, "level": "SERIALIZABLE"}  # and the other threads kept theirs
-    assert values(mariadb, table) == ["AUTOCOMMIT", "SERIALIZABLE"]
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    try:
+        assert checked_out.wait(10)
+        with engine.connect() as conn:  # this thread: a default connection, a transaction rolled back
+            conn.execute(text(f"INSERT INTO {table} (v) VALUES ('undone')"))
+            conn.execute(text(f"SELECT * FROM {table}"))
+            assert trx_isolation(mariadb, conn) == "REPEATABLE READ"
+            conn.rollback()
+    finally:
+        main_done.set()
+        worker.join(10)
+    # and the other thread kept its own setting
+    assert seen == ({"in_transaction": False} if level == "AUTOCOMMIT" else {"in_transaction": True, "level": level})
+    assert values(mariadb, table) == [level]
 
 
 # ---------------------------------------------------------------------------------------------- the owner race
