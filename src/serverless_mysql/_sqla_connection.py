@@ -18,17 +18,19 @@ __all__ = ["ClientConnection"]
 
 
 class ClientConnection:
-    """The DB-API connection the engine sees: the client, whichever PyMySQL connection it holds right now.
+    """The DB-API connection one SQLAlchemy connection sees: the client, whichever PyMySQL connection it holds now.
 
-    It never closes the client's connection. Transactions are begun and ended by :class:`ServerlessMySQLDialect`
-    for the SQLAlchemy connection that owns them (one at a time per client).
+    The engine's pool makes one per checkout, so each SQLAlchemy connection (or ``Session`` transaction) has its own
+    autocommit mode, isolation level and transaction, in whatever thread; all of them run on the client's one
+    server connection. It never closes the client's connection. Transactions are begun and ended by
+    :class:`ServerlessMySQLDialect` (one at a time per client).
     """
 
     def __init__(self, client: ServerlessMySQL) -> None:
         self.client = client
         self.autocommit_mode = False  # isolation_level="AUTOCOMMIT": no transaction at all
         self.isolation: str | None = None  # a non-default level, set before each START TRANSACTION
-        self._open: list[object] = []  # the SQLAlchemy connections whose transaction this began and did not end
+        self._began = False  # this connection began a transaction and did not end it (it may have been rolled back)
 
     # ---- DB-API --------------------------------------------------------------------------------------------
     def cursor(self, *args: Any) -> TupleCursor:
@@ -72,32 +74,29 @@ class ClientConnection:
         return conn
 
     # ---- transactions, called by the dialect ---------------------------------------------------------------
-    def begin(self, owner: object) -> None:
-        """START TRANSACTION for ``owner`` (a SQLAlchemy connection); it holds the client until it ends."""
+    def begin(self) -> None:
+        """START TRANSACTION for this connection; it holds the client until it ends."""
         if self.autocommit_mode:
             return
-        self.client._tx_host.begin(owner, "START TRANSACTION", self.isolation)
-        self._open.append(owner)
+        self.client._tx_host.begin(self, "START TRANSACTION", self.isolation)
+        self._began = True
 
-    def end(self, owner: object, *, commit: bool) -> None:
-        """COMMIT or ROLLBACK ``owner``'s transaction; nothing at all when it began none."""
-        if not self._began(owner):
-            return  # AUTOCOMMIT, the pool's reset on check-in, another connection's transaction: nothing to end
-        self._open = [o for o in self._open if o is not owner]
-        if self.client._tx_host.owner is owner:
-            self.client._tx_host.finish(owner, commit=commit)
+    def end(self, *, commit: bool) -> None:
+        """COMMIT or ROLLBACK this connection's transaction; nothing at all when it began none."""
+        if not self._began:
+            return  # AUTOCOMMIT, the pool's reset on check-in: nothing to end
+        self._began = False
+        if self.client._tx_host.owner is self:
+            self.client._tx_host.finish(self, commit=commit)
         elif commit:
             raise TransactionAbortedError(
                 "the transaction was rolled back when the invocation that began it ended (or its connection was "
                 "closed); nothing of it was committed"
             )
 
-    def _began(self, owner: object) -> bool:
-        return any(o is owner for o in self._open)
-
-    def check(self, owner: object) -> None:
+    def check(self) -> None:
         """Refuse a statement of a transaction the client no longer has open: it would run in autocommit."""
-        if self.client._tx_host.owner is not owner and self._began(owner):
+        if self._began and self.client._tx_host.owner is not self:
             raise TransactionAbortedError(
                 "this SQLAlchemy transaction was rolled back when the invocation that began it ended; nothing of "
                 "it was committed: roll back (or close) the session or connection and begin again"

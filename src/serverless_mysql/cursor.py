@@ -12,20 +12,23 @@ cursor's statements are part of the transaction, like ``db.query()``'s.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pymysql.cursors
 
+from ._driver import _bind  # PyMySQL's cursor rule for binding one parameter set, as db.query() uses it
+
 if TYPE_CHECKING:
     from pymysql.connections import Connection
 
+    from ._driver import DriverConnection
     from ._txcontrol import TransactionControl
 
 __all__ = ["Cursor", "TupleCursor"]
 
-_MAX_STATEMENT = 1_024_000  # bytes per multi-row INSERT (PyMySQL's default); the server's limit is max_allowed_packet
+_MAX_STATEMENT = pymysql.cursors.Cursor.max_stmt_length  # bytes per multi-row INSERT, PyMySQL's (1,024,000)
 
 
 class _Result:
@@ -74,57 +77,56 @@ class Cursor:
         return result.rowcount
 
     def executemany(self, query: str, args: Iterable[Any]) -> int | None:
-        """Run ``query`` once per parameter set; ``INSERT ... VALUES`` as multi-row statements. Returns the rows.
+        """Run ``query`` once per parameter set, exactly as PyMySQL's ``executemany`` does; returns the rows.
 
-        Each statement follows the client's rules on its own: after a lost connection, statements already done
-        stay done (autocommit) and the error names the one that failed.
+        ``INSERT``/``REPLACE ... VALUES (...)`` goes as multi-row statements of at most 1,024,000 bytes each, the
+        statement's text outside the ``VALUES`` row formatted with no arguments (``%%`` is ``%``); anything else
+        runs statement by statement. Each statement follows the client's rules on its own: after a lost
+        connection, statements already done stay done (autocommit) and the error names the one that failed.
         """
         self._check_open()
         params = list(args)
         if not params:
             return None
-        match = pymysql.cursors.RE_INSERT_VALUES.match(query)  # INSERT ... VALUES (...) [ON DUPLICATE ...]
-        total = 0
+        match = pymysql.cursors.RE_INSERT_VALUES.match(query)  # INSERT ... VALUES (...) [AS ...] [ON DUPLICATE ...]
         if match is None:
-            for one in params:
-                total += self.execute(query, one)
-        else:
-            head, values, tail = match.group(1), match.group(2).rstrip(), match.group(3)
-            for chunk in self._chunks(head, values, tail, params):
-                result = self._client._tx_host.statement(head, chunk, self._run_values(values, tail), idempotent=False)
-                self._store(result)
-                total += result.rowcount
+            self.rowcount = sum(self.execute(query, one) for one in params)
+            return self.rowcount
+        prefix, values, postfix = match.group(1) % (), match.group(2).rstrip(), (match.group(3) or "") % ()
+        run = self._run_rows(prefix, values, postfix, params)
+        total = start = 0
+        while start < len(params):
+            result, start = self._client._tx_host.statement(prefix, start, run, idempotent=False)
+            self._store(result)
+            total += result.rowcount
         self.rowcount = total
         return total
-
-    def _chunks(self, head: str, values: str, tail: str, params: list[Any]) -> Iterator[list[Any]]:
-        """Parameter sets grouped so that each rendered statement stays under :data:`_MAX_STATEMENT` bytes."""
-        budget = _MAX_STATEMENT - len(head.encode()) - len(tail.encode())
-        # The rendered size is only known on the connection; estimate it from the template and the values.
-        chunk: list[Any] = []
-        size = 0
-        for one in params:
-            items = one.values() if isinstance(one, Mapping) else one if isinstance(one, Sequence) else (one,)
-            estimate = len(values) + sum(2 * len(str(v)) + 4 for v in items) + 1
-            if chunk and size + estimate > budget:
-                yield chunk
-                chunk, size = [], 0
-            chunk.append(one)
-            size += estimate
-        if chunk:
-            yield chunk
 
     def _run(self, conn: Connection[Any], sql: str, args: Any) -> _Result:
         with conn.cursor(self._pymysql_cursor) as cur:
             cur.execute(sql, args)
             return _Result(list(cur.fetchall()), cur.rowcount, cur.lastrowid, cur.description)
 
-    def _run_values(self, values: str, tail: str) -> Any:
-        def run(conn: Connection[Any], head: str, chunk: list[Any]) -> _Result:
+    def _run_rows(
+        self, prefix: str, values: str, postfix: str, params: list[Any]
+    ) -> Callable[[DriverConnection, str, int], tuple[_Result, int]]:
+        """One multi-row statement from ``params[start]`` on, cut where PyMySQL cuts it; returns where it stopped."""
+
+        def run(conn: DriverConnection, sql: str, start: int) -> tuple[_Result, int]:
+            encoding = conn.encoding
+            tail = postfix.encode(encoding)
+            statement = bytearray(prefix.encode(encoding))
+            statement += _bind(conn, values, params[start]).encode(encoding)
+            end = start + 1
+            while end < len(params):
+                row = _bind(conn, values, params[end]).encode(encoding)
+                if len(statement) + len(row) + len(tail) + 1 > _MAX_STATEMENT:
+                    break
+                statement += b"," + row
+                end += 1
             with conn.cursor(self._pymysql_cursor) as cur:
-                rendered = ",".join(cur.mogrify(values, one) for one in chunk)
-                cur.execute(head + rendered + tail)
-                return _Result(list(cur.fetchall()), cur.rowcount, cur.lastrowid, cur.description)
+                cur.execute(bytes(statement + tail))  # type: ignore[call-overload]  # bytes go as they are (as PyMySQL's)
+                return _Result(list(cur.fetchall()), cur.rowcount, cur.lastrowid, cur.description), end
 
         return run
 

@@ -5,10 +5,11 @@ not import it. See docs/sqlalchemy.md for a complete ORM handler.
 
 How it fits together:
 
-* **A pool of one.** The engine's only DB-API connection is a stand-in for the client (:class:`ClientConnection`).
-  Every checkout runs the client's liveness check (and its reconnect, connect retries and deadline) unless a
-  transaction is open; check-in never closes anything. Checkouts share the one connection, as SQLAlchemy's
-  ``StaticPool`` does, so every ``Session`` and ``engine.connect()`` of a client uses one server connection.
+* **One server connection.** Every checkout gets a stand-in for the client (:class:`ClientConnection`, one per
+  checkout, so that each SQLAlchemy connection keeps its own autocommit mode and isolation level); every ``Session``
+  and ``engine.connect()`` of a client uses the client's one server connection. Every checkout runs the client's
+  liveness check (and its reconnect, connect retries and deadline) unless a transaction is open; check-in never
+  closes anything.
 * **Statements** go through the client like ``db.query()``: the liveness check, the re-run rules after a lost
   connection, the retries of deadlocks outside transactions and the invocation's deadline all apply.
 * **Transactions.** The managed connection runs with autocommit on, and SQLAlchemy's MySQL dialects send no
@@ -34,7 +35,7 @@ from pymysql.constants import CLIENT
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.mysql.pymysql import MySQLDialect_pymysql
 from sqlalchemy.engine import URL, Engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import Pool
 
 from ._sqla_connection import ClientConnection
 from .client import ServerlessMySQL
@@ -143,15 +144,15 @@ class ServerlessMySQLDialect(MySQLDialect_pymysql):
     # ---- transactions ------------------------------------------------------------------------------------------
     def do_begin(self, dbapi_connection: Any) -> None:
         """START TRANSACTION (the managed connection autocommits outside transactions)."""
-        _client_connection(dbapi_connection).begin(dbapi_connection)
+        _client_connection(dbapi_connection).begin()
 
     def do_commit(self, dbapi_connection: Any) -> None:
         """COMMIT the transaction this SQLAlchemy connection began (nothing when it began none)."""
-        _client_connection(dbapi_connection).end(dbapi_connection, commit=True)
+        _client_connection(dbapi_connection).end(commit=True)
 
     def do_rollback(self, dbapi_connection: Any) -> None:
         """ROLLBACK the transaction this SQLAlchemy connection began (nothing when it began none)."""
-        _client_connection(dbapi_connection).end(dbapi_connection, commit=False)
+        _client_connection(dbapi_connection).end(commit=False)
 
     def do_close(self, dbapi_connection: DBAPIConnection) -> None:
         """Nothing: the connection is the client's."""
@@ -164,7 +165,7 @@ class ServerlessMySQLDialect(MySQLDialect_pymysql):
         raise NotImplementedError("two-phase (XA) transactions are not supported on the managed connection")
 
     def set_isolation_level(self, dbapi_connection: DBAPIConnection, level: IsolationLevel) -> None:
-        """Remember the level (no statement): AUTOCOMMIT begins no transactions, others are set per transaction."""
+        """Remember the level, for this SQLAlchemy connection only (no statement; AUTOCOMMIT: no transactions)."""
         conn = _client_connection(dbapi_connection)
         conn.autocommit_mode = level == "AUTOCOMMIT"
         default = getattr(self, "default_isolation_level", None)  # unknown before the first connect's checks
@@ -218,27 +219,31 @@ def _check(context: ExecutionContext | None) -> None:
     root = getattr(context, "root_connection", None)
     owner = getattr(root, "connection", None) if root is not None else None
     if owner is not None:
-        _client_connection(owner).check(owner)
+        _client_connection(owner).check()
 
 
 registry.register("mysql.serverless_mysql", __name__, "ServerlessMySQLDialect")
 
 
-class ClientPool(StaticPool):
-    """A pool of one that checks out the client's managed connection and never closes it."""
+class ClientPool(Pool):
+    """The engine's pool: a new :class:`ClientConnection` of the client per checkout, nothing ever closed.
 
-    def __init__(self, connection: ClientConnection, **kwargs: Any) -> None:
-        self._client_connection = connection
-        super().__init__(lambda: connection, **kwargs)  # type: ignore[arg-type]  # a stand-in for a DB-API connection
+    Not SQLAlchemy's ``StaticPool``, which hands every checkout the same DB-API connection: SQLAlchemy sets the
+    isolation level (and AUTOCOMMIT) on the DB-API connection, so one connection's setting would be every other's.
+    """
+
+    def __init__(self, client: ServerlessMySQL, **kwargs: Any) -> None:
+        self._client = client
+        super().__init__(lambda: ClientConnection(client), **kwargs)  # type: ignore[arg-type]  # a stand-in
 
     def status(self) -> str:
         """A one-line description (SQLAlchemy's pool API)."""
-        return f"ClientPool: the managed connection of {self._client_connection.client!r}"
+        return f"ClientPool: the managed connection of {self._client!r}"
 
     def recreate(self) -> ClientPool:
         """The same pool again (``engine.dispose()``): it still holds nothing of its own."""
         return self.__class__(
-            self._client_connection,
+            self._client,
             reset_on_return=self._reset_on_return,
             echo=self.echo,
             logging_name=self._orig_logging_name,
@@ -246,11 +251,17 @@ class ClientPool(StaticPool):
             dialect=self._dialect,
         )
 
+    def dispose(self) -> None:
+        """Nothing: the connection is the client's."""
+
     def _do_get(self) -> ConnectionPoolEntry:
-        client = self._client_connection.client
+        client = self._client
         if not client.in_transaction:  # inside one, a lost connection must fail its next statement instead
             client.connect()  # the liveness check; a reconnect with the client's retries, within the deadline
-        return super()._do_get()
+        return self._create_connection()
+
+    def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
+        record.close()  # closes nothing on the server (the dialect's do_close); the next checkout gets a new one
 
 
 def create_engine(db: ServerlessMySQL, **engine_kwargs: Any) -> Engine:
@@ -311,7 +322,7 @@ def _differing(first: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
 def _build(db: ServerlessMySQL, engine_kwargs: dict[str, Any]) -> Engine:
     config = db.get_config()
     url = URL.create("mysql+serverless_mysql", host=config.get("host"), database=config.get("database"))
-    engine = sqlalchemy.create_engine(url, pool=ClientPool(ClientConnection(db)), **engine_kwargs)
+    engine = sqlalchemy.create_engine(url, pool=ClientPool(db), **engine_kwargs)
     # The ORM checks "rows matched" of its UPDATEs and DELETEs; MySQL reports rows *changed* unless the connection
     # was opened with CLIENT.FOUND_ROWS (which the client does not set: it would change db.query()'s counts).
     flags = int((config.get("connect_args") or {}).get("client_flag", 0) or 0)

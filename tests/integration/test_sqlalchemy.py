@@ -474,6 +474,54 @@ def test_cursor_follows_the_liveness_and_rerun_rules(
     assert values(mariadb, table) == ["after kill"]
 
 
+def test_cursor_executemany_is_pymysqls(
+    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory
+) -> None:
+    """Issue 18: the same executemany() calls through PyMySQL's own cursor and db.cursor() send the same statements
+    (``%%`` formatted in the INSERT's prefix and ON DUPLICATE part, the same multi-row chunks) with the same results."""
+    name = f"{mariadb.database}.`t_pct%{time.monotonic_ns() % 10**9}`"
+    mariadb.execute(f"CREATE TABLE {name} (id INT AUTO_INCREMENT PRIMARY KEY, k INT UNIQUE, v VARCHAR(600))")
+    quoted = name.replace("%", "%%")
+    big = [(n, f"{n:04d}" + "x" * 496) for n in range(10, 4010)]  # 2 MB of values: PyMySQL sends 2 statements
+    calls: list[tuple[str, list[Any]]] = [
+        (f"INSERT INTO {quoted} (k, v) VALUES (%s, %s)", [(1, "a%"), (2, "b")]),
+        (
+            f"INSERT INTO {quoted} (k, v) VALUES (%(k)s, %(v)s) ON DUPLICATE KEY UPDATE v = CONCAT(v, '%%')",
+            [{"k": 2, "v": "c"}, {"k": 3, "v": "d"}],
+        ),
+        (f"UPDATE {quoted} SET v = CONCAT(v, '%%', %s) WHERE k = %s", [("e", 1), ("f", 3), ("none", 99)]),
+        (f"INSERT INTO {quoted} (k, v) VALUES (%s, %s)", big),
+        (f"INSERT INTO {quoted} (k, v) VALUES (%s, %s)", []),
+    ]
+
+    def transcript(cursor: Any, questions: Callable[[], int]) -> list[Any]:
+        mariadb.execute(f"TRUNCATE TABLE {name}")
+        out: list[Any] = []
+        for sql, params in calls:
+            before = questions()
+            returned = cursor.executemany(sql, params)
+            out.append((returned, cursor.rowcount, cursor.lastrowid, questions() - before - 1))
+        out.append([(row["k"], row["v"]) for row in mariadb.execute(f"SELECT k, v FROM {name} ORDER BY id")])
+        return out
+
+    def status(cur: Any) -> int:
+        cur.execute("SHOW SESSION STATUS LIKE 'Questions'")
+        row = cur.fetchone()
+        return int(row["Value"] if isinstance(row, dict) else row[1])
+
+    plain = app_user.connect(autocommit=True)
+    try:
+        with plain.cursor() as cur, plain.cursor() as side:
+            expected = transcript(cur, lambda: status(side))
+    finally:
+        plain.close()
+    db = client_factory(app_user)
+    with db.cursor() as ours, db.cursor() as ours_side:
+        assert transcript(ours, lambda: status(ours_side)) == expected
+    assert expected[3][3] == 2 and expected[-1][:2] == [(1, "a%%e"), (2, "b%")]
+    mariadb.execute(f"DROP TABLE {name}")
+
+
 def _later(seconds: float, fn: Callable[[], object]) -> Any:
     from tests.integration.conftest import later
 
