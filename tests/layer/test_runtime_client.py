@@ -50,6 +50,7 @@ def fn(event, context, db):
         raise ValueError(event["raise"])
     first = db.query("SELECT CONNECTION_ID() AS id")[0]["id"]
     if event.get("sleep"):
+        db.query("SET SESSION wait_timeout = 60")  # the module's server drops idle connections after 2 s
         time.sleep(event["sleep"])
     last = db.query("SELECT CONNECTION_ID() AS id")[0]["id"]
     stats = db.get_stats()
@@ -361,12 +362,22 @@ def test_multi_concurrency_four_workers_own_connections(
 def test_multi_concurrency_housekeeping_spares_a_busy_sibling(
     start: Any, api: RuntimeApi, server: MariaDBServer
 ) -> None:
-    """At 4 of 5 allowed connections housekeeping kills zombies idle 3 s: a sibling's sleeping one is not one."""
-    user5 = server.create_user(max_user_connections=5)
-    start(AWS_LAMBDA_MAX_CONCURRENCY="4", SERVERLESS_MYSQL_URL=user5.url(), SERVERLESS_MYSQL_USED_CONNS_FREQ="0")
+    """At 4 of 6 allowed connections housekeeping kills one zombie idle 1 s: a busy sibling's connection is not one.
+
+    (4/6 is over 75% of conn_utilization 0.8, so one of the 4 must die if it is a zombie; under 0.8, so no
+    session idle timeout is lowered.)
+    """
+    user6 = server.create_user(max_user_connections=6)
+    start(
+        AWS_LAMBDA_MAX_CONCURRENCY="4",
+        SERVERLESS_MYSQL_URL=user6.url(),
+        SERVERLESS_MYSQL_USED_CONNS_FREQ="0",
+        SERVERLESS_MYSQL_ZOMBIE_MIN_TIMEOUT="1",
+    )
     api.wait_for_waiting(4)
-    api.run_concurrently([{}] * 4)  # every worker connected
-    slow = api.invoke({"sleep": 4.5})  # holds its connection idle (Sleep) for longer than zombie_min_timeout
+    while len(_threads(server, user6)) < 4:  # every worker connected
+        api.run_concurrently([{"sleep": 0.2}] * 4)
+    slow = api.invoke({"sleep": 3})  # holds its connection idle (Sleep) for longer than zombie_min_timeout
     quick: list[Any] = []
     while not slow.done.is_set():
         quick += api.run_concurrently([{}] * 3)
