@@ -98,6 +98,7 @@ class _State:
 class _Handler(BaseHTTPRequestHandler):
     state: _State
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall between them
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
