@@ -13,6 +13,7 @@ the runtime runs under that interpreter; ``AWS_EXECUTION_ENV`` says which manage
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -168,6 +169,7 @@ class Runtime:
             env=base,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # a process group of its own: the workers of a multi-concurrent runtime too
         )
 
     def output(self) -> str:
@@ -175,9 +177,9 @@ class Runtime:
         return self.out.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the runtime and any worker it forked
+        self.proc.wait(10)
         self._log.close()
 
 
@@ -248,6 +250,15 @@ def test_classic_one_connection_for_50_invocations_and_lambda_error_payloads(
     assert api.run({}).result()["thread"] == values[0]["thread"]
     assert runtime.proc.poll() is None
     print(f"\nclassic: 50 invocations, median {sorted(i.seconds for i in results)[25] * 1000:.1f} ms each")
+
+
+def test_a_bad_option_fails_the_init_as_lambda_reports_it(start: Any, api: RuntimeApi) -> None:
+    runtime = start(SERVERLESS_MYSQL_PORT="not-a-port")
+    assert runtime.proc.wait(30) == 1
+    [(error_type, body)] = api.init_errors
+    assert body["errorType"] == "ConfigError" == error_type
+    assert "SERVERLESS_MYSQL_PORT" in body["errorMessage"]
+    assert api.next_calls == 0
 
 
 def test_deadline_from_the_header_against_a_full_server(
@@ -387,6 +398,28 @@ def test_multi_concurrency_housekeeping_spares_a_busy_sibling(
     assert value["thread"] == value["last"], "the busy worker's connection was killed as a zombie"
     assert all(inv.ok for inv in quick)
     assert sum(inv.result()["kills"] for inv in quick) == 0
+
+
+def test_multi_concurrency_sigterm_to_the_workers_closes_every_connection(
+    start: Any, api: RuntimeApi, server: MariaDBServer, user: AppUser
+) -> None:
+    """SIGTERM to the runtime's process group reaches every worker: each closes its connection with COM_QUIT.
+
+    (SIGTERM to the main process alone ends only that process: the forked workers keep their connections until
+    they are killed. docs/managed-instances.md says so.)
+    """
+    runtime = start(AWS_LAMBDA_MAX_CONCURRENCY="4")
+    api.wait_for_waiting(4)
+    while len(_threads(server, user)) < 4:
+        api.run_concurrently([{"sleep": 0.2}] * 4)
+    api.wait_for_waiting(4)
+    threads = _threads(server, user)
+    aborted = _aborted(server)
+    os.killpg(runtime.proc.pid, signal.SIGTERM)
+    for thread in threads:
+        _wait_gone(server, user, thread, 2)
+    assert _aborted(server) == aborted
+    assert runtime.proc.wait(5) == -signal.SIGTERM
 
 
 # ------------------------------------------------------------------------------------ SIGTERM, extension
