@@ -588,10 +588,10 @@ def test_sigterm_handler_not_installed_where_the_runtime_blocks_the_main_thread(
         monkeypatch.delenv("AWS_EXECUTION_ENV", raising=False)
     else:
         monkeypatch.setenv("AWS_EXECUTION_ENV", execution_env)
-    before = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not an earlier test's handler of ours
     assert sigterm_module.main_thread_blocked_by_runtime() is blocked
     assert REAL_REGISTER(FakeDB()) is not blocked
-    assert (signal.getsignal(signal.SIGTERM) is before) is blocked
+    assert (signal.getsignal(signal.SIGTERM) == signal.SIG_DFL) is blocked
 
 
 def test_sigterm_with_default_previous_still_ends_the_process() -> None:
