@@ -36,6 +36,7 @@ from bench.report import (
     write_json,
     write_overload_charts,
 )
+from bench.runtime_init import runtime_init
 from bench.scenarios import (
     LIB_RUNS,
     ZOMBIE_MAX_TIMEOUT,
@@ -317,6 +318,7 @@ def _micro(quick: bool) -> dict[str, Any]:
         "hot_path": hot_path(MIN_BATCHES if quick else 31, 100 if quick else 400),
         "import_time": import_times(3 if quick else 15),
         "connect_cost": connect_cost(10 if quick else 50),
+        "runtime_init": runtime_init(3 if quick else 11),
     }
 
 
@@ -361,6 +363,15 @@ def micro_markdown(extras: dict[str, Any], *, hot_path: bool = True) -> str:
             f"{imp['serverless_mysql_ms']:.1f} ms, `import pymysql` {imp['pymysql_ms']:.1f} ms "
             f"({imp['ratio']:.2f}x)"
             + (f"; Node `require('serverless-mysql')` + mysql2 {node:.1f} ms." if node else ".")
+        )
+    ri = extras.get("runtime_init")
+    if ri:
+        lines.append(
+            f"- Cold start under awslambdaric (median of {ri['runs']} interleaved starts): init "
+            f"{ri['init_managed_ms']:.0f} ms with the layer and `@with_mysql` vs {ri['init_plain_ms']:.0f} ms with "
+            f"PyMySQL alone; in the handler module `import pymysql` {ri['pymysql_ms']:.1f} ms, then "
+            f"`serverless_mysql` + decoration {ri['lib_ms']:.1f} ms ({ri['own_modules']} of our modules; other "
+            f"modules: {', '.join(ri['other_modules']) or 'none'})."
         )
     if cc:
         lines.append(

@@ -212,6 +212,16 @@ def check_targets(results: Sequence[RunResult], extras: dict[str, Any]) -> list[
                 f"{imp['serverless_mysql_ms']:.0f} ms vs {imp['pymysql_ms']:.0f} ms = {imp['ratio']:.2f}x",
             )
         )
+    ri = extras.get("runtime_init")
+    if ri:
+        out.append(
+            (
+                "Init under awslambdaric: `serverless_mysql` + decoration <= 10 ms on top of `import pymysql`",
+                bool(ri["met"]),
+                f"{ri['lib_ms']:.1f} ms (PyMySQL {ri['pymysql_ms']:.1f} ms); init {ri['init_managed_ms']:.0f} ms vs "
+                f"{ri['init_plain_ms']:.0f} ms",
+            )
+        )
     h = extras.get("hot_path")
     if h:
         for key, name in (

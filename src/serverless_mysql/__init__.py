@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .client import Rows, ServerlessMySQL, Stats
 from .credentials import Credentials, CredentialsProvider
 from .errors import (
+    ConcurrentInvocationError,
     ConfigError,
     ConfigTypeError,
     ConnectError,
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 __all__ = [
+    "ConcurrentInvocationError",
     "ConfigError",
     "ConfigTypeError",
     "ConnectError",

@@ -14,6 +14,7 @@ from typing import Any
 
 import pymysql
 
+from . import _siblings
 from ._driver import DriverConnection
 from ._events import Events
 from .config import Config
@@ -76,6 +77,7 @@ class HousekeepingIO:
         first reading is only a baseline, and in a herd every lucky newcomer would keep its slot.
         """
         self.short_idle = False
+        _siblings.record(id(self), conn.connection_id)
         if read_counters:
             with contextlib.suppress(pymysql.MySQLError):  # lost already: the caller's statement reconnects
                 self._read_refusals(conn, busy=False)
@@ -84,7 +86,8 @@ class HousekeepingIO:
         """Measure, decide and kill: how many slots the kills freed, and whether the connection was lost doing it."""
         cfg, hk, stats = self._cfg, self._housekeeper, self._stats
         with_limits = hk.limits_stale(now)
-        own_ids = frozenset({conn.connection_id})
+        # Never zombies: this connection, and those of this environment's other worker processes (busy or not).
+        own_ids = frozenset({conn.connection_id}) | _siblings.thread_ids()
         row = self._measure(conn, with_limits)
         stats.housekeeping_runs += 1
         if with_limits:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 __all__ = [
+    "ConcurrentInvocationError",
     "ConfigError",
     "ConfigTypeError",
     "ConnectError",
@@ -76,6 +77,14 @@ class DeadlineExceededError(ServerlessMySQLError):
         super().__init__(message)
         self.waited = waited
         self.last_error = last_error
+
+
+class ConcurrentInvocationError(ServerlessMySQLError):
+    """A decorated handler was invoked in a thread while another thread ran an invocation on the same client.
+
+    Raised only for a client given with ``with_mysql(db=...)``; without ``db=`` every thread gets a client of its
+    own. Invocations never queue silently on one connection.
+    """
 
 
 class ConnectionLostError(ServerlessMySQLError):

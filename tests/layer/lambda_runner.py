@@ -1,6 +1,11 @@
 """Runs inside the fresh interpreter of the layer end-to-end test, as Lambda's runtime would: import the handler
 module once (the init phase), then call it once per event with a context whose remaining time counts down.
 
+Kept where Lambda's own runtime client cannot serve: ``test_layer_e2e.py`` runs the layer under python3.12 and
+python3.13 themselves, and awslambdaric (a native extension) is installed only for the test environment's
+interpreter. Everything the runtime client does (deadline headers, error payloads, SnapStart hooks,
+multi-concurrency, SIGTERM) is tested under awslambdaric itself in ``test_runtime_client.py``.
+
 Standard library only: it must not bring anything onto ``sys.path`` that the Lambda environment would not have.
 The test copies it next to the handler (the function's "/var/task") and runs::
 

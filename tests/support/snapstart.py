@@ -8,11 +8,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = Path(__file__).resolve().parent / "snapstart_runtime"
 """Holds only the stand-in ``snapshot_restore_py`` (see its docstring)."""
+ABSENT = Path(__file__).resolve().parent / "snapstart_absent"
+"""A ``snapshot_restore_py`` that fails to import: hides the one awslambdaric installs into the test venv."""
 
 
 def runtime_env(*, with_runtime: bool = True) -> dict[str, str]:
-    """A subprocess environment: the stand-in hooks module first on the path (or not), then our sources."""
+    """A subprocess environment: the stand-in hooks module first on the path (or none at all), then our sources."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SERVERLESS_MYSQL_")}
-    path = [str(RUNTIME)] if with_runtime else []
+    path = [str(RUNTIME if with_runtime else ABSENT)]
     env["PYTHONPATH"] = os.pathsep.join([*path, str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
     return env

@@ -6,6 +6,7 @@ import logging
 import signal
 import subprocess
 import sys
+import types
 import weakref
 from collections.abc import Iterator
 from dataclasses import replace
@@ -557,6 +558,40 @@ def test_sigterm_handler_not_installable_outside_the_main_thread(sigterm_state: 
     thread.join()
     assert results == [False]
     assert not sigterm_module._sigterm_installed
+
+
+@pytest.mark.parametrize(
+    ("modules", "execution_env", "blocked"),
+    [
+        ((), "AWS_Lambda_Image", False),  # not under awslambdaric: install as before
+        (("awslambdaric",), "AWS_Lambda_python3.12", False),  # polls from a thread
+        (("awslambdaric",), "AWS_Lambda_Image", True),  # container image: the main thread waits in C
+        (("awslambdaric",), None, True),  # custom runtime
+        (("awslambdaric", "awslambdaric.lambda_config"), "AWS_Lambda_python3.12", True),  # the client's own set
+    ],
+)
+def test_sigterm_handler_not_installed_where_the_runtime_blocks_the_main_thread(
+    sigterm_state: None,
+    monkeypatch: pytest.MonkeyPatch,
+    modules: tuple[str, ...],
+    execution_env: str | None,
+    blocked: bool,
+) -> None:
+    for name in ("awslambdaric", "awslambdaric.lambda_config"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    for name in modules:
+        fake = types.ModuleType(name)
+        # A client whose set does not contain python3.12: its own set wins over ours.
+        fake.LambdaConfigProvider = type("P", (), {"SUPPORTED_THREADPOLLING_ENVS": {"AWS_Lambda_python3.99"}})  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, name, fake)
+    if execution_env is None:
+        monkeypatch.delenv("AWS_EXECUTION_ENV", raising=False)
+    else:
+        monkeypatch.setenv("AWS_EXECUTION_ENV", execution_env)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not an earlier test's handler of ours
+    assert sigterm_module.main_thread_blocked_by_runtime() is blocked
+    assert REAL_REGISTER(FakeDB()) is not blocked
+    assert (signal.getsignal(signal.SIGTERM) == signal.SIG_DFL) is blocked
 
 
 def test_sigterm_with_default_previous_still_ends_the_process() -> None:

@@ -61,6 +61,39 @@ def test_with_mysql_loads_the_decorator_but_no_sdk() -> None:
     assert "serverless_mysql.secrets" not in added and "serverless_mysql.iam" not in added
 
 
+# What a plain @with_mysql handler (no TLS, SQLAlchemy, IAM or secret) may load during Lambda's init, on top of
+# what the runtime client and PyMySQL already loaded; each entry says why. Anything else is a rarely used module
+# imported eagerly again (ssl, urllib.parse, ipaddress, difflib, contextvars, unicodedata, enum, ...).
+INIT_ALLOWED = {
+    # annotations at runtime (TYPE_CHECKING, Any, NamedTuple, TypedDict); _typing is its C part
+    "typing", "typing.io", "typing.re", "_typing",
+    # Config, Stats and Credentials are dataclasses: dataclasses imports inspect (and with it ast, dis, ...)
+    "dataclasses", "inspect", "importlib.machinery", "ast", "_ast", "dis", "opcode", "_opcode", "copy",
+    # jitter and housekeeping's random runs (the runtime client has not loaded http.client yet at init)
+    "random", "_random", "bisect", "_bisect", "_sha512",
+    # the decorator's SIGTERM handler and SnapStart hooks (snapshot_restore_py exists in Lambda's runtimes only)
+    "signal", "_signal", "snapshot_restore_py",
+}  # fmt: skip
+RUNTIME_PRELOADED = "import logging, re, json, socket, time, os, traceback, importlib"
+
+
+def test_init_of_a_plain_handler_loads_no_rarely_used_module() -> None:
+    """As in the runtime's process under the layer: no cryptography, the runtime client's modules loaded."""
+    statement = (
+        "sys.modules['cryptography'] = None  # not in the layer: PyMySQL then loads less\n"
+        f"{RUNTIME_PRELOADED}\n"
+        "import pymysql\n"
+        "before = set(sys.modules)\n"
+        "from serverless_mysql import with_mysql\n"
+        "handler = with_mysql(host='127.0.0.1')(lambda event, context, db: 1)\n"
+        "sys.modules = {name: None for name in set(sys.modules) - before}  # print only what init added\n"
+    )
+    code = f"import sys\n{statement}\nprint('\\n'.join(sys.modules))\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    added = {name for name in proc.stdout.split() if name.split(".")[0] != "serverless_mysql"}
+    assert added <= INIT_ALLOWED, sorted(added - INIT_ALLOWED)
+
+
 def test_every_public_name_resolves() -> None:
     import serverless_mysql
     from serverless_mysql import decorator, iam, secrets

@@ -124,12 +124,20 @@ def _decorate(func: Callable[..., Any], setup: Setup) -> MySQLHandler[Any]:
     chain, rebuild = check_handler(func)  # before the client exists: a refused handler leaves nothing behind
     db = setup.create()  # one client per decoration, created now: Lambda's init phase
     user_fn = chain[-1]
+
+    def spawn() -> ServerlessMySQL:  # another thread's own client (see lifecycle's module docstring)
+        other = setup.create()
+        if setup.sigterm:
+            register_sigterm(other)
+        return other
+
     lifecycle = Lifecycle(
         db,
         after=setup.after,
         margin=setup.deadline_margin,
         metrics=setup.metrics,
         name=getattr(user_fn, "__qualname__", repr(user_fn)),
+        spawn=spawn if setup.db is None else None,
     )
     wrapper = wrap(func, chain, rebuild, lifecycle, db)
     if setup.sigterm:

@@ -3,6 +3,12 @@
 Per invocation (the hot path): one thread-local lookup for nesting, ``set_deadline`` from the Lambda context,
 the handler, then ``end()`` or ``quit()`` and ``set_deadline(None)``. Counters are compared only when someone
 looks (a metrics sink, or debug logging).
+
+Threads: the decoration's client belongs to the first thread that invokes the handler. A runtime that runs
+invocations concurrently in threads of one process (Lambda Managed Instances may) must not have them queue on one
+connection: every other thread gets a client of its own, built from the same options (one connection per thread).
+A client given with ``db=`` cannot be copied: an invocation that finds it busy in another thread raises
+:class:`~serverless_mysql.ConcurrentInvocationError` instead of waiting for it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._spec import INIT_CONNECT_BUDGET
+from ..errors import ConcurrentInvocationError
 
 if TYPE_CHECKING:
     from ..client import ServerlessMySQL, Stats
@@ -27,36 +34,70 @@ logger = logging.getLogger(__name__)
 
 _DEBUG = logging.DEBUG
 _nesting = threading.local()
+_get_ident = threading.get_ident
 
 
 class Lifecycle:
     """The per-invocation work around one handler: deadline, cleanup, metrics."""
 
-    __slots__ = ("after", "db", "key", "margin", "metrics", "name")
+    __slots__ = ("_busy", "_guard", "_local", "_owner", "_spawn", "after", "db", "margin", "metrics", "name")
 
     def __init__(
-        self, db: ServerlessMySQL, *, after: str, margin: float, metrics: MetricsSink | None, name: str
+        self,
+        db: ServerlessMySQL,
+        *,
+        after: str,
+        margin: float,
+        metrics: MetricsSink | None,
+        name: str,
+        spawn: Callable[[], ServerlessMySQL] | None = None,
     ) -> None:
         self.db = db
-        self.key = id(db)
         self.after = after
         self.margin = margin
         self.metrics = metrics
         self.name = name
+        self._spawn = spawn  # builds another thread's own client; None: db= was given, it cannot be copied
+        self._owner = 0  # the thread that uses self.db (the first one to invoke)
+        self._local = threading.local()
+        self._guard = threading.Lock()
+        self._busy = threading.Lock()  # held by the invocation running on self.db
+
+    def client(self) -> ServerlessMySQL:
+        """The client of the calling thread: the decoration's own for its first thread, else one of its own."""
+        if self._owner == _get_ident():
+            return self.db
+        with self._guard:
+            if not self._owner:
+                self._owner = _get_ident()
+        if self._owner == _get_ident() or self._spawn is None:
+            return self.db
+        own: ServerlessMySQL | None = getattr(self._local, "db", None)
+        if own is None:
+            own = self._local.db = self._spawn()
+            logger.debug("client created for another thread", extra={"event": "thread_client", "handler": self.name})
+        return own
 
     def run(
         self, handler: Callable[..., Any], event: Any, context: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]
     ) -> Any:
         """Call ``handler(event, context, *args, db=db, **kwargs)`` inside the invocation's deadline and cleanup."""
-        db = self.db
+        db = self.db if self._owner == _get_ident() else self.client()
+        key = id(db)
         running: set[int] | None = getattr(_nesting, "clients", None)
         if running is None:
             running = _nesting.clients = set()
-        if self.key in running or _inside_transaction(db):
+        if key in running or _inside_transaction(db):
             # A decorated handler called by another one sharing db= (or inside a transaction of the caller's):
             # the outermost call owns the deadline and the cleanup, and the caller decides the transaction's fate.
             return handler(event, context, *args, db=db, **kwargs)
-        running.add(self.key)
+        shared = db is self.db
+        if shared and not self._busy.acquire(blocking=False):
+            raise ConcurrentInvocationError(
+                f"{self.name}: invoked while another thread runs an invocation on the same client (given with "
+                "db=); concurrent invocations in threads need a client each: decorate without db="
+            )
+        running.add(key)
         try:
             # Counters are only compared when someone looks: metrics, or debug logging.
             before = db.get_stats() if self.metrics is not None or logger.isEnabledFor(_DEBUG) else None
@@ -67,9 +108,11 @@ class Lifecycle:
             try:
                 return handler(event, context, *args, db=db, **kwargs)
             finally:
-                self._finish(before)
+                self._finish(db, before)
         finally:
-            running.discard(self.key)
+            running.discard(key)
+            if shared:
+                self._busy.release()
 
     def _budget(self, context: object) -> float | None:
         try:
@@ -83,8 +126,7 @@ class Lifecycle:
             return None  # None, text, True, inf: no deadline rather than a wrong one
         return max(0.0, millis / 1000.0 - self.margin)
 
-    def _finish(self, before: Stats | None) -> None:
-        db = self.db
+    def _finish(self, db: ServerlessMySQL, before: Stats | None) -> None:
         started = time.monotonic() if before is not None else 0.0
         try:
             # A db.transaction() opened by this invocation and never ended (its with block was not left): roll it
