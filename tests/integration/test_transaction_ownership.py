@@ -22,7 +22,7 @@ __all__ = ["clean_serverless_env"]
 def _kill_own(mariadb: MariaDBServer, user: AppUser, db: ServerlessMySQL) -> None:
     conn = db.get_client()
     assert conn is not None
-    mariadb.kill(conn.thread_id())
+    mariadb.kill(conn.thread_id())  # type: ignore[no-untyped-call]
     mariadb.wait_for_connection_count(0, user.name)
 
 
