@@ -119,6 +119,8 @@ class DriverConnection(_BaseConnection):
     attempt, retries included. That context is always configured the same way, so it is built once per process.
     Explicit TLS options (``ssl``, ``ssl_ca``, ...) still get a context of their own, and ``ssl_verify_identity``
     checks the host name also without ``ssl_ca`` (against the system CA store), where PyMySQL alone skips it.
+    ``ssl_ca`` alone verifies the certificate chain and the host name (PyMySQL alone checks neither); an explicit
+    ``ssl_verify_cert=False`` / ``ssl_verify_identity=False`` still turns a check off.
     When TLS options are given and the server offers no TLS, nothing is sent (PyMySQL < 1.2 sent the login in
     clear text).
     """
@@ -139,6 +141,11 @@ class DriverConnection(_BaseConnection):
         self._reader_sock: object = None
         self._poller: select.poll | None = None
         self._polled_sock: object = None
+        if kwargs.get("ssl_ca"):
+            # PyMySQL verifies nothing when only ssl_ca is given (CERT_NONE, no host name): a CA given is a CA to check.
+            for option in ("ssl_verify_cert", "ssl_verify_identity"):
+                if kwargs.get(option) is None:
+                    kwargs[option] = True
         super().__init__(*args, **kwargs)
 
     # ---- the client's interface -------------------------------------------------------------------------------
