@@ -534,7 +534,9 @@ def only_ca(tls_user: AppUser, pki: TestPKI, form: str, **where: Any) -> Serverl
     """A client given nothing but ``ssl_ca`` (in connect_args or the URL), as docs/deploying.md tells users."""
     target = {**tls_user.connect_kwargs(), **where}
     if form == "url":
-        url = f"mysql://{tls_user.name}:{quote(tls_user.password)}@{target['host']}:{target['port']}/{tls_user.database}"
+        url = (
+            f"mysql://{tls_user.name}:{quote(tls_user.password)}@{target['host']}:{target['port']}/{tls_user.database}"
+        )
         return ServerlessMySQL(url=f"{url}?ssl_ca={quote(pki.ca_path)}", connect_timeout=1.0)
     return ServerlessMySQL(**target, connect_args={"ssl_ca": pki.ca_path}, connect_timeout=1.0)
 
