@@ -52,6 +52,21 @@ def _mask(value: object) -> str:
     return "****" if value else repr(value)
 
 
+_SECRET_KEYS = ("password", "passwd", "key", "secret", "token")
+
+
+def _masked(value: object, key: str = "") -> object:
+    """``value`` with every entry whose key names a secret masked, at any depth (``ssl={"password": ...}``)."""
+    if any(word in key.lower() for word in _SECRET_KEYS):
+        return _mask(value)
+    if isinstance(value, Mapping):
+        return {k: _masked(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        items = [_masked(item) for item in value]
+        return tuple(items) if isinstance(value, tuple) else items
+    return value
+
+
 _S_POSITIVE = Number(low=0, low_open=True, unit="s")
 _S = Number(low=0, unit="s")
 _S_OPTIONAL = Number(low=0, unit="s", optional=True)
@@ -331,16 +346,14 @@ class Config:
         return detect_rds_proxy(host) if self.rds_proxy is None else self.rds_proxy
 
     def public_dict(self) -> dict[str, Any]:
-        """All options as a plain dict, with the password and any URL credentials masked."""
+        """All options as a plain dict, with the password, URL credentials and secrets in ``connect_args`` masked."""
         out = {name: getattr(self, name) for name in _NAMES_IN_ORDER}
         out["password"] = _mask(self.password)
         if self.url is not None:
             from ._url import redact_url  # noqa: PLC0415 - only with a URL
 
             out["url"] = redact_url(self.url)
-        out["connect_args"] = {
-            k: (_mask(v) if "password" in k or "key" in k else v) for k, v in self.connect_args.items()
-        }
+        out["connect_args"] = _masked(self.connect_args)
         return out
 
 
