@@ -243,7 +243,10 @@ class Session:
                 self._raise_if_deadline(exc)
                 if was_in_tx:
                     raise _lost_in_transaction(exc) from exc
-                if not self._policy.rerun_after_loss(exc, sql, idempotent=idempotent, reruns=reruns):
+                rerun = self._policy.rerun_after_loss(
+                    exc, sql, idempotent=idempotent, reruns=reruns, server=conn.version
+                )
+                if not rerun:
                     raise ConnectionLostError(
                         f"the connection was lost during the statement ({describe(exc)}); it may have been "
                         "applied, so it was not re-run"

@@ -15,9 +15,10 @@ import pytest
 
 from harness.faultproxy import FaultProxy
 from harness.mariadb import AppUser, MariaDBServer
-from serverless_mysql import ConnectionLostError
+from serverless_mysql import ConnectionLostError, ServerlessMySQL
 from tests.faults.conftest import LeakSink
 from tests.faults.matrix import Target
+from tests.integration.conftest import later
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -88,3 +89,37 @@ def test_a_side_effect_free_read_is_re_run_through_the_same_fault(proxied: tuple
     proxy.cut_after(0)
     assert db.query("SELECT CONCAT(%s, UPPER('b')) AS v, COUNT(*) AS n", ("a",)) == [{"v": "aB", "n": 1}]
     assert db.get_stats().connects == 2
+
+
+@pytest.mark.parametrize("name", ["lateral", "any_value", "uuid_to_bin"])
+def test_a_stored_function_named_like_a_keyword_or_another_servers_built_in_is_not_re_run(
+    name: str, mariadb: MariaDBServer, fault_user: AppUser, leaks: LeakSink
+) -> None:
+    """Issue 18, item 4, as it was found: a stored function that inserts and sleeps, the connection KILLed while it
+    runs. ``lateral`` is not reserved on MariaDB and ``ANY_VALUE``/``UUID_TO_BIN`` are MySQL's built-ins, so on
+    MariaDB each calls the user's function: the insert stays (the server does not undo it) and a re-run adds one."""
+    schema = f"{mariadb.database}_{_unique('fn')}"
+    table = f"`{schema}`.`items`"
+    mariadb.execute(f"CREATE DATABASE `{schema}`")
+    mariadb.execute(f"GRANT ALL ON `{schema}`.* TO '{fault_user.name}'@'%'")
+    try:
+        mariadb.execute(f"CREATE TABLE {table} (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(64)) ENGINE=Aria")
+        with fault_user.connect() as owner, owner.cursor() as cur:
+            cur.execute(
+                f"CREATE FUNCTION `{schema}`.`{name}`(x INT) RETURNS INT MODIFIES SQL DATA "
+                f"BEGIN INSERT INTO {table} (v) VALUES ('run'); DO SLEEP(1); RETURN x; END"
+            )
+        db = ServerlessMySQL(**{**fault_user.connect_kwargs(), "database": schema})
+        try:
+            db.set_deadline(10)
+            own = int(db.query("SELECT CONNECTION_ID() AS id")[0]["id"])
+            later(0.4, lambda: mariadb.kill(own))
+            with pytest.raises(ConnectionLostError) as info:
+                db.query(f"SELECT {name}(1) AS x")
+            leaks.observe(info.value)
+            assert "not re-run" in str(info.value)
+            assert [r["v"] for r in mariadb.execute(f"SELECT v FROM {table}")] == ["run"]
+        finally:
+            db.terminate()
+    finally:
+        mariadb.execute(f"DROP DATABASE IF EXISTS `{schema}`")
