@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -123,3 +124,30 @@ def test_a_stored_function_named_like_a_keyword_or_another_servers_built_in_is_n
             db.terminate()
     finally:
         mariadb.execute(f"DROP DATABASE IF EXISTS `{schema}`")
+
+
+def test_load_data_local_cut_while_the_file_streams_is_not_re_run(
+    proxied: tuple[Target, FaultProxy], mariadb: MariaDBServer, tmp_path: Path, leaks: LeakSink
+) -> None:
+    """``LOAD DATA LOCAL INFILE``: the statement reached the server, which asked for the file and loads rows as they
+    arrive. A write failing while the file streams (2006) is not "never sent": re-running would load the file again
+    (an Aria table keeps the rows loaded before the cut). Before the fix PyMySQL's own clean-up wrote to the closed
+    socket and an ``AttributeError`` reached the caller."""
+    target, proxy = proxied
+    table = f"`{mariadb.database}`.`{_unique('loaded')}`"
+    mariadb.execute(f"CREATE TABLE {table} (a INT, b VARCHAR(64)) ENGINE=Aria")
+    rows = 1_000_000
+    data = tmp_path / "rows.csv"
+    data.write_text("".join(f"{i},row-{i}-padding-padding-padding\n" for i in range(rows)))
+    db = target.client(connect_args={"local_infile": True})
+    db.set_deadline(20)
+    db.query("SELECT 1")
+    later(0.4, proxy.reset)
+    with pytest.raises(ConnectionLostError) as info:
+        db.query(f"LOAD DATA LOCAL INFILE %s INTO TABLE {table} FIELDS TERMINATED BY ','", (str(data),))
+    leaks.observe(info.value)
+    assert "not re-run" in str(info.value)
+    loaded = int(mariadb.execute(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"])
+    assert loaded < rows, "the file was loaded once completely before the cut: the test proves nothing"
+    assert db.get_stats().reconnects == 0
+    assert db.query("SELECT 1 AS one") == [{"one": 1}]  # the next statement reconnects
