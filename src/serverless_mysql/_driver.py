@@ -36,6 +36,7 @@ import pymysql.cursors
 from pymysql.constants import CLIENT, CR, SERVER_STATUS
 
 from ._escape import bind, escape_any_mode
+from ._tcp import open_tcp
 from .results import Rows
 
 if TYPE_CHECKING:
@@ -289,10 +290,29 @@ class DriverConnection(_BaseConnection):
         self._io_handshaking = True  # every handshake operation goes through _bound_io
         self._io.recheck_at = -math.inf
         try:
-            super().connect(sock)
+            super().connect(sock if sock is not None or self.unix_socket else self._open_tcp())
         finally:
             self._io_handshaking = False
             self._io.recheck_at = -math.inf
+
+    def _open_tcp(self) -> socket.socket:
+        """PyMySQL's socket, with the host name's resolution bounded by ``connect_timeout`` and the deadline too."""
+        lim, timeout = self._io, self.connect_timeout
+
+        def left() -> float | None:
+            return timeout if lim.deadline is None else min(timeout or math.inf, lim.deadline - lim.clock())
+
+        source = None if self.bind_address is None else (self.bind_address, 0)
+        try:
+            sock = open_tcp(self.host, self.port, left=left, source_address=source)
+        except OSError as exc:
+            raise pymysql.err.OperationalError(
+                CR.CR_CONN_HOST_ERROR, f"Can't connect to MySQL server on {self.host!r} ({exc})"
+            ) from exc
+        self.host_info = f"socket {self.host}:{self.port}"
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        return sock
 
     def _get_server_information(self) -> None:
         self._install_reader()  # before the first read: the greeting
