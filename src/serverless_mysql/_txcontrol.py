@@ -142,6 +142,8 @@ class TransactionControl(Session):
                     raise TransactionAbortedError(
                         f"the connection was lost starting a transaction ({describe(exc)})"
                     ) from exc
+                if isolation is not None:  # the one-shot level, if set, would apply to the next transaction
+                    self._discard(conn, "START TRANSACTION failed after SET TRANSACTION", mark_lost_tx=False)
                 raise
             self._tx = tx
             self._tx_thread = threading.get_ident()
