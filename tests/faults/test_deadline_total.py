@@ -12,6 +12,7 @@ full or the statement ends, so ``SELECT SLEEP(0.3) FROM seq_1_to_10`` alone arri
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -195,3 +196,33 @@ def test_host_name_resolution_is_bounded(bound: str, fault_user: AppUser, slow_r
     elapsed = time.monotonic() - t0
     assert elapsed < 2.0, f"{elapsed:.1f} s for a bound of {'0.5 s' if bound == 'connect_timeout' else '1 s'}"
     assert "resolv" in str(info.value) or isinstance(info.value, DeadlineExceededError), info.value
+
+
+def test_the_deadline_reached_reading_the_counters_of_a_new_connection_skips_no_on_connect(
+    fault_user: AppUser,
+) -> None:
+    """A new connection's ``on_connect`` runs whatever the optional housekeeping read after the connect does.
+
+    The client's clock jumps past the deadline the moment the new connection is in place, so the refusal counters'
+    baseline read (the first thing after the handshake) finds no time left. Before the fix that skipped
+    ``on_connect`` for a connection that stayed in use: its session never got the settings ``on_connect`` gives."""
+    connected: list[int] = []
+    holder: list[ServerlessMySQL] = []
+
+    def clock() -> float:
+        return time.monotonic() + (100.0 if holder and holder[0].get_client() is not None else 0.0)
+
+    def on_connect(conn: Any) -> None:
+        connected.append(int(conn.thread_id()))
+
+    db = ServerlessMySQL(**fault_user.connect_kwargs(), clock=clock, on_connect=on_connect, manage_conns=True)
+    holder.append(db)
+    try:
+        db.set_deadline(30.0)
+        with contextlib.suppress(DeadlineExceededError):
+            db.connect()
+        db.set_deadline(None)
+        own = int(db.query("SELECT CONNECTION_ID() AS id")[0]["id"])
+        assert own in connected, f"connection {own} is in use, on_connect ran for {connected}"
+    finally:
+        db.terminate()
