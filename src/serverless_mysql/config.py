@@ -52,21 +52,6 @@ def _mask(value: object) -> str:
     return "****" if value else repr(value)
 
 
-_SECRET_KEYS = ("password", "passwd", "key", "secret", "token")
-
-
-def _masked(value: object, key: str = "") -> object:
-    """``value`` with every entry whose key names a secret masked, at any depth (``ssl={"password": ...}``)."""
-    if any(word in key.lower() for word in _SECRET_KEYS):
-        return _mask(value)
-    if isinstance(value, Mapping):
-        return {k: _masked(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        items = [_masked(item) for item in value]
-        return tuple(items) if isinstance(value, tuple) else items
-    return value
-
-
 _S_POSITIVE = Number(low=0, low_open=True, unit="s")
 _S = Number(low=0, unit="s")
 _S_OPTIONAL = Number(low=0, unit="s", optional=True)
@@ -353,7 +338,9 @@ class Config:
             from ._url import redact_url  # noqa: PLC0415 - only with a URL
 
             out["url"] = redact_url(self.url)
-        out["connect_args"] = _masked(self.connect_args)
+        from ._redact import masked  # noqa: PLC0415 - only for get_config()
+
+        out["connect_args"] = masked(self.connect_args)
         return out
 
 
