@@ -243,9 +243,8 @@ class Session:
                 self._raise_if_deadline(exc)
                 if was_in_tx:
                     raise _lost_in_transaction(exc) from exc
-                rerun = self._policy.rerun_after_loss(
-                    exc, sql, idempotent=idempotent, reruns=reruns, server=conn.version
-                )
+                server = None if self._rds_proxy else conn.version  # a proxy's handshake may not name the server
+                rerun = self._policy.rerun_after_loss(exc, sql, idempotent=idempotent, reruns=reruns, server=server)
                 if not rerun:
                     raise ConnectionLostError(
                         f"the connection was lost during the statement ({describe(exc)}); it may have been "
