@@ -151,3 +151,22 @@ def test_load_data_local_cut_while_the_file_streams_is_not_re_run(
     assert loaded < rows, "the file was loaded once completely before the cut: the test proves nothing"
     assert db.get_stats().reconnects == 0
     assert db.query("SELECT 1 AS one") == [{"one": 1}]  # the next statement reconnects
+
+
+@pytest.mark.parametrize("rds_proxy", [False, True])
+def test_server_specific_built_ins_count_only_when_the_handshake_names_the_server(
+    rds_proxy: bool, proxied: tuple[Target, FaultProxy]
+) -> None:
+    """``SFORMAT`` is MariaDB's (10.7): a read of it is re-run on MariaDB, but not behind RDS Proxy, whose handshake
+    may name another server (where ``sformat()`` would be a user's stored function)."""
+    target, proxy = proxied
+    db = target.client(rds_proxy=rds_proxy)
+    db.set_deadline(5)
+    db.query("SELECT 1")
+    proxy.cut_after(0)
+    sql = "SELECT SFORMAT('{}-{}', 'a', 'b') AS v"
+    if rds_proxy:
+        with pytest.raises(ConnectionLostError):
+            db.query(sql)
+    else:
+        assert db.query(sql) == [{"v": "a-b"}]
