@@ -22,22 +22,21 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import re
 import select
 import socket
 import ssl
 import time
-import warnings
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pymysql
 import pymysql.connections
-import pymysql.converters
 import pymysql.cursors
 from pymysql.constants import CLIENT, CR, SERVER_STATUS
 
+from ._escape import bind, escape_any_mode
+from ._tcp import open_tcp
 from .results import Rows
 
 if TYPE_CHECKING:
@@ -119,6 +118,8 @@ class DriverConnection(_BaseConnection):
     attempt, retries included. That context is always configured the same way, so it is built once per process.
     Explicit TLS options (``ssl``, ``ssl_ca``, ...) still get a context of their own, and ``ssl_verify_identity``
     checks the host name also without ``ssl_ca`` (against the system CA store), where PyMySQL alone skips it.
+    ``ssl_ca`` alone verifies the certificate chain and the host name (PyMySQL alone checks neither); an explicit
+    ``ssl_verify_cert=False`` / ``ssl_verify_identity=False`` still turns a check off.
     When TLS options are given and the server offers no TLS, nothing is sent (PyMySQL < 1.2 sent the login in
     clear text).
     """
@@ -139,6 +140,12 @@ class DriverConnection(_BaseConnection):
         self._reader_sock: object = None
         self._poller: select.poll | None = None
         self._polled_sock: object = None
+        self._command_sent = False  # the last command was written completely (only LOCAL INFILE data follows it)
+        if kwargs.get("ssl_ca"):
+            # PyMySQL verifies nothing when only ssl_ca is given (CERT_NONE, no host name): a CA given is a CA to check.
+            for option in ("ssl_verify_cert", "ssl_verify_identity"):
+                if kwargs.get(option) is None:
+                    kwargs[option] = True
         super().__init__(*args, **kwargs)
 
     # ---- the client's interface -------------------------------------------------------------------------------
@@ -199,7 +206,7 @@ class DriverConnection(_BaseConnection):
         without building and closing a cursor object per statement: this is the path of every ``db.query()``.
         """
         if args is not None:
-            sql = _bind(self, sql, args)
+            sql = bind(self, sql, args)
         self.query(sql)
         result = self._result
         fields = result.fields if result.description else None
@@ -283,10 +290,29 @@ class DriverConnection(_BaseConnection):
         self._io_handshaking = True  # every handshake operation goes through _bound_io
         self._io.recheck_at = -math.inf
         try:
-            super().connect(sock)
+            super().connect(sock if sock is not None or self.unix_socket else self._open_tcp())
         finally:
             self._io_handshaking = False
             self._io.recheck_at = -math.inf
+
+    def _open_tcp(self) -> socket.socket:
+        """PyMySQL's socket, with the host name's resolution bounded by ``connect_timeout`` and the deadline too."""
+        lim, timeout = self._io, self.connect_timeout
+
+        def left() -> float | None:
+            return timeout if lim.deadline is None else min(timeout or math.inf, lim.deadline - lim.clock())
+
+        source = None if self.bind_address is None else (self.bind_address, 0)
+        try:
+            sock = open_tcp(self.host, self.port, left=left, source_address=source)
+        except OSError as exc:
+            raise pymysql.err.OperationalError(
+                CR.CR_CONN_HOST_ERROR, f"Can't connect to MySQL server on {self.host!r} ({exc})"
+            ) from exc
+        self.host_info = f"socket {self.host}:{self.port}"
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        return sock
 
     def _get_server_information(self) -> None:
         self._install_reader()  # before the first read: the greeting
@@ -318,10 +344,31 @@ class DriverConnection(_BaseConnection):
                 self._bound_io(write=True)
             except OSError as exc:
                 self._force_close()  # type: ignore[attr-defined]
+                if self._command_sent:  # the deadline, in the middle of a LOCAL INFILE stream
+                    raise pymysql.err.OperationalError(CR.CR_SERVER_LOST, f"Lost connection ({exc})") from exc
                 raise pymysql.err.OperationalError(
                     CR.CR_SERVER_GONE_ERROR, f"MySQL server has gone away ({exc}; nothing was sent)"
                 ) from exc
+        if self._command_sent:  # streaming a LOCAL INFILE: the server runs the statement already
+            self._write_file_data(data)
+            return
         _pymysql_write_bytes(self, data)
+
+    def _write_file_data(self, data: bytes) -> None:
+        """A write after the statement was sent: a failure is a lost connection (2013), never "not sent" (2006)."""
+        if self._sock is None:  # PyMySQL's clean-up writes the end packet after a failed write
+            raise pymysql.err.OperationalError(CR.CR_SERVER_LOST, "Lost connection while sending LOCAL INFILE data")
+        try:
+            _pymysql_write_bytes(self, data)
+        except pymysql.err.OperationalError as exc:
+            raise pymysql.err.OperationalError(
+                CR.CR_SERVER_LOST, f"Lost connection while sending LOCAL INFILE data ({exc.args[-1]})"
+            ) from exc
+
+    def _execute_command(self, command: int, sql: Any) -> None:
+        self._command_sent = False  # a write failing until the command is out: the server never got it (2006)
+        super()._execute_command(command, sql)  # type: ignore[misc]
+        self._command_sent = True
 
 
 def connect(
@@ -349,37 +396,3 @@ def connect(
     conn.set_io_limits(timeout, timeout, deadline)
     conn.connect()
     return conn
-
-
-def _bind(conn: DriverConnection, sql: str, args: Any) -> str:
-    """``sql % escaped(args)`` with PyMySQL cursor's rules: a mapping for ``%(name)s``, a sequence for ``%s``."""
-    escape = conn.escape
-    if isinstance(args, dict):
-        bound: Any = {key: escape(item) for key, item in args.items()}
-    elif isinstance(args, list | tuple):
-        bound = tuple(map(escape, args))
-    else:
-        warnings.warn(  # as PyMySQL's cursor, whose rule this is
-            "single argument is deprecated and will be removed in the next version.", DeprecationWarning, stacklevel=4
-        )
-        bound = escape(args)
-    try:
-        return str(sql % bound)
-    except TypeError as exc:
-        raise pymysql.err.ProgrammingError(str(exc)) from exc
-
-
-_PLAIN_TEXT = re.compile(r"[^\\\x00-\x1f]*")  # no backslash, no control character
-
-
-def escape_any_mode(value: object) -> str:
-    """An SQL literal that means the same whether or not the session has ``NO_BACKSLASH_ESCAPES``."""
-    if isinstance(value, str):
-        if _PLAIN_TEXT.fullmatch(value):
-            return "'" + value.replace("'", "''") + "'"  # doubled quotes work in both modes
-        return "_utf8mb4 X'" + value.encode("utf-8").hex() + "'"
-    if isinstance(value, bytes | bytearray | memoryview):
-        return "X'" + bytes(value).hex() + "'"
-    if isinstance(value, list | tuple | set | frozenset):
-        return "(" + ",".join(escape_any_mode(item) for item in value) + ")"
-    return str(pymysql.converters.escape_item(value, "utf8mb4"))  # numbers, None, dates: no backslashes

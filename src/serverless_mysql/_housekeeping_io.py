@@ -18,7 +18,13 @@ from . import _siblings
 from ._driver import DriverConnection
 from ._events import Events
 from .config import Config
-from .errors import ER_KILL_DENIED_ERROR, ER_NO_SUCH_THREAD, error_number, is_connection_lost
+from .errors import (
+    ER_KILL_DENIED_ERROR,
+    ER_NO_SUCH_THREAD,
+    DeadlineExceededError,
+    error_number,
+    is_connection_lost,
+)
 from .housekeeping import (
     HEADROOM,
     PROCESSLIST_FALLBACK_ERRORS,
@@ -79,7 +85,9 @@ class HousekeepingIO:
         self.short_idle = False
         _siblings.record(id(self), conn.connection_id)
         if read_counters:
-            with contextlib.suppress(pymysql.MySQLError):  # lost already: the caller's statement reconnects
+            # Lost already: the caller's statement reconnects. No time left: the baseline is optional, and the new
+            # connection stays in use (its on_connect still runs); the caller's statement meets the deadline.
+            with contextlib.suppress(pymysql.MySQLError, DeadlineExceededError):
                 self._read_refusals(conn, busy=False)
 
     def run(self, conn: DriverConnection, now: float, *, waited: bool) -> tuple[int, bool]:

@@ -86,6 +86,7 @@ class Session:
         self._deadline: float | None = None
         self._tx: object | None = None  # who opened the transaction: a Transaction or a SQLAlchemy connection
         self._tx_thread = 0  # the thread that opened self._tx (it holds the lock until the transaction ends)
+        self._tx_conn: DriverConnection | None = None  # the connection self._tx began on: its statements run there
         self._lost_transaction = False
         self._budget: RetryBudget | None = None  # the retry budget of the statement running (built on its first error)
         self._waited = False  # the current connection was refused a slot before it got one
@@ -120,6 +121,11 @@ class Session:
         conn = self._conn
         if conn is not None and (conn.alive() if self._ping_after is None else self._alive(conn)):
             return conn
+        if self._tx is not None:  # a new connection now would run the rest of the transaction in autocommit
+            self._discard(conn, "lost inside a transaction")
+            raise TransactionAbortedError(
+                "the connection was lost inside a transaction; it was rolled back on the server"
+            )
         return self._replace(conn)
 
     def _replace(self, dead: DriverConnection | None) -> DriverConnection:
@@ -207,7 +213,7 @@ class Session:
         if self._tx is None:
             return self._rerun_lost(sql, args, idempotent, execute)
         conn = self._conn
-        if conn is None or not self._alive(conn):
+        if conn is None or conn is not self._tx_conn or not self._alive(conn):
             self._discard(conn, "lost inside a transaction")
             raise TransactionAbortedError(
                 "the connection was lost inside a transaction; it was rolled back on the server"
@@ -237,7 +243,9 @@ class Session:
                 self._raise_if_deadline(exc)
                 if was_in_tx:
                     raise _lost_in_transaction(exc) from exc
-                if not self._policy.rerun_after_loss(exc, sql, idempotent=idempotent, reruns=reruns):
+                server = None if self._rds_proxy else conn.version  # a proxy's handshake may not name the server
+                rerun = self._policy.rerun_after_loss(exc, sql, idempotent=idempotent, reruns=reruns, server=server)
+                if not rerun:
                     raise ConnectionLostError(
                         f"the connection was lost during the statement ({describe(exc)}); it may have been "
                         "applied, so it was not re-run"

@@ -47,8 +47,18 @@ class _Host:
     def finish(self, owner: object, *, commit: bool) -> None:
         self._session._finish(owner, commit=commit)
 
-    def query(self, sql: str, args: Any = None) -> Rows:
-        return self.statement(sql, args, DriverConnection.run, idempotent=None)
+    def query(self, tx: object, sql: str, args: Any = None) -> Rows:
+        session = self._session
+        session._acquire()
+        try:
+            if session._tx is not tx:  # ended: the statement would run in autocommit, outside any transaction
+                raise TransactionAbortedError(
+                    "this transaction has ended (committed, rolled back, or rolled back when the invocation that "
+                    "began it ended); the statement did not run: begin a new transaction"
+                )
+            return session._run(sql, args, None, DriverConnection.run)
+        finally:
+            session._lock.release()
 
     def statement(self, sql: str, args: Any, execute: Execute[R], *, idempotent: bool | None) -> R:
         """Run one statement under the lock and the client's rules (liveness, re-runs, retries, deadline)."""
@@ -132,9 +142,12 @@ class TransactionControl(Session):
                     raise TransactionAbortedError(
                         f"the connection was lost starting a transaction ({describe(exc)})"
                     ) from exc
+                if isolation is not None:  # the one-shot level, if set, would apply to the next transaction
+                    self._discard(conn, "START TRANSACTION failed after SET TRANSACTION", mark_lost_tx=False)
                 raise
             self._tx = tx
             self._tx_thread = threading.get_ident()
+            self._tx_conn = conn
         except BaseException:
             self._lock.release()
             raise
@@ -143,6 +156,12 @@ class TransactionControl(Session):
         """COMMIT or ROLLBACK, then release the connection."""
         if self._tx is not tx:
             raise RuntimeError("this transaction is not the one open on the client")
+        if self._tx_thread != threading.get_ident():
+            # It holds the client's lock, which only its own thread can release: ending it here would leave every
+            # other statement waiting. Refused before anything is sent; its own thread still ends it.
+            raise RuntimeError(
+                "a transaction must end in the thread that began it; it was left open (end it in that thread)"
+            )
         try:
             conn = self._conn
             if conn is None:  # lost inside the transaction: the server already rolled it back
@@ -156,7 +175,7 @@ class TransactionControl(Session):
             else:
                 self._rollback_or_close(conn)
         finally:
-            self._tx = None
+            self._tx = self._tx_conn = None
             self._lost_transaction = False
             self._lock.release()
 

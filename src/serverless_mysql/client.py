@@ -36,15 +36,16 @@ logger = logging.getLogger(__name__)
 _RUN = DriverConnection.run  # how query() runs a statement (a cursor or the SQLAlchemy engine bring their own)
 
 
-def is_plain_read(sql: str) -> bool:
+def is_plain_read(sql: str, server: str | None = None) -> bool:
     """True for a statement that provably has no side effect, so running it twice is harmless.
 
     A ``SELECT``/``SHOW``/``DESCRIBE``/``EXPLAIN`` without locking clauses or ``INTO`` that calls no function but
-    side-effect-free built-ins (see :mod:`serverless_mysql._statements`).
+    side-effect-free built-ins of ``server`` (its version string, as ``get_client().get_server_info()`` gives it;
+    ``None``: built-ins every supported server has), see :mod:`serverless_mysql._statements`.
     """
     from ._statements import is_plain_read as classify  # noqa: PLC0415 - only needed after a lost connection
 
-    return classify(sql)
+    return classify(sql, server)
 
 
 class ServerlessMySQL(TransactionControl):

@@ -331,16 +331,16 @@ class Config:
         return detect_rds_proxy(host) if self.rds_proxy is None else self.rds_proxy
 
     def public_dict(self) -> dict[str, Any]:
-        """All options as a plain dict, with the password and any URL credentials masked."""
+        """All options as a plain dict, with the password, URL credentials and secrets in ``connect_args`` masked."""
         out = {name: getattr(self, name) for name in _NAMES_IN_ORDER}
         out["password"] = _mask(self.password)
         if self.url is not None:
             from ._url import redact_url  # noqa: PLC0415 - only with a URL
 
             out["url"] = redact_url(self.url)
-        out["connect_args"] = {
-            k: (_mask(v) if "password" in k or "key" in k else v) for k, v in self.connect_args.items()
-        }
+        from ._redact import masked  # noqa: PLC0415 - only for get_config()
+
+        out["connect_args"] = masked(self.connect_args)
         return out
 
 

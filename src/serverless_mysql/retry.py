@@ -73,11 +73,13 @@ class RetryPolicy:
         """Whether the connection is unusable after ``exc`` (it must be replaced)."""
         return is_connection_lost(exc)
 
-    def rerun_after_loss(self, exc: BaseException, sql: str, *, idempotent: bool | None, reruns: int) -> bool:
+    def rerun_after_loss(
+        self, exc: BaseException, sql: str, *, idempotent: bool | None, reruns: int, server: str | None = None
+    ) -> bool:
         """Whether a statement outside a transaction whose connection was lost runs again on a new one.
 
         ``reruns`` is how many times it was re-run already; ``idempotent`` is the caller's word (``None``: plain
-        reads only).
+        reads only, read as ``server`` (the handshake's version string) reads them).
         """
         if reruns >= self.max_lost_reruns or is_timeout(exc):
             return False  # a timed-out statement may still be running on the server
@@ -87,7 +89,7 @@ class RetryPolicy:
             return idempotent
         from ._statements import is_plain_read  # noqa: PLC0415 - only needed after a lost connection
 
-        return is_plain_read(sql)
+        return is_plain_read(sql, server)
 
     def retry_transient(self, exc: BaseException, *, in_transaction: bool) -> bool:
         """Whether a statement error is one the server rolled back and a retry may fix (outside transactions)."""

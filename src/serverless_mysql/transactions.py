@@ -52,20 +52,25 @@ class TransactionHost(Protocol):
         """COMMIT (or ROLLBACK) ``tx`` and release the connection."""
         ...
 
-    def query(self, sql: str, args: Any = None) -> Rows:
-        """Run one statement inside the open transaction."""
+    def query(self, tx: Transaction, sql: str, args: Any = None) -> Rows:
+        """Run one statement inside ``tx``; raise TransactionAbortedError when ``tx`` is no longer open."""
         ...
 
 
 class ActiveTransaction:
     """The handle ``with db.transaction() as tx`` gives: ``tx.query()`` runs inside the transaction."""
 
-    def __init__(self, host: TransactionHost) -> None:
+    def __init__(self, host: TransactionHost, tx: Transaction) -> None:
         self._host = host
+        self._tx = tx
 
     def query(self, sql: str, args: Any = None) -> Rows:
-        """Run one statement inside the transaction and return its rows."""
-        return self._host.query(sql, args)
+        """Run one statement inside the transaction and return its rows.
+
+        Raises :class:`~serverless_mysql.TransactionAbortedError` once the transaction has ended: the statement
+        would otherwise run in autocommit, outside it.
+        """
+        return self._host.query(self._tx, sql, args)
 
 
 class Transaction:
@@ -85,7 +90,7 @@ class Transaction:
     # ------------------------------------------------------------------------------------------ context manager
     def __enter__(self) -> ActiveTransaction:
         self._host.begin(self, self._start_statement(), self._isolation)
-        return ActiveTransaction(self._host)
+        return ActiveTransaction(self._host, self)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

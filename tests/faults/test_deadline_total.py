@@ -12,8 +12,12 @@ full or the statement ends, so ``SELECT SLEEP(0.3) FROM seq_1_to_10`` alone arri
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pymysql
 import pytest
@@ -21,7 +25,7 @@ import pytest
 from harness.faultproxy import FaultProxy
 from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ServerlessMySQL
-from serverless_mysql.errors import DeadlineExceededError
+from serverless_mysql.errors import DeadlineExceededError, ServerlessMySQLError
 from tests.faults.conftest import LeakSink
 
 pytestmark = pytest.mark.timeout(30)
@@ -153,3 +157,72 @@ def test_quit_after_the_deadline_still_says_goodbye(fault_user: AppUser, proxy: 
     proxy.wait_for_connections(0)
     (conn,) = proxy.finished
     assert bytes(conn.recorded).endswith(b"\x01\x00\x00\x00\x01"), bytes(conn.recorded[-16:])
+
+
+@pytest.fixture
+def slow_resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A host name whose resolution takes 5 s, then answers 127.0.0.1 (a stalled DNS server; nothing else changes).
+
+    The system resolver cannot be slowed on loopback without root, so ``socket.getaddrinfo`` is wrapped for this
+    one name only; every other name resolves as before.
+    """
+    name = "slow-dns.serverless-mysql.invalid"
+    real = socket.getaddrinfo
+    released = threading.Event()
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == name:
+            released.wait(5.0)
+            host = "127.0.0.1"
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    yield name
+    released.set()
+
+
+@pytest.mark.parametrize("bound", ["connect_timeout", "deadline"])
+def test_host_name_resolution_is_bounded(bound: str, fault_user: AppUser, slow_resolver: str) -> None:
+    """DNS resolution is part of connecting: bounded by ``connect_timeout`` and by the deadline like the rest."""
+    options: dict[str, Any] = {**fault_user.connect_kwargs(), "host": slow_resolver}
+    if bound == "connect_timeout":
+        db = ServerlessMySQL(**options, connect_timeout=0.5, max_retries=0)
+    else:
+        db = ServerlessMySQL(**options, connect_timeout=10.0)
+        db.set_deadline(1.0)
+    t0 = time.monotonic()
+    with pytest.raises(ServerlessMySQLError) as info:
+        db.connect()
+    elapsed = time.monotonic() - t0
+    assert elapsed < 2.0, f"{elapsed:.1f} s for a bound of {'0.5 s' if bound == 'connect_timeout' else '1 s'}"
+    assert "resolv" in str(info.value) or isinstance(info.value, DeadlineExceededError), info.value
+
+
+def test_the_deadline_reached_reading_the_counters_of_a_new_connection_skips_no_on_connect(
+    fault_user: AppUser,
+) -> None:
+    """A new connection's ``on_connect`` runs whatever the optional housekeeping read after the connect does.
+
+    The client's clock jumps past the deadline the moment the new connection is in place, so the refusal counters'
+    baseline read (the first thing after the handshake) finds no time left. Before the fix that skipped
+    ``on_connect`` for a connection that stayed in use: its session never got the settings ``on_connect`` gives."""
+    connected: list[int] = []
+    holder: list[ServerlessMySQL] = []
+
+    def clock() -> float:
+        return time.monotonic() + (100.0 if holder and holder[0].get_client() is not None else 0.0)
+
+    def on_connect(conn: Any) -> None:
+        connected.append(int(conn.thread_id()))
+
+    db = ServerlessMySQL(**fault_user.connect_kwargs(), clock=clock, on_connect=on_connect, manage_conns=True)
+    holder.append(db)
+    try:
+        db.set_deadline(30.0)
+        with contextlib.suppress(DeadlineExceededError):
+            db.connect()
+        db.set_deadline(None)
+        own = int(db.query("SELECT CONNECTION_ID() AS id")[0]["id"])
+        assert own in connected, f"connection {own} is in use, on_connect ran for {connected}"
+    finally:
+        db.terminate()

@@ -527,3 +527,57 @@ def test_tls_handshake_is_bounded_by_the_deadline(tls_user: AppUser, pki: TestPK
         assert tls_version(db).startswith("TLS")
         db.set_deadline(None)
         db.quit()
+
+
+# ================================================================================================ ssl_ca alone verifies
+def only_ca(tls_user: AppUser, pki: TestPKI, form: str, **where: Any) -> ServerlessMySQL:
+    """A client given nothing but ``ssl_ca`` (in connect_args or the URL), as docs/deploying.md tells users."""
+    target = {**tls_user.connect_kwargs(), **where}
+    if form == "url":
+        url = (
+            f"mysql://{tls_user.name}:{quote(tls_user.password)}@{target['host']}:{target['port']}/{tls_user.database}"
+        )
+        return ServerlessMySQL(url=f"{url}?ssl_ca={quote(pki.ca_path)}", connect_timeout=1.0)
+    return ServerlessMySQL(**target, connect_args={"ssl_ca": pki.ca_path}, connect_timeout=1.0)
+
+
+@pytest.mark.parametrize("form", ["connect_args", "url"])
+def test_ssl_ca_alone_refuses_a_certificate_from_another_ca(
+    form: str, tls_user: AppUser, other_pki: TestPKI, tls_server: MariaDBServer, leaks: LeakSink
+) -> None:
+    """With ``ssl_ca`` the certificate must chain to it: otherwise the password goes to whoever answers."""
+    leaks.secret(tls_user.password)
+    db = only_ca(tls_user, other_pki, form)
+    with pytest.raises(ConnectError) as info:
+        db.connect()
+    leaks.observe(info.value, db)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(info.value)
+    assert tls_server.wait_for_connection_count(0, tls_user.name) == 0
+
+
+@pytest.mark.parametrize("form", ["connect_args", "url"])
+def test_ssl_ca_alone_checks_the_host_name(
+    form: str, tls_user: AppUser, pki: TestPKI, wrong_name_proxy: FaultProxy, leaks: LeakSink
+) -> None:
+    """The right CA but a name not in the certificate: refused unless ``ssl_verify_identity=False`` says so."""
+    leaks.secret(tls_user.password)
+    db = only_ca(tls_user, pki, form, host=wrong_name_proxy.host, port=wrong_name_proxy.port)
+    with pytest.raises(ConnectError, match="mismatch"):
+        db.connect()
+    chain_only = ServerlessMySQL(
+        **{**tls_user.connect_kwargs(), "host": wrong_name_proxy.host, "port": wrong_name_proxy.port},
+        connect_args={"ssl_ca": pki.ca_path, "ssl_verify_identity": False},
+    )
+    try:
+        assert tls_version(chain_only).startswith("TLS")
+    finally:
+        chain_only.quit()
+
+
+@pytest.mark.parametrize("form", ["connect_args", "url"])
+def test_ssl_ca_alone_connects_to_the_right_server(form: str, tls_user: AppUser, pki: TestPKI) -> None:
+    db = only_ca(tls_user, pki, form)
+    try:
+        assert tls_version(db).startswith("TLS")
+    finally:
+        db.quit()

@@ -131,3 +131,43 @@ def test_deadlock_inside_a_transaction_is_not_retried_statement_by_statement(tar
     assert rows == {1: "other", 2: "other"}, rows
     db.quit()
     assert target.settle(0) == 0
+
+
+def test_a_failed_start_transaction_leaves_no_one_shot_isolation_level(
+    mariadb: MariaDBServer, fault_user: AppUser, leaks: LeakSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``SET TRANSACTION ISOLATION LEVEL`` applies to the session's *next* transaction only. When it succeeds and
+    START TRANSACTION then fails with a statement error (here a Galera node that is not ready, 1047: it still
+    accepts SET), the level must not reach the next transaction, which asked for none.
+
+    The server's answer to START TRANSACTION is injected (the level itself is set on the real server, and the next
+    transaction's level is read from the real server's ``information_schema.innodb_trx``)."""
+    from serverless_mysql import ServerlessMySQL
+    from serverless_mysql._driver import DriverConnection
+
+    target = Target(server=mariadb, user=fault_user, host=mariadb.host, port=mariadb.port, leaks=leaks)
+    table = target.make_table()
+    db: ServerlessMySQL = target.client()
+    real_query = DriverConnection.query
+    refuse = ["START TRANSACTION"]
+
+    def query(self: DriverConnection, sql: Any, unbuffered: bool = False) -> int:
+        if refuse and sql == refuse[0]:
+            refuse.clear()
+            raise pymysql.err.OperationalError(1047, "WSREP has not yet prepared node for application use")
+        return real_query(self, sql, unbuffered)
+
+    monkeypatch.setattr(DriverConnection, "query", query)
+    with (
+        pytest.raises(pymysql.err.OperationalError, match="WSREP"),
+        db.transaction(isolation_level="SERIALIZABLE"),
+    ):
+        pass
+    with db.transaction() as tx:  # no level asked: the session's (REPEATABLE READ)
+        tx.query(f"SELECT * FROM {table}")
+        own = int(tx.query("SELECT CONNECTION_ID() AS id")[0]["id"])
+        rows = mariadb.execute(
+            "SELECT trx_isolation_level AS level FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = %s",
+            (own,),
+        )
+    assert [r["level"] for r in rows] == ["REPEATABLE READ"]

@@ -170,6 +170,17 @@ def test_get_config_is_a_masked_copy() -> None:
     assert db.get_config()["host"] == "db"
 
 
+def test_get_config_masks_secrets_at_any_depth() -> None:
+    """A TLS key passphrase nested in connect_args (PyMySQL's ``ssl`` dict) is a secret too (issue 18, item 7)."""
+    nested = {"ssl": {"ca": "/ca.pem", "cert": "/c.pem", "key": "/k.pem", "password": "p4ss"}}
+    db = ServerlessMySQL(host="db", connect_args=nested)
+    cfg = db.get_config()
+    assert "p4ss" not in repr(cfg)
+    assert cfg["connect_args"]["ssl"]["password"] == "****"
+    assert cfg["connect_args"]["ssl"]["ca"] == "/ca.pem"  # not a secret: still shown
+    assert db._config.connect_args["ssl"]["password"] == "p4ss"  # the copy is masked, not the options
+
+
 def test_rds_proxy_detection() -> None:
     assert detect_rds_proxy("my-proxy.proxy-abc123xyz.us-east-1.rds.amazonaws.com")
     assert not detect_rds_proxy("mydb.cluster-abc123xyz.us-east-1.rds.amazonaws.com")

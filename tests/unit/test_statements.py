@@ -123,14 +123,82 @@ NOT_RERUN = [
 ]
 
 
+MARIADB = "5.5.5-10.11.6-MariaDB"  # what the handshake of the test server says
+MYSQL = "8.0.35"
+
+
 @pytest.mark.parametrize("sql", RERUN)
 def test_side_effect_free_reads_are_re_run(sql: str) -> None:
-    assert is_plain_read(sql), sql
+    assert is_plain_read(sql, MARIADB), sql
 
 
+@pytest.mark.parametrize("server", [None, MARIADB, MYSQL])
 @pytest.mark.parametrize("sql", NOT_RERUN)
-def test_anything_that_may_have_a_side_effect_is_not_re_run(sql: str) -> None:
+def test_anything_that_may_have_a_side_effect_is_not_re_run(sql: str, server: str | None) -> None:
+    assert not is_plain_read(sql, server), sql
+
+
+# Issue 18, item 4: each of these ran a user's stored function twice after a lost answer.
+@pytest.mark.parametrize(
+    "sql",
+    ["SELECT lateral()", "SELECT lateral(1) AS x FROM t", "SELECT of()", "SELECT a FROM t WHERE of(a) = 1"],
+)
+@pytest.mark.parametrize("server", [None, MARIADB])
+def test_lateral_and_of_are_function_names_on_mariadb(sql: str, server: str | None) -> None:
+    assert not is_plain_read(sql, server), sql
+
+
+def test_lateral_is_a_keyword_on_mysql_only() -> None:
+    sql = "SELECT * FROM t JOIN LATERAL (SELECT u.a FROM u WHERE u.id = t.id) AS d"
+    assert is_plain_read(sql, MYSQL)
+    assert not is_plain_read(sql, "8.0.13")  # before LATERAL was reserved
+    assert not is_plain_read(sql, MARIADB)
+
+
+@pytest.mark.parametrize("name", ["UUID_TO_BIN", "BIN_TO_UUID", "IS_UUID", "ANY_VALUE", "REGEXP_LIKE", "JSON_TABLE"])
+def test_mysql_only_built_ins_are_stored_functions_on_mariadb(name: str) -> None:
+    sql = f"SELECT {name}(a) AS x FROM t"
+    assert not is_plain_read(sql, MARIADB), sql
+    assert not is_plain_read(sql), sql  # server unknown: not re-run
+    assert is_plain_read(sql, MYSQL), sql
+
+
+@pytest.mark.parametrize("name", ["SFORMAT", "NATURAL_SORT_KEY", "JSON_DETAILED", "MEDIAN", "NVL", "CHR", "SYS_GUID"])
+def test_mariadb_only_built_ins_are_stored_functions_on_mysql(name: str) -> None:
+    sql = f"SELECT {name}(a) AS x FROM t"
+    assert not is_plain_read(sql, MYSQL), sql
     assert not is_plain_read(sql), sql
+    assert is_plain_read(sql, MARIADB), sql
+
+
+def test_built_ins_count_only_from_the_server_version_that_has_them() -> None:
+    window = "SELECT RANK() OVER (ORDER BY a) AS r FROM t"
+    assert is_plain_read(window, MYSQL) and is_plain_read(window, MARIADB)
+    assert not is_plain_read(window, "5.7.44-log")  # no window functions in MySQL 5.7: rank() is a user's
+    assert not is_plain_read("SELECT SFORMAT('{}', a) FROM t", "10.6.16-MariaDB")  # SFORMAT: MariaDB 10.7
+    assert not is_plain_read("SELECT CONCAT(a) FROM t", "5.6.51")  # older than every supported server: no call
+    assert is_plain_read("SELECT a FROM t", "5.6.51")
+    for unreadable in ("", "TiDB", "x.y"):
+        assert is_plain_read("SELECT CONCAT(a) FROM t", unreadable)  # unknown: the built-ins every server has
+        assert not is_plain_read("SELECT ANY_VALUE(a) FROM t", unreadable)
+
+
+def test_json_table_is_a_built_in_in_from_on_mariadb() -> None:
+    sql = "SELECT * FROM JSON_TABLE('[1]', '$[*]' COLUMNS (x INT PATH '$')) AS jt"
+    assert is_plain_read(sql, MARIADB) and is_plain_read(sql, MYSQL)
+    assert not is_plain_read(sql, "10.5.23-MariaDB")  # before MariaDB had JSON_TABLE
+
+
+def test_ansi_quotes_reading() -> None:
+    """Under ANSI_QUOTES "…" is a name where a backslash does not escape, while it still does in '…'.
+
+    Read with backslash escapes in both quotes, or in neither, the call is inside a literal; under ANSI_QUOTES
+    (without NO_BACKSLASH_ESCAPES) it is outside, and the rest of the line a comment.
+    """
+    hidden = "SELECT '\\'' , \"\\\" , f() # \" # '\n"
+    assert hidden == r"""SELECT '\'' , "\" , f() # " # '""" + "\n"
+    assert not is_plain_read(hidden, MARIADB)
+    assert is_plain_read(hidden.replace("f()", "1"), MARIADB)  # the same text without the call: re-run
 
 
 def test_the_pure_list_leaves_out_every_function_with_a_side_effect_or_session_state() -> None:
@@ -152,6 +220,7 @@ def test_the_pure_list_leaves_out_every_function_with_a_side_effect_or_session_s
     assert {"COUNT", "SUM", "NOW", "CONCAT", "COALESCE", "JSON_EXTRACT", "SLEEP"} <= PURE_FUNCTIONS
     for name in sorted(PURE_FUNCTIONS):
         assert is_plain_read(f"SELECT {name}(1)"), name
+        assert is_plain_read(f"SELECT {name}(1)", MARIADB) and is_plain_read(f"SELECT {name}(1)", MYSQL), name
         assert not is_plain_read(f"SELECT db.{name}(1)"), name
         assert not is_plain_read(f"SELECT `{name}`(1)"), name
 
