@@ -85,10 +85,13 @@ class ClientConnection:
         """COMMIT or ROLLBACK this connection's transaction; nothing at all when it began none."""
         if not self._began:
             return  # AUTOCOMMIT, the pool's reset on check-in: nothing to end
-        self._began = False
         if self.client._tx_host.owner is self:
+            # Marked ended only once it is: a refusal (another thread's call) leaves it to its own thread to end.
             self.client._tx_host.finish(self, commit=commit)
-        elif commit:
+            self._began = False
+            return
+        self._began = False
+        if commit:
             raise TransactionAbortedError(
                 "the transaction was rolled back when the invocation that began it ended (or its connection was "
                 "closed); nothing of it was committed"

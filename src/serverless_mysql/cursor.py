@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pymysql.cursors
 
-from ._driver import _bind  # PyMySQL's cursor rule for binding one parameter set, as db.query() uses it
+from ._escape import bind as _bind  # PyMySQL's cursor rule for binding one parameter set, as db.query() uses it
 
 if TYPE_CHECKING:
     from pymysql.connections import Connection
