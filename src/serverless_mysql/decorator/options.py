@@ -56,6 +56,8 @@ class MySQLHandler(Protocol[R_co]):
     """A handler decorated by :func:`~serverless_mysql.with_mysql`; ``handler.db`` is its client."""
 
     db: ServerlessMySQL
+    reader: ServerlessMySQL | None
+    """The reader client of ``reader_host`` (``None`` without one, or for a handler without ``reader``)."""
 
     def __call__(self, event: Any, context: Any, *args: Any, **kwargs: Any) -> R_co:
         """Run the handler with ``db=`` the managed client."""
