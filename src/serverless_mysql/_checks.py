@@ -96,7 +96,7 @@ class Number(Check):
         if self.high == math.inf:
             bounds = f"> {low}" if self.low_open else f"≥ {low}"
         else:
-            bounds = f"({low}, {high}]" if self.low_open else f"{low}\N{EN DASH}{high}"
+            bounds = f"({low}, {high}]" if self.low_open else f"{low}–{high}"  # noqa: RUF001 - the docs table's en dash
         parts = [p for p in (self.unit, bounds) if p]
         if self.at_most:
             parts.append(f"≤ `{self.at_most}`")

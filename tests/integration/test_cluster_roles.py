@@ -254,13 +254,12 @@ class _ClusterSecret:
 @pytest.fixture
 def cluster_dns(monkeypatch: pytest.MonkeyPatch, server: MariaDBServer) -> None:
     """The cluster endpoint's name resolves to the private server (DNS, as Lambda would see it)."""
-    real = socket.create_connection
+    real = socket.getaddrinfo
 
-    def create_connection(address: Any, *args: Any, **kwargs: Any) -> socket.socket:
-        host, port = address
-        return real((server.host if host == CLUSTER else host, port), *args, **kwargs)
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        return real(server.host if host == CLUSTER else host, *args, **kwargs)
 
-    monkeypatch.setattr(socket, "create_connection", create_connection)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
 @pytest.mark.usefixtures("cluster_dns")
