@@ -45,7 +45,7 @@ from .lifecycle import INIT_CONNECT_BUDGET, Lifecycle, connect_on_init
 from .options import LambdaContextLike, MetricsSink, MySQLHandler, Setup, WithMySQLOptions
 from .sigterm import register_sigterm
 from .snapstart import SNAPSTART_HOOKS_MODULE, register_snapstart
-from .wrapping import check_handler, wrap
+from .wrapping import accepts, check_handler, wrap
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -79,6 +79,8 @@ def with_mysql(handler: Callable[..., Any] | None = None, /, **options: Any) -> 
     """Give a Lambda handler a managed MySQL client as keyword ``db``, cleaned up after every invocation.
 
     Usable as ``@with_mysql``, ``@with_mysql()``, ``@with_mysql(**options)`` and ``@with_mysql(db=client)``.
+    With ``reader_host``, a handler that declares a ``reader`` parameter also gets a second client there (same
+    options and credentials, ``server_role="reader"``), managed like ``db``; ``wrapper.reader`` is it.
     Options are keyword-only: the decorator's own (``db``, ``secret_id``, ``iam_auth``, ``after``,
     ``deadline_margin``, ``metrics``, ``sigterm``, ...) and every option of :class:`ServerlessMySQL`; each is
     described in ``docs/options.md``. An option not given comes from its ``SERVERLESS_MYSQL_<OPTION>``
@@ -122,29 +124,44 @@ def with_mysql(handler: Callable[..., Any] | None = None, /, **options: Any) -> 
 
 def _decorate(func: Callable[..., Any], setup: Setup) -> MySQLHandler[Any]:
     chain, rebuild = check_handler(func)  # before the client exists: a refused handler leaves nothing behind
-    db = setup.create()  # one client per decoration, created now: Lambda's init phase
     user_fn = chain[-1]
+    wants_reader = setup.reader_host is not None and accepts(user_fn, "reader")
+    if wants_reader and not rebuild:
+        check_handler(func, also="reader")  # every decorator below must pass reader= on too
 
-    def spawn() -> ServerlessMySQL:  # another thread's own client (see lifecycle's module docstring)
-        other = setup.create()
+    def create() -> tuple[ServerlessMySQL, ServerlessMySQL | None]:
+        db = setup.create()
+        # A handler with a `reader` parameter gets the reader client; one without behaves as if reader_host were
+        # unset (but a reader_host that cannot work is refused all the same: it is the function's configuration).
+        reader = setup.create_reader(db) if setup.reader_host is not None else None
+        return db, reader if wants_reader else None
+
+    def spawn() -> tuple[ServerlessMySQL, ServerlessMySQL | None]:  # another thread's own (see lifecycle)
+        pair = create()
         if setup.sigterm:
-            register_sigterm(other)
-        return other
+            for client in pair:
+                if client is not None:
+                    register_sigterm(client)
+        return pair
 
+    db, reader = create()  # one client (and reader) per decoration, created now: Lambda's init phase
     lifecycle = Lifecycle(
         db,
         after=setup.after,
         margin=setup.deadline_margin,
         metrics=setup.metrics,
         name=getattr(user_fn, "__qualname__", repr(user_fn)),
+        reader=reader,
         spawn=spawn if setup.db is None else None,
     )
     wrapper = wrap(func, chain, rebuild, lifecycle, db)
-    if setup.sigterm:
-        register_sigterm(db)
-    register_snapstart(db)  # now: the snapshot is taken after init, before any invocation
-    if setup.connect_on_init:
-        connect_on_init(db)
+    clients = (db,) if reader is None else (db, reader)
+    for client in clients:  # the reader is managed exactly like db
+        if setup.sigterm:
+            register_sigterm(client)
+        register_snapstart(client)  # now: the snapshot is taken after init, before any invocation
+        if setup.connect_on_init:
+            connect_on_init(client)
     return wrapper  # type: ignore[return-value]
 
 

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from ..client import ServerlessMySQL, Stats
     from .options import MetricsSink
 
+    Clients = tuple[ServerlessMySQL, ServerlessMySQL | None]  # a thread's db and its reader (reader_host only)
+
 __all__ = ["INIT_CONNECT_BUDGET", "Lifecycle", "connect_on_init", "terminate_quietly"]
 
 logger = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ _get_ident = threading.get_ident
 class Lifecycle:
     """The per-invocation work around one handler: deadline, cleanup, metrics."""
 
-    __slots__ = ("_busy", "_guard", "_local", "_owner", "_spawn", "after", "db", "margin", "metrics", "name")
+    __slots__ = ("_busy", "_guard", "_local", "_owner", "_spawn", "after", "db", "margin", "metrics", "name", "reader")
 
     def __init__(
         self,
@@ -50,31 +52,33 @@ class Lifecycle:
         margin: float,
         metrics: MetricsSink | None,
         name: str,
-        spawn: Callable[[], ServerlessMySQL] | None = None,
+        reader: ServerlessMySQL | None = None,
+        spawn: Callable[[], Clients] | None = None,
     ) -> None:
         self.db = db
+        self.reader = reader  # the second client of reader_host: same deadline, same cleanup, its own metrics
         self.after = after
         self.margin = margin
         self.metrics = metrics
         self.name = name
-        self._spawn = spawn  # builds another thread's own client; None: db= was given, it cannot be copied
+        self._spawn = spawn  # builds another thread's own clients; None: db= was given, it cannot be copied
         self._owner = 0  # the thread that uses self.db (the first one to invoke)
         self._local = threading.local()
         self._guard = threading.Lock()
         self._busy = threading.Lock()  # held by the invocation running on self.db
 
-    def client(self) -> ServerlessMySQL:
-        """The client of the calling thread: the decoration's own for its first thread, else one of its own."""
+    def clients(self) -> Clients:
+        """The calling thread's ``(db, reader)``: the decoration's own for its first thread, else its own pair."""
         if self._owner == _get_ident():
-            return self.db
+            return self.db, self.reader
         with self._guard:
             if not self._owner:
                 self._owner = _get_ident()
         if self._owner == _get_ident() or self._spawn is None:
-            return self.db
-        own: ServerlessMySQL | None = getattr(self._local, "db", None)
+            return self.db, self.reader
+        own: Clients | None = getattr(self._local, "clients", None)
         if own is None:
-            own = self._local.db = self._spawn()
+            own = self._local.clients = self._spawn()
             logger.debug("client created for another thread", extra={"event": "thread_client", "handler": self.name})
         return own
 
@@ -82,7 +86,9 @@ class Lifecycle:
         self, handler: Callable[..., Any], event: Any, context: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]
     ) -> Any:
         """Call ``handler(event, context, *args, db=db, **kwargs)`` inside the invocation's deadline and cleanup."""
-        db = self.db if self._owner == _get_ident() else self.client()
+        db, reader = (self.db, self.reader) if self._owner == _get_ident() else self.clients()
+        if reader is not None:
+            kwargs = {**kwargs, "reader": reader}
         key = id(db)
         running: set[int] | None = getattr(_nesting, "clients", None)
         if running is None:
@@ -103,12 +109,17 @@ class Lifecycle:
             before = db.get_stats() if self.metrics is not None or logger.isEnabledFor(_DEBUG) else None
             budget = self._budget(context)
             db.set_deadline(budget)
+            if reader is not None:
+                reader.set_deadline(budget)  # the reader is managed exactly like db
+                before_reader = None if before is None else reader.get_stats()
             if before is not None:
                 logger.debug("invocation start", extra={"event": "invoke", "handler": self.name, "deadline": budget})
             try:
                 return handler(event, context, *args, db=db, **kwargs)
             finally:
                 self._finish(db, before)
+                if reader is not None:
+                    self._finish(reader, before_reader, prefix="Reader")
         finally:
             running.discard(key)
             if shared:
@@ -126,7 +137,7 @@ class Lifecycle:
             return None  # None, text, True, inf: no deadline rather than a wrong one
         return max(0.0, millis / 1000.0 - self.margin)
 
-    def _finish(self, db: ServerlessMySQL, before: Stats | None) -> None:
+    def _finish(self, db: ServerlessMySQL, before: Stats | None, prefix: str = "") -> None:
         started = time.monotonic() if before is not None else 0.0
         try:
             # A db.transaction() opened by this invocation and never ended (its with block was not left): roll it
@@ -152,11 +163,11 @@ class Lifecycle:
         if before is None:
             return
         try:
-            self._report(before, db.get_stats(), time.monotonic() - started)
+            self._report(before, db.get_stats(), time.monotonic() - started, prefix)
         except Exception:
             logger.warning("reporting invocation metrics failed", exc_info=True, extra={"event": "metrics_error"})
 
-    def _report(self, before: Stats, after: Stats, cleanup_seconds: float) -> None:
+    def _report(self, before: Stats, after: Stats, cleanup_seconds: float, prefix: str) -> None:
         connects = after.connects - before.connects
         queries = after.queries - before.queries
         used = connects > 0 or queries > 0
@@ -172,17 +183,21 @@ class Lifecycle:
             "reused": (connects == 0) if used else None,
             "cleanup_ms": round(cleanup_seconds * 1000.0, 3),
         }
-        logger.debug("invocation done", extra={"event": "invoke_done", "handler": self.name, **values})
+        client = prefix.lower() or "db"
+        logger.debug(
+            "invocation done", extra={"event": "invoke_done", "handler": self.name, "client": client, **values}
+        )
         sink = self.metrics
         if sink is None:
             return
-        sink.add_metric(name="ConnectRetries", unit="Count", value=values["connect_retries"])
-        sink.add_metric(name="ZombiesKilled", unit="Count", value=values["zombies_killed"])
-        sink.add_metric(name="HousekeepingTime", unit="Milliseconds", value=values["housekeeping_ms"])
+        sink.add_metric(name=prefix + "ConnectRetries", unit="Count", value=values["connect_retries"])
+        sink.add_metric(name=prefix + "ZombiesKilled", unit="Count", value=values["zombies_killed"])
+        sink.add_metric(name=prefix + "HousekeepingTime", unit="Milliseconds", value=values["housekeeping_ms"])
         if values["utilization"] is not None:
-            sink.add_metric(name="ConnectionUtilization", unit="Percent", value=round(values["utilization"] * 100, 2))
+            utilization = round(values["utilization"] * 100, 2)
+            sink.add_metric(name=prefix + "ConnectionUtilization", unit="Percent", value=utilization)
         if values["reused"] is not None:
-            sink.add_metric(name="ConnectionReused", unit="Count", value=int(values["reused"]))
+            sink.add_metric(name=prefix + "ConnectionReused", unit="Count", value=int(values["reused"]))
 
 
 def _inside_transaction(db: ServerlessMySQL) -> bool:
