@@ -14,12 +14,12 @@ The public API lives here; the layers under it each have a module of their own (
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ._connect import describe
 from ._driver import DriverConnection, escape_any_mode
 from ._housekeeping_io import HousekeepingIO
+from ._record import replace
 from ._txcontrol import TransactionControl
 from .results import Rows, Stats
 from .transactions import Transaction

@@ -10,16 +10,15 @@ Every duration is in seconds (floats allowed). A wrong option name or type raise
 password. Nothing falls back silently to a default.
 """
 
-# ruff: noqa: RUF009 - option() is dataclasses.field(default=..., metadata=...): no call result is shared
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from ._checks import Backoff, Callback, Check, ConnectArgs, Duck, Flag, Number, RandomGenerator, Text, check_tls_kept
 from ._cluster import ROLE_CHECK, detect_rds_proxy
+from ._record import MISSING, field, fields, record
 from ._spec import OptionSpec, option, spec
 from .credentials import CredentialsSource
 from .errors import ConfigError, ConfigTypeError
@@ -62,7 +61,7 @@ _CALLBACK = Callback()
 _BACKOFF_FORMS = "same forms as `backoff`"
 
 
-@dataclass(frozen=True, eq=False)  # compared by identity: no __eq__/__hash__ to build at import
+@record(frozen=True, eq=False)  # compared by identity; a record, not a dataclass: see _record
 class Config:
     """Validated, immutable options. Build it with :meth:`Config.from_options`."""
 

@@ -12,8 +12,9 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from ._record import field, record
 
 __all__ = ["Credentials", "CredentialsProvider", "time_budget", "time_left"]
 
@@ -22,7 +23,7 @@ __all__ = ["Credentials", "CredentialsProvider", "time_budget", "time_left"]
 _budget = threading.local()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Credentials:
     """Connection fields supplied by a provider; ``None`` means "not supplied".
 

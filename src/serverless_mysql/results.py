@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+from ._record import record
 
 __all__ = ["Rows", "Stats"]
 
@@ -16,7 +17,7 @@ class Rows(list[dict[str, Any]]):
     columns: tuple[str, ...] = ()
 
 
-@dataclass
+@record()
 class Stats:
     """Cumulative counters of one client (:meth:`ServerlessMySQL.get_stats` returns a copy)."""
 
