@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NoReturn
 
 import pymysql
 
 from . import _driver
 from ._cluster import WRITABILITY_FALLBACK_SQL, is_writable, resolve_role, writability_sql
 from ._events import Events
+from ._record import record
 from .config import Config
 from .credentials import time_budget
 from .errors import (
@@ -45,7 +46,8 @@ class ReadOnlyServerError(pymysql.err.OperationalError):
     """A writer client's new connection reached a read-only server (it was closed): retried as a server down."""
 
 
-class Connected(NamedTuple):
+@record(frozen=True, eq=False)  # not a NamedTuple: see _record
+class Connected:
     """A new connection and how it was got."""
 
     conn: _driver.DriverConnection

@@ -4,7 +4,9 @@ NOTE: ``import dataclasses`` loads ``inspect`` (and ``ast``, ``dis``, ...), and 
 methods with ``exec``: together about a third of the library's import time in Lambda's init phase. :func:`record`
 builds a class from the same declarations (annotations and defaults, :func:`field` for the rest) with generic
 methods and no code generation. ``dataclasses.fields``, ``asdict``, ``replace`` and ``is_dataclass`` still work on
-these classes: their ``__dataclass_fields__`` is built (importing ``dataclasses``) on first access.
+these classes: their ``__dataclass_fields__`` is built (importing ``dataclasses``) on first access. Likewise a
+``typing.NamedTuple`` with postponed annotations compiles each field's annotation (``ForwardRef``): small records
+replace them.
 """
 
 from __future__ import annotations
@@ -110,12 +112,11 @@ def record(*, frozen: bool = False, eq: bool = True) -> Callable[[C], C]:
         for name, annotation in annotations.items():
             value = cls.__dict__.get(name, MISSING)
             f = value if isinstance(value, Field) else Field(value, MISSING, True, {})
-            if f.default is MISSING and f.default_factory is MISSING:
-                raise TypeError(f"record field {name!r} needs a default")
             f.name, f.type = name, annotation
             table.append(f)
             if f.default is MISSING:
-                delattr(cls, name)
+                if name in cls.__dict__:
+                    delattr(cls, name)
             else:
                 setattr(cls, name, f.default)
         _install(cls, tuple(table), frozen, eq)
@@ -127,7 +128,8 @@ def record(*, frozen: bool = False, eq: bool = True) -> Callable[[C], C]:
 def _install(cls: Any, table: tuple[Field, ...], frozen: bool, eq: bool) -> None:
     names = tuple(f.name for f in table)
     known = frozenset(names)
-    defaults = {f.name: f.default for f in table if f.default_factory is MISSING}
+    defaults = {f.name: f.default for f in table if f.default is not MISSING}
+    required = frozenset(f.name for f in table if f.default is MISSING and f.default_factory is MISSING)
     factories = tuple((f.name, f.default_factory) for f in table if f.default_factory is not MISSING)
     shown = tuple(f.name for f in table if f.repr)
     qualname = cls.__qualname__
@@ -141,9 +143,11 @@ def _install(cls: Any, table: tuple[Field, ...], frozen: bool, eq: bool) -> None
             if twice:
                 raise TypeError(f"{qualname}() got multiple values for argument {sorted(twice)[0]!r}")
             kwargs.update(given)
-        if not kwargs.keys() <= known:
-            unknown = sorted(kwargs.keys() - known)[0]
-            raise TypeError(f"{qualname}.__init__() got an unexpected keyword argument {unknown!r}")
+        if not known >= kwargs.keys() >= required:
+            unknown, missing = sorted(kwargs.keys() - known), sorted(required - kwargs.keys())
+            if unknown:
+                raise TypeError(f"{qualname}.__init__() got an unexpected keyword argument {unknown[0]!r}")
+            raise TypeError(f"{qualname}.__init__() missing required argument {missing[0]!r}")
         values = dict(defaults)
         for name, factory in factories:
             if name not in kwargs:

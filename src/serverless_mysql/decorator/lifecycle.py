@@ -26,7 +26,7 @@ from ..errors import ConcurrentInvocationError
 
 if TYPE_CHECKING:
     from ..client import ServerlessMySQL, Stats
-    from .options import MetricsSink
+    from ._types import MetricsSink
 
     Clients = tuple[ServerlessMySQL, ServerlessMySQL | None]  # a thread's db and its reader (reader_host only)
 
