@@ -30,7 +30,6 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
 
 import pymysql
 import pymysql.connections
@@ -40,7 +39,10 @@ from pymysql.constants import CLIENT, CR, SERVER_STATUS
 
 from .results import Rows
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
 if TYPE_CHECKING:
+    from typing import Any, ClassVar
+
     from pymysql.connections import Connection
 
     _BaseConnection = Connection[Any]

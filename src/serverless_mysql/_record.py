@@ -26,7 +26,7 @@ else:
         return lambda decorated: decorated
 
 
-__all__ = ["MISSING", "Field", "field", "fields", "record", "replace"]
+__all__ = ["MISSING", "Field", "field", "fields", "lazy_attributes", "record", "replace"]
 
 
 class _Missing:
@@ -78,6 +78,23 @@ def replace(obj: R, **changes: Any) -> R:
     new.__dict__.update(obj.__dict__)
     new.__dict__.update(changes)
     return new
+
+
+def lazy_attributes(module: str, **homes: str) -> Callable[[str], object]:
+    """A module ``__getattr__`` (PEP 562) re-exporting ``name`` from the sibling module ``homes[name]`` on first access.
+
+    For names made by ``typing`` (Protocols): a module that re-exports one need not import ``typing`` to load.
+    """
+
+    def __getattr__(name: str) -> object:
+        home = homes.get(name)
+        if home is None:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        import importlib  # noqa: PLC0415 - loaded by the interpreter already: a dict lookup
+
+        return getattr(importlib.import_module(f"{module.rpartition('.')[0]}.{home}"), name)
+
+    return __getattr__
 
 
 class _DataclassFields:

@@ -9,15 +9,19 @@ tables of ``docs/options.md`` (``python -m serverless_mysql.options``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar
 
 from ._checks import Check, Choice, Duck, Flag, Number, Text
 from ._record import field
 from .errors import ConfigTypeError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
 __all__ = ["DECORATOR_OPTIONS", "INIT_CONNECT_BUDGET", "OptionSpec", "option", "spec"]
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    T = TypeVar("T")
 
 
 class OptionSpec:

@@ -12,16 +12,23 @@ password. Nothing falls back silently to a default.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from ._checks import Backoff, Callback, Check, ConnectArgs, Duck, Flag, Number, RandomGenerator, Text, check_tls_kept
 from ._cluster import ROLE_CHECK, detect_rds_proxy
-from ._record import MISSING, field, fields, record
+from ._record import MISSING, field, fields, lazy_attributes, record
 from ._spec import OptionSpec, option, spec
-from .credentials import CredentialsSource
 from .errors import ConfigError, ConfigTypeError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
+if TYPE_CHECKING:
+    import random
+    from typing import Any
+
+    from .credentials import CredentialsSource
+else:
+    __getattr__ = lazy_attributes(__name__, CredentialsSource="credentials")  # a typing.Protocol: on first access
+
 
 __all__ = [
     "CLIENT_OPTIONS",

@@ -16,12 +16,15 @@ import os
 import warnings
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
 
 from ._record import record
 from ._spec import DECORATOR_OPTIONS, OptionSpec
 from ._text import from_text
 from .config import CLIENT_OPTIONS
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "DECORATOR_DEFAULTS",

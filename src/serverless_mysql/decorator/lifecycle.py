@@ -19,12 +19,14 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
 
 from .._spec import INIT_CONNECT_BUDGET
 from ..errors import ConcurrentInvocationError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..client import ServerlessMySQL, Stats
     from ._types import MetricsSink
 

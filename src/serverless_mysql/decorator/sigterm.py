@@ -19,12 +19,13 @@ import os
 import sys
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
 
 from .lifecycle import terminate_quietly
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
 if TYPE_CHECKING:
     from types import FrameType
+    from typing import Any
 
     from ..client import ServerlessMySQL
 

@@ -20,9 +20,11 @@ import functools
 import itertools
 from collections.abc import Callable
 from types import CellType, FunctionType
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..client import ServerlessMySQL
     from .lifecycle import Lifecycle
 
