@@ -124,7 +124,9 @@ def record(*, frozen: bool = False, eq: bool = True) -> Callable[[C], C]:
     """
 
     def build(cls: C) -> C:
-        annotations = cls.__dict__.get("__annotations__", {})  # noqa: RUF063 - not inspect: see above
+        annotations = cls.__dict__.get("__annotations__")  # noqa: RUF063 - not inspect: see above
+        if annotations is None:  # Python 3.14 without postponed annotations: built by __annotate__ on access
+            annotations = getattr(cls, "__annotations__", {})
         table = []
         for name, annotation in annotations.items():
             value = cls.__dict__.get(name, MISSING)
