@@ -1,4 +1,4 @@
-"""Dataclass-like records without ``dataclasses`` at import: ``Config``, ``Stats`` and ``Credentials``.
+"""Dataclass-like records without ``dataclasses`` at import: ``Config``, ``Stats``, ``Credentials`` and smaller ones.
 
 NOTE: ``import dataclasses`` loads ``inspect`` (and ``ast``, ``dis``, ...), and each ``@dataclass`` compiles its
 methods with ``exec``: together about a third of the library's import time in Lambda's init phase. :func:`record`
