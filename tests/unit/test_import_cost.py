@@ -72,10 +72,9 @@ def test_with_mysql_loads_the_decorator_but_no_sdk() -> None:
 INIT_ALLOWED = {
     # jitter and housekeeping's random runs (the runtime client has not loaded http.client yet at init)
     "random", "_random", "bisect", "_bisect", "_sha512",
-    # the decorator's SIGTERM handler
-    "signal", "_signal",
     # Not typing (our annotations are postponed, TYPE_CHECKING is our own constant: see _record), not dataclasses
-    # with inspect, ast, dis (records), not snapshot_restore_py outside a SnapStart init (it imports typing).
+    # with inspect, ast, dis (records), not snapshot_restore_py outside a SnapStart init (it imports typing), not
+    # signal (its enums; the SIGTERM handler uses _signal, which the interpreter has loaded).
 }  # fmt: skip
 RUNTIME_PRELOADED = "import logging, re, json, socket, time, os, traceback, importlib"
 
