@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
 
+from ._credentials import Credentials
 from .client import Rows, ServerlessMySQL, Stats
-from .credentials import Credentials, CredentialsProvider
 from .errors import (
     ConcurrentInvocationError,
     ConfigError,
@@ -20,7 +19,11 @@ from .errors import (
     TransactionAbortedError,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
 if TYPE_CHECKING:
+    from typing import Any
+
+    from .credentials import CredentialsProvider
     from .decorator import with_mysql
     from .iam import IamAuthCredentials
     from .secrets import SecretsManagerCredentials
@@ -50,7 +53,12 @@ __all__ = [
 
 # Imported on first access (PEP 562): code that uses only the client does not pay for compiling and loading
 # the decorator, its environment parsing, or the AWS credential providers.
-_LAZY = {"with_mysql": "decorator", "IamAuthCredentials": "iam", "SecretsManagerCredentials": "secrets"}
+_LAZY = {
+    "with_mysql": "decorator",
+    "IamAuthCredentials": "iam",
+    "SecretsManagerCredentials": "secrets",
+    "CredentialsProvider": "credentials",  # a typing.Protocol: typing is not loaded before
+}
 
 
 def __getattr__(name: str) -> Any:

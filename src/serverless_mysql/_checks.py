@@ -10,9 +10,12 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping
-from typing import Any
 
 from .errors import ConfigError, ConfigTypeError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "RESERVED_CONNECT_ARGS",
@@ -96,7 +99,8 @@ class Number(Check):
         if self.high == math.inf:
             bounds = f"> {low}" if self.low_open else f"≥ {low}"
         else:
-            bounds = f"({low}, {high}]" if self.low_open else f"{low}–{high}"  # noqa: RUF001 - the docs table's en dash
+            # \u2013 (en dash), not \N{...}: compiling that escape imports unicodedata
+            bounds = f"({low}, {high}]" if self.low_open else f"{low}\u2013{high}"
         parts = [p for p in (self.unit, bounds) if p]
         if self.at_most:
             parts.append(f"≤ `{self.at_most}`")

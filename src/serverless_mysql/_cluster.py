@@ -10,10 +10,15 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping
-from typing import Any, Literal
 
 from ._checks import Choice
 from .errors import ConfigError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
+if TYPE_CHECKING:
+    from typing import Any, Literal
+
+    Role = Literal["writer", "reader", "any"]
 
 __all__ = [
     "ROLES",
@@ -28,7 +33,6 @@ __all__ = [
     "writability_sql",
 ]
 
-Role = Literal["writer", "reader", "any"]
 ROLES = ("writer", "reader", "any", "auto")
 """The values of option ``server_role``; ``"auto"`` resolves to one of the others from the host name."""
 ROLE_CHECK = Choice(*ROLES)

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, NamedTuple, NoReturn
 
 import pymysql
 
 from . import _driver
 from ._cluster import WRITABILITY_FALLBACK_SQL, is_writable, resolve_role, writability_sql
+from ._credentials import time_budget
 from ._events import Events
+from ._record import record
 from .config import Config
-from .credentials import time_budget
 from .errors import (
     ER_OPTION_PREVENTS_STATEMENT,
     ER_UNKNOWN_SYSTEM_VARIABLE,
@@ -33,6 +33,10 @@ from .pressure import FULL, WINDOW, Pressure
 from .results import Stats
 from .retry import RetryPolicy
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
 __all__ = ["DEFAULT_CONNECT_WAIT", "Connected", "Connector", "ReadOnlyServerError", "describe"]
 
 logger = logging.getLogger("serverless_mysql.client")
@@ -45,7 +49,8 @@ class ReadOnlyServerError(pymysql.err.OperationalError):
     """A writer client's new connection reached a read-only server (it was closed): retried as a server down."""
 
 
-class Connected(NamedTuple):
+@record(frozen=True, eq=False)  # not a NamedTuple: see _record
+class Connected:
     """A new connection and how it was got."""
 
     conn: _driver.DriverConnection

@@ -28,7 +28,6 @@ import ssl
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
 
 import pymysql
 import pymysql.connections
@@ -39,7 +38,10 @@ from ._escape import bind, escape_any_mode
 from ._tcp import open_tcp
 from .results import Rows
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
 if TYPE_CHECKING:
+    from typing import Any, ClassVar
+
     from pymysql.connections import Connection
 
     _BaseConnection = Connection[Any]

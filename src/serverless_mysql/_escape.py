@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import re
 import warnings
-from typing import Any
 
 import pymysql
 import pymysql.converters
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (loaded in Lambda's init phase)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["bind", "escape_any_mode"]
 

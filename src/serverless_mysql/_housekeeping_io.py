@@ -10,7 +10,6 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
 
 import pymysql
 
@@ -39,6 +38,10 @@ from .housekeeping import (
 )
 from .pressure import Pressure
 from .results import Stats
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["HousekeepingIO"]
 

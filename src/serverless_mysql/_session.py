@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
 
 import pymysql
 
@@ -31,12 +30,17 @@ from .pressure import Pressure
 from .results import Stats
 from .retry import RetryPolicy
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
 __all__ = ["Execute", "Session", "became_read_only"]
 
-R = TypeVar("R")
-Execute = Callable[[DriverConnection, str, Any], R]
-"""Runs one statement on a live connection: :meth:`DriverConnection.run` for ``query()``, a DB-API cursor's own
-execute for ``cursor()`` and the SQLAlchemy engine (which want tuple rows and ``description``)."""
+if TYPE_CHECKING:  # for type checkers only: no typing at runtime
+    R = TypeVar("R")
+    Execute = Callable[[DriverConnection, str, Any], R]
+    """Runs one statement on a live connection: :meth:`DriverConnection.run` for ``query()``, a DB-API cursor's
+    own execute for ``cursor()`` and the SQLAlchemy engine (which want tuple rows and ``description``)."""
 
 logger = logging.getLogger("serverless_mysql.client")
 

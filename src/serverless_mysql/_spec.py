@@ -9,21 +9,25 @@ tables of ``docs/options.md`` (``python -m serverless_mysql.options``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import field
-from typing import Any, TypeVar
 
 from ._checks import Check, Choice, Duck, Flag, Number, Text
+from ._record import field
 from .errors import ConfigTypeError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
 
 __all__ = ["DECORATOR_OPTIONS", "INIT_CONNECT_BUDGET", "OptionSpec", "option", "spec"]
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    T = TypeVar("T")
 
 
 class OptionSpec:
     """One option: its doc text, its check, and (for a ``SERVERLESS_MYSQL_*`` variable) a one-line summary.
 
-    ``name`` and ``default`` are filled from the dataclass field for :class:`~serverless_mysql.config.Config`.
+    ``name`` and ``default`` are filled from the record field for :class:`~serverless_mysql.config.Config`.
     """
 
     __slots__ = ("check", "default", "default_from", "doc", "env_doc", "name", "secret", "type")
@@ -177,6 +181,7 @@ DECORATOR_OPTIONS: tuple[OptionSpec, ...] = (
 def option(default: T, doc: str, check: Check, *, env: str = "", secret: bool = False) -> T:
     """A :class:`~serverless_mysql.config.Config` field: its default and its spec (``env``: its variable's summary).
 
-    A secret option is left out of the dataclass's ``repr``.
+    A secret option is left out of the record's ``repr``.
     """
-    return field(default=default, repr=not secret, metadata=spec(doc, check, env=env, secret=secret))
+    out: T = field(default=default, repr=not secret, metadata=spec(doc, check, env=env, secret=secret))
+    return out

@@ -11,11 +11,14 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any
 
 __all__ = ["open_tcp"]
 
-_AddrInfo = list[tuple[Any, Any, int, str, Any]]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (loaded in Lambda's init phase)
+if TYPE_CHECKING:
+    from typing import Any
+
+    _AddrInfo = list[tuple[Any, Any, int, str, Any]]
 
 
 def open_tcp(

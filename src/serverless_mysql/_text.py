@@ -7,9 +7,12 @@ the same option read the same text the same way.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from .errors import ConfigError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["FALSE_WORDS", "NONE_WORDS", "TRUE_WORDS", "from_text", "parse_bool"]
 

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 import pymysql
 
 from ._connect import describe
 from ._driver import DriverConnection
-from ._session import Execute, R, Session, became_read_only
+from ._session import Session, became_read_only
 from .errors import DeadlineExceededError, TransactionAbortedError
 from .results import Rows
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ._session import Execute, R
 
 __all__ = ["TransactionControl"]
 

@@ -16,7 +16,12 @@ import math
 import random
 import time
 from collections.abc import Callable
-from typing import Protocol
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object  # Backoff is a Protocol for type checkers, a plain base class at runtime (no typing)
 
 __all__ = ["Backoff", "BackoffFn", "DecorrelatedJitter", "FullJitter", "RetryBudget", "make_backoff"]
 

@@ -14,20 +14,22 @@ The public API lives here; the layers under it each have a module of their own (
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
 
 from ._connect import describe
 from ._driver import DriverConnection, escape_any_mode
 from ._housekeeping_io import HousekeepingIO
+from ._record import replace
 from ._txcontrol import TransactionControl
 from .results import Rows, Stats
-from .transactions import Transaction
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
 if TYPE_CHECKING:
+    from typing import Any
+
     from pymysql.connections import Connection
 
     from .cursor import Cursor
+    from .transactions import Transaction
 
 __all__ = ["Rows", "ServerlessMySQL", "Stats", "is_plain_read"]
 
@@ -201,6 +203,8 @@ class ServerlessMySQL(TransactionControl):
 
         See :class:`~serverless_mysql.transactions.Transaction`.
         """
+        from .transactions import Transaction  # noqa: PLC0415 - its Protocols need typing: loaded on first use
+
         return Transaction(self._tx_host, isolation_level=isolation_level, read_only=read_only)
 
     def escape(self, value: object) -> str:

@@ -10,19 +10,25 @@ Every duration is in seconds (floats allowed). A wrong option name or type raise
 password. Nothing falls back silently to a default.
 """
 
-# ruff: noqa: RUF009 - option() is dataclasses.field(default=..., metadata=...): no call result is shared
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
-from typing import Any
 
 from ._checks import Backoff, Callback, Check, ConnectArgs, Duck, Flag, Number, RandomGenerator, Text, check_tls_kept
 from ._cluster import ROLE_CHECK, detect_rds_proxy
+from ._record import MISSING, field, fields, lazy_attributes, record
 from ._spec import OptionSpec, option, spec
-from .credentials import CredentialsSource
 from .errors import ConfigError, ConfigTypeError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
+if TYPE_CHECKING:
+    import random
+    from typing import Any
+
+    from .credentials import CredentialsSource
+else:
+    __getattr__ = lazy_attributes(__name__, CredentialsSource="credentials")  # a typing.Protocol: on first access
+
 
 __all__ = [
     "CLIENT_OPTIONS",
@@ -62,7 +68,7 @@ _CALLBACK = Callback()
 _BACKOFF_FORMS = "same forms as `backoff`"
 
 
-@dataclass(frozen=True, eq=False)  # compared by identity: no __eq__/__hash__ to build at import
+@record(frozen=True, eq=False)  # compared by identity; a record, not a dataclass: see _record
 class Config:
     """Validated, immutable options. Build it with :meth:`Config.from_options`."""
 

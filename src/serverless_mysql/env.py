@@ -16,11 +16,15 @@ import os
 import warnings
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, NamedTuple
 
+from ._record import record
 from ._spec import DECORATOR_OPTIONS, OptionSpec
 from ._text import from_text
 from .config import CLIENT_OPTIONS
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "DECORATOR_DEFAULTS",
@@ -44,7 +48,8 @@ class EnvVarWarning(UserWarning):
     """A ``SERVERLESS_MYSQL_*`` variable that no option reads (probably a typo)."""
 
 
-class EnvVar(NamedTuple):
+@record(frozen=True)  # not a NamedTuple: see _record
+class EnvVar:
     """One environment variable: its name, the option it sets, how its text is converted, and its default."""
 
     name: str

@@ -7,7 +7,10 @@ caller's own statements (syntax errors, duplicate keys, ...) are never wrapped: 
 
 from __future__ import annotations
 
-from typing import Literal
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
+if TYPE_CHECKING:
+    from typing import Literal
+
 
 __all__ = [
     "ConcurrentInvocationError",

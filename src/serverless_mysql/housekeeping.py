@@ -29,7 +29,8 @@ from __future__ import annotations
 import logging
 import math
 import random
-from typing import NamedTuple
+
+from ._record import record
 
 __all__ = [
     "HEADROOM",
@@ -125,14 +126,16 @@ def has_performance_schema_processlist(server_version: str) -> bool:
     return len(version) == 3 and ((5, 7, 39) <= version < (8, 0, 0) or version >= (8, 0, 22))
 
 
-class Zombie(NamedTuple):
+@record(frozen=True)  # not a NamedTuple: see _record
+class Zombie:
     """A sleeping connection of the same user, idle for ``idle`` seconds."""
 
     thread_id: int
     idle: int
 
 
-class Usage(NamedTuple):
+@record(frozen=True)  # not a NamedTuple: see _record
+class Usage:
     """What the housekeeping statement measured."""
 
     max_connections: int
@@ -159,7 +162,8 @@ class Usage(NamedTuple):
         return self.used / self.limit if self.limit > 0 else 1.0
 
 
-class Plan(NamedTuple):
+@record(frozen=True)  # not a NamedTuple: see _record
+class Plan:
     """What ``end()`` should kill."""
 
     kill: tuple[Zombie, ...] = ()

@@ -52,9 +52,12 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Literal
 
 from .backoff import Backoff, DecorrelatedJitter
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
+if TYPE_CHECKING:
+    from typing import Literal
 
 __all__ = [
     "AGED_MEAN",
@@ -70,7 +73,8 @@ __all__ = [
     "Pressure",
 ]
 
-Kind = Literal["full", "down"]
+if TYPE_CHECKING:  # an alias for type checkers only: no typing at runtime
+    Kind = Literal["full", "down"]
 FULL: Kind = "full"
 DOWN: Kind = "down"
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from ._record import record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Rows", "Stats"]
 
 
-class Rows(list[dict[str, Any]]):
+class Rows(list["dict[str, Any]"]):  # quoted: no typing at runtime
     """The rows of a statement as dicts, plus ``affected_rows``, ``insert_id`` and ``columns``."""
 
     affected_rows: int = 0
@@ -16,7 +19,7 @@ class Rows(list[dict[str, Any]]):
     columns: tuple[str, ...] = ()
 
 
-@dataclass
+@record()
 class Stats:
     """Cumulative counters of one client (:meth:`ServerlessMySQL.get_stats` returns a copy)."""
 

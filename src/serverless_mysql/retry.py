@@ -21,7 +21,6 @@ Next to :mod:`~serverless_mysql.pressure` (how long to wait for a slot), this sa
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 from .backoff import Backoff, RetryBudget
 from .errors import (
@@ -34,7 +33,12 @@ from .errors import (
     is_transient_query_error,
     was_never_sent,
 )
-from .pressure import Kind
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
+if TYPE_CHECKING:
+    from typing import Literal
+
+    from .pressure import Kind
 
 __all__ = ["MAX_LOST_RERUNS", "MAX_READ_ONLY_RERUNS", "ReadOnlyAction", "RetryPolicy"]
 
@@ -43,10 +47,11 @@ MAX_LOST_RERUNS = 2
 MAX_READ_ONLY_RERUNS = 5
 """Re-runs of one statement refused by read-only servers (each on a connection found writable; time bounds too)."""
 
-ReadOnlyAction = Literal["keep", "raise", "abort", "rerun"]
-"""After a statement error: ``keep`` the connection and raise (not a read-only refusal, or a reader client);
-``raise`` the error unchanged but drop the connection; ``abort`` the transaction (drop it, raise
-``TransactionAbortedError``); ``rerun`` the statement on a new, writable connection."""
+if TYPE_CHECKING:  # an alias for type checkers only: no typing at runtime
+    ReadOnlyAction = Literal["keep", "raise", "abort", "rerun"]
+    """After a statement error: ``keep`` the connection and raise (not a read-only refusal, or a reader client);
+    ``raise`` the error unchanged but drop the connection; ``abort`` the transaction (drop it, raise
+    ``TransactionAbortedError``); ``rerun`` the statement on a new, writable connection."""
 
 
 class RetryPolicy:

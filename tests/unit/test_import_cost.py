@@ -21,6 +21,11 @@ LAZY_OWN = (
     "serverless_mysql.iam",
     "serverless_mysql._secrets_provider",
     "serverless_mysql.lambda_context",
+    # made by typing (Protocols, a TypedDict): loaded on first access only, so typing stays out of Lambda's init
+    "serverless_mysql.credentials",
+    "serverless_mysql.transactions",
+    "serverless_mysql.decorator._types",
+    "serverless_mysql.decorator.reader",
 )
 HEAVY_ROOTS = ("boto3", "botocore", "aws_lambda_powertools", "s3transfer", "urllib3")
 # stdlib modules we only need for a URL, a secret or the decorator (checked only when pymysql does not load them)
@@ -65,14 +70,11 @@ def test_with_mysql_loads_the_decorator_but_no_sdk() -> None:
 # what the runtime client and PyMySQL already loaded; each entry says why. Anything else is a rarely used module
 # imported eagerly again (ssl, urllib.parse, ipaddress, difflib, contextvars, unicodedata, enum, ...).
 INIT_ALLOWED = {
-    # annotations at runtime (TYPE_CHECKING, Any, NamedTuple, TypedDict); _typing is its C part
-    "typing", "typing.io", "typing.re", "_typing",
-    # Config, Stats and Credentials are dataclasses: dataclasses imports inspect (and with it ast, dis, ...)
-    "dataclasses", "inspect", "importlib.machinery", "ast", "_ast", "dis", "opcode", "_opcode", "copy",
     # jitter and housekeeping's random runs (the runtime client has not loaded http.client yet at init)
     "random", "_random", "bisect", "_bisect", "_sha512",
-    # the decorator's SIGTERM handler and SnapStart hooks (snapshot_restore_py exists in Lambda's runtimes only)
-    "signal", "_signal", "snapshot_restore_py",
+    # Not typing (our annotations are postponed, TYPE_CHECKING is our own constant: see _record), not dataclasses
+    # with inspect, ast, dis (records), not snapshot_restore_py outside a SnapStart init (it imports typing), not
+    # signal (its enums; the SIGTERM handler uses _signal, which the interpreter has loaded).
 }  # fmt: skip
 RUNTIME_PRELOADED = "import logging, re, json, socket, time, os, traceback, importlib"
 
@@ -92,6 +94,10 @@ def test_init_of_a_plain_handler_loads_no_rarely_used_module() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     added = {name for name in proc.stdout.split() if name.split(".")[0] != "serverless_mysql"}
     assert added <= INIT_ALLOWED, sorted(added - INIT_ALLOWED)
+    own = {name for name in proc.stdout.split() if name.split(".")[0] == "serverless_mysql"}
+    assert "serverless_mysql.decorator.options" in own  # the statement ran
+    decoration = {"serverless_mysql.decorator", "serverless_mysql.env", "serverless_mysql._text"}  # reads variables
+    assert not own & set(LAZY_OWN) - decoration, sorted(own & set(LAZY_OWN) - decoration)
 
 
 def test_every_public_name_resolves() -> None:

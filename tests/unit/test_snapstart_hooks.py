@@ -15,11 +15,11 @@ from serverless_mysql import ServerlessMySQL
 from tests.support.snapstart import ROOT, runtime_env
 
 
-def run(code: str, *, with_runtime: bool) -> Any:
+def run(code: str, *, with_runtime: bool, init_type: str = "snap-start") -> Any:
     proc = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
-        env=runtime_env(with_runtime=with_runtime),
+        env=runtime_env(with_runtime=with_runtime, init_type=init_type),
         capture_output=True,
         text=True,
         timeout=60,
@@ -51,6 +51,14 @@ def test_hooks_module_is_imported_at_decoration_only_and_hooks_registered_once()
 def test_without_the_runtime_nothing_is_registered() -> None:
     result = run(REGISTER, with_runtime=False)
     assert result == {"imported_early": False, "counts": None, "again": False}
+
+
+def test_an_init_without_a_snapshot_does_not_load_the_hooks_module() -> None:
+    """On-demand and provisioned inits: the runtime never runs the hooks, so their module (it imports typing) stays
+    out (tests/unit/test_import_cost.py checks that typing does)."""
+    for init_type in ("on-demand", "provisioned-concurrency"):
+        result = run(REGISTER, with_runtime=True, init_type=init_type)
+        assert result == {"imported_early": False, "counts": None, "again": False}
 
 
 def test_reseed_leaves_a_generator_given_as_option_alone() -> None:

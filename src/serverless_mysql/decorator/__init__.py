@@ -38,17 +38,36 @@ way: this module imports them; :mod:`.sigterm` and :mod:`.snapstart` import only
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ..client import ServerlessMySQL
 from .lifecycle import INIT_CONNECT_BUDGET, Lifecycle, connect_on_init
-from .options import LambdaContextLike, MetricsSink, MySQLHandler, Setup, WithMySQLOptions
+from .options import Setup
 from .sigterm import register_sigterm
 from .snapstart import SNAPSTART_HOOKS_MODULE, register_snapstart
 from .wrapping import accepts, check_handler, wrap
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
 if TYPE_CHECKING:
+    from typing import Any, TypeVar, overload
+
     from typing_extensions import Unpack
+
+    from ._types import LambdaContextLike, MetricsSink, MySQLHandler, WithMySQLOptions
+
+    R = TypeVar("R")
+else:
+
+    def overload(func: object) -> object:  # typing.overload's runtime effect but for typing.get_overloads
+        return func
+
+    def __getattr__(name: str) -> object:  # the API's types (Protocols, a TypedDict): loaded on first access
+        if name in ("LambdaContextLike", "MetricsSink", "MySQLHandler", "WithMySQLOptions"):
+            from ._types import LambdaContextLike, MetricsSink, MySQLHandler, WithMySQLOptions  # noqa: PLC0415
+
+            types = (LambdaContextLike, MetricsSink, MySQLHandler, WithMySQLOptions)
+            return next(t for t in types if t.__name__ == name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "INIT_CONNECT_BUDGET",
@@ -62,20 +81,18 @@ __all__ = [
     "with_mysql",
 ]
 
-R = TypeVar("R")
+
+@overload
+def with_mysql(handler: Callable[..., R], /) -> MySQLHandler[R]: ...  # noqa: D103 - ruff knows typing.overload only
 
 
 @overload
-def with_mysql(handler: Callable[..., R], /) -> MySQLHandler[R]: ...
-
-
-@overload
-def with_mysql(
+def with_mysql(  # noqa: D103, F811 - ruff knows typing.overload only
     handler: None = None, /, **options: Unpack[WithMySQLOptions]
 ) -> Callable[[Callable[..., R]], MySQLHandler[R]]: ...
 
 
-def with_mysql(handler: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+def with_mysql(handler: Callable[..., Any] | None = None, /, **options: Any) -> Any:  # noqa: F811
     """Give a Lambda handler a managed MySQL client as keyword ``db``, cleaned up after every invocation.
 
     Usable as ``@with_mysql``, ``@with_mysql()``, ``@with_mysql(**options)`` and ``@with_mysql(db=client)``.

@@ -19,14 +19,16 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
 
 from .._spec import INIT_CONNECT_BUDGET
 from ..errors import ConcurrentInvocationError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..client import ServerlessMySQL, Stats
-    from .options import MetricsSink
+    from ._types import MetricsSink
 
     Clients = tuple[ServerlessMySQL, ServerlessMySQL | None]  # a thread's db and its reader (reader_host only)
 

@@ -8,11 +8,11 @@ secret (then at each connect, from the secret's host).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._cluster import reader_endpoint, split_host_port
+from .._record import replace
 from ..client import ServerlessMySQL
 from ..config import CONNECTION_OPTIONS, OPTION_NAMES, Config
 from ..errors import ConfigError
@@ -41,7 +41,7 @@ class ReaderCredentials:
         creds = self._inner.get_credentials(refresh=refresh)
         if creds.host is None:
             raise ConfigError("option 'reader_host' is 'auto' but the credentials supply no host to derive it from")
-        return dataclasses.replace(creds, host=reader_endpoint(creds.host))
+        return replace(creds, host=reader_endpoint(creds.host))
 
     def __repr__(self) -> str:
         return f"ReaderCredentials({self._inner!r})"

@@ -19,14 +19,20 @@ import os
 import sys
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
 
 from .lifecycle import terminate_quietly
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
 if TYPE_CHECKING:
+    import signal as _signal  # typeshed has no stub for the C module; same functions, enums instead of ints
     from types import FrameType
+    from typing import Any
 
     from ..client import ServerlessMySQL
+else:
+    # NOTE: _signal, not signal: the interpreter loaded it at startup, while signal builds its enums at import
+    # (about 0.5 ms of Lambda's init). signal's functions only wrap these, converting ints to enums and back.
+    import _signal
 
 __all__ = ["main_thread_blocked_by_runtime", "register_sigterm"]
 
@@ -65,8 +71,6 @@ def register_sigterm(db: ServerlessMySQL) -> bool:
     (:func:`main_thread_blocked_by_runtime`).
     """
     global _sigterm_previous, _sigterm_installed
-    import signal  # noqa: PLC0415 - at decoration time, not at `import serverless_mysql`
-
     with _sigterm_lock:
         _sigterm_clients.add(db)
         if _sigterm_installed:
@@ -78,8 +82,8 @@ def register_sigterm(db: ServerlessMySQL) -> bool:
             )
             return False
         try:
-            previous = signal.getsignal(signal.SIGTERM)
-            signal.signal(signal.SIGTERM, _on_sigterm)
+            previous = _signal.getsignal(_signal.SIGTERM)
+            _signal.signal(_signal.SIGTERM, _on_sigterm)
         except (ValueError, OSError) as exc:  # not the main thread
             logger.debug("SIGTERM handler not installed: %s", exc, extra={"event": "sigterm_unavailable"})
             return False
@@ -91,13 +95,11 @@ def register_sigterm(db: ServerlessMySQL) -> bool:
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     # Runs between two bytecodes of the main thread: terminate() takes no blocking lock and sends one packet.
-    import signal  # noqa: PLC0415 - loaded by register_sigterm: a sys.modules lookup, no import lock
-
     for db in list(_sigterm_clients):
         terminate_quietly(db)
     previous = _sigterm_previous
     if callable(previous):
         previous(signum, frame)
-    elif previous != signal.SIG_IGN:  # SIG_DFL, or None (installed outside Python): the default action
-        signal.signal(signum, signal.SIG_DFL)
+    elif previous != _signal.SIG_IGN:  # SIG_DFL, or None (installed outside Python): the default action
+        _signal.signal(signum, _signal.SIG_DFL)
         os.kill(os.getpid(), signum)

@@ -7,13 +7,16 @@ Lambda's managed Python runtimes (python3.12+) ship the hooks module :data:`SNAP
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
 
 from .lifecycle import INIT_CONNECT_BUDGET, terminate_quietly
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..client import ServerlessMySQL
 
 __all__ = ["SNAPSTART_HOOKS_MODULE", "register_snapstart"]
@@ -22,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 SNAPSTART_HOOKS_MODULE = "snapshot_restore_py"
 """The runtime hooks module of Lambda's managed Python runtimes (python3.12+); absent elsewhere."""
+SNAPSTART_INIT = ("AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start")
+"""The variable and value of an init phase that ends in a snapshot: the runtime runs the hooks then only."""
 
 _snapstart_lock = threading.Lock()
 _snapstart_clients: weakref.WeakSet[ServerlessMySQL] = weakref.WeakSet()
@@ -35,8 +40,9 @@ def register_snapstart(db: ServerlessMySQL) -> bool:
     before the snapshot every registered client is closed (``quit()``, else ``terminate()``), so no connection
     is captured; after each restore every client draws fresh entropy (:meth:`ServerlessMySQL.reseed`), so the
     environments restored from one snapshot do not all draw the same backoff delays, and its first statement
-    connects. The hooks module is imported here only, and only where it exists: ``import serverless_mysql``
-    does not look for it. Registering must happen during init (the snapshot is taken right after it).
+    connects. The hooks module is imported here only, and only in an init that ends in a snapshot
+    (:data:`SNAPSTART_INIT`): ``import serverless_mysql`` does not look for it. Registering must happen during
+    init (the snapshot is taken right after it).
     """
     global _snapstart_hooks
     with _snapstart_lock:
@@ -48,6 +54,8 @@ def register_snapstart(db: ServerlessMySQL) -> bool:
 
 
 def _install_snapstart_hooks() -> bool:
+    if os.environ.get(SNAPSTART_INIT[0]) != SNAPSTART_INIT[1]:
+        return False  # no snapshot follows this init: the hooks would never run (and the module imports typing)
     import importlib  # noqa: PLC0415 - at decoration time, not at `import serverless_mysql`
 
     try:

@@ -17,13 +17,14 @@ below must accept it (``db`` or ``**kwargs``): one that does not is refused at d
 from __future__ import annotations
 
 import functools
-import inspect
 import itertools
 from collections.abc import Callable
 from types import CellType, FunctionType
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..client import ServerlessMySQL
     from .lifecycle import Lifecycle
 
@@ -42,7 +43,7 @@ def check_handler(func: Callable[..., Any], *, also: str = "") -> tuple[list[Cal
     """
     chain = _chain(func)
     user_fn = chain[-1]
-    if inspect.iscoroutinefunction(user_fn):
+    if _is_async(user_fn):
         raise TypeError("with_mysql does not support async handlers (Lambda's Python runtime calls them synchronously)")
     _check_signature(user_fn)
     rebuild = all(_rebuildable(layer, inner) for layer, inner in itertools.pairwise(chain))
@@ -55,11 +56,48 @@ def check_handler(func: Callable[..., Any], *, also: str = "") -> tuple[list[Cal
 
 def accepts(func: Callable[..., Any], name: str) -> bool:
     """True when ``func`` has a parameter ``name`` that a keyword argument can fill."""
+    keywords = _keywords(func)
+    return keywords is not None and name in keywords[0]
+
+
+# NOTE: a plain function's parameters are read from its code object; inspect (with ast, dis, ... about 3 ms of
+# Lambda's init phase) is imported only for other callables (partials, methods, objects with __call__, ...).
+_CO_VARKEYWORDS, _CO_COROUTINE = 0x08, 0x80
+
+
+def _plain(func: object, follow_wrapped: bool = True) -> bool:
+    """A function whose code object says all about its signature (what inspect.signature would report)."""
+    return (
+        type(func) is FunctionType
+        and not hasattr(func, "__signature__")
+        and not (follow_wrapped and hasattr(func, "__wrapped__"))
+    )
+
+
+def _is_async(func: Callable[..., Any]) -> bool:
+    if _plain(func, follow_wrapped=False):
+        return bool(func.__code__.co_flags & _CO_COROUTINE) or hasattr(func, "_is_coroutine_marker")
+    import inspect  # noqa: PLC0415 - see _CO_COROUTINE
+
+    return inspect.iscoroutinefunction(func)
+
+
+def _keywords(func: Callable[..., Any], follow_wrapped: bool = True) -> tuple[frozenset[str], bool] | None:
+    """The parameter names a keyword argument can fill and whether there is ``**kwargs`` (``None``: unknown)."""
+    if _plain(func, follow_wrapped):
+        code = func.__code__
+        named = code.co_varnames[code.co_posonlyargcount : code.co_argcount + code.co_kwonlyargcount]
+        return frozenset(named), bool(code.co_flags & _CO_VARKEYWORDS)
+    import inspect  # noqa: PLC0415 - see _CO_COROUTINE
+
     try:
-        param = inspect.signature(func).parameters.get(name)
-    except (TypeError, ValueError):
-        return False
-    return param is not None and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
+        params = inspect.signature(func, follow_wrapped=follow_wrapped).parameters
+    except (TypeError, ValueError):  # builtins, some C callables
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return frozenset(p.name for p in params.values() if p.kind in kinds), any(
+        p.kind == p.VAR_KEYWORD for p in params.values()
+    )
 
 
 def wrap(
@@ -148,14 +186,10 @@ def _rebuild(chain: list[Callable[..., Any]], shim: Callable[..., Any]) -> Calla
 def _check_forwarding(chain: list[Callable[..., Any]], keyword: str) -> None:
     """Refuse, at decoration time, a wrapper that cannot be copied and cannot pass ``keyword=`` down either."""
     for layer in chain[:-1]:
-        try:
-            params = inspect.signature(layer, follow_wrapped=False).parameters
-        except (TypeError, ValueError):  # nothing to check (some C callables)
+        keywords = _keywords(layer, follow_wrapped=False)
+        if keywords is None:  # nothing to check (some C callables)
             continue
-        if not any(
-            (p.name == keyword and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)) or p.kind == p.VAR_KEYWORD
-            for p in params.values()
-        ):
+        if keyword not in keywords[0] and not keywords[1]:
             # Not __qualname__: functools.wraps copies the wrapped function's onto the wrapper.
             if isinstance(layer, FunctionType):
                 name = getattr(layer.__code__, "co_qualname", layer.__code__.co_name)
@@ -189,14 +223,9 @@ def _chain(func: Callable[..., Any]) -> list[Callable[..., Any]]:
 
 
 def _check_signature(user_fn: Callable[..., Any]) -> None:
-    try:
-        params = inspect.signature(user_fn).parameters
-    except (TypeError, ValueError):  # builtins, some C callables: nothing to check
+    keywords = _keywords(user_fn)
+    if keywords is None:  # builtins, some C callables: nothing to check
         return
-    ok = any(
-        (p.name == "db" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)) or p.kind == p.VAR_KEYWORD
-        for p in params.values()
-    )
-    if not ok:
+    if "db" not in keywords[0] and not keywords[1]:
         name = getattr(user_fn, "__qualname__", repr(user_fn))
         raise TypeError(f"{name} must accept the client as keyword argument 'db': def handler(event, context, db)")
