@@ -18,10 +18,11 @@ What is real and what is simulated:
   so a SIGKILLed writer loses nothing it acknowledged - what Aurora's shared storage guarantees. Replicas run
   ``read_only=1`` and replicate with ``CHANGE MASTER TO ... MASTER_USE_GTID=slave_pos``. Application users
   (:meth:`LocalCluster.create_user`) have no SUPER / READ ONLY ADMIN, so ``read_only`` binds them.
-* **Endpoints** (:class:`Endpoint`): loopback TCP forwarders (a :class:`~harness.faultproxy.FaultProxy` whose target
-  can be switched) in place of DNS names. A connection keeps the server it was accepted for; only new ones follow a
-  switch, as a warm Lambda connection stays on the address it resolved. The reader endpoint round-robins new
-  connections over the readers, as Aurora's reader DNS name does.
+* **Endpoints** (:class:`Endpoint`): loopback TCP forwarders (a :class:`~harness.faultproxy.FaultProxy` whose
+  target can be switched) in place of DNS names. A connection keeps the server it was accepted for; only new ones
+  follow a switch, as a warm Lambda connection stays on the address it resolved. The reader endpoint round-robins
+  new connections over the readers, as Aurora's reader DNS name does. With ``endpoints="process"`` they are the
+  asyncio forwarders of :mod:`harness.forwarder`, in a process of their own (the benchmark's thousand connections).
 * **Failover** (:meth:`LocalCluster.failover`): ``"demote"``: the writer gets ``read_only=1``, the replica catches
   up (GTID positions), is promoted (``STOP SLAVE; RESET SLAVE ALL; read_only=0``) and the old writer replicates from
   it. ``"crash"``: the writer is SIGKILLed by pid and restarted read-only on the same datadir and port, the replica
@@ -43,12 +44,21 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from harness.faultproxy import FaultProxy
+from harness.forwarder import ForwarderProcess
 from harness.mariadb import AppUser, MariaDBError, MariaDBServer, PrivateServerRequired, external_url
 
-__all__ = ["DEFAULT_SWITCH_DELAY", "Endpoint", "FailoverThread", "FailoverTimes", "LocalCluster", "Variant"]
+__all__ = [
+    "DEFAULT_SWITCH_DELAY",
+    "Endpoint",
+    "FailoverThread",
+    "FailoverTimes",
+    "LocalCluster",
+    "SwitchableEndpoint",
+    "Variant",
+]
 
 DEFAULT_SWITCH_DELAY: Final = 5.0  # Aurora's DNS TTL for the cluster endpoint
 Variant = Literal["demote", "crash"]
@@ -64,6 +74,23 @@ _REPLICATION_ARGS: Final = (
     "--sync-binlog=1",
     "--slave-net-timeout=5",
 )
+
+
+class SwitchableEndpoint(Protocol):
+    """What the cluster needs of an endpoint.
+
+    :class:`Endpoint` (threads, in this process) or :class:`~harness.forwarder.RemoteEndpoint` (asyncio, in a process
+    of its own).
+    """
+
+    host: str
+    port: int
+
+    def switch(self, *targets: tuple[str, int]) -> None:
+        """New connections go to ``targets``."""
+
+    def stop(self) -> None:
+        """Stop accepting and forwarding."""
 
 
 class Endpoint(FaultProxy):
@@ -147,6 +174,7 @@ class LocalCluster:
         max_connections: int = 100,
         switch_delay: float = DEFAULT_SWITCH_DELAY,
         endpoint_max_connections: int = 512,
+        endpoints: Literal["threads", "process"] = "threads",
     ) -> None:
         if not 1 <= replicas <= 3:
             raise ValueError("a local cluster has 1 to 3 replicas")
@@ -160,8 +188,10 @@ class LocalCluster:
         self.writer: MariaDBServer = self.servers[0]
         self._repl_password = secrets.token_urlsafe(16)
         self._endpoint_max = endpoint_max_connections
-        self.cluster: Endpoint | None = None
-        self.reader: Endpoint | None = None
+        self._endpoint_kind = endpoints
+        self._forwarder: ForwarderProcess | None = None
+        self.cluster: SwitchableEndpoint | None = None
+        self.reader: SwitchableEndpoint | None = None
         self.failovers: list[FailoverTimes] = []
         self.last_start_seconds: float | None = None
         self._lock = threading.Lock()
@@ -198,21 +228,31 @@ class LocalCluster:
             for replica in self.readers:
                 self._replicate(replica, self.writer, slave_pos_from_binlog=False)
             self.wait_replicated()
-            self.cluster = Endpoint(self._addr(self.writer), max_connections=self._endpoint_max)
-            self.cluster.start()
-            self.reader = Endpoint(*[self._addr(r) for r in self.readers], max_connections=self._endpoint_max)
-            self.reader.start()
+            self.cluster = self._open_endpoint(self._addr(self.writer))
+            self.reader = self._open_endpoint(*[self._addr(r) for r in self.readers])
         except BaseException:
             self.cleanup()
             raise
         self.last_start_seconds = time.monotonic() - t0
         return self
 
+    def _open_endpoint(self, *targets: tuple[str, int]) -> SwitchableEndpoint:
+        if self._endpoint_kind == "process":
+            if self._forwarder is None:
+                self._forwarder = ForwarderProcess()
+            return self._forwarder.open(*targets)
+        endpoint = Endpoint(*targets, max_connections=self._endpoint_max)
+        endpoint.start()
+        return endpoint
+
     def cleanup(self) -> None:
         """Stop both endpoints and every server; delete their files."""
         for endpoint in (self.cluster, self.reader):
             if endpoint is not None:
                 endpoint.stop()
+        if self._forwarder is not None:
+            self._forwarder.close()
+            self._forwarder = None
         for server in self.servers:
             with contextlib.suppress(Exception):
                 server.cleanup()
@@ -241,7 +281,7 @@ class LocalCluster:
         """The ``@@server_id`` the server reports (1 for the first writer, 2, 3... for the replicas)."""
         return int(server.get_global("server_id"))
 
-    def _endpoints(self) -> tuple[Endpoint, Endpoint]:
+    def _endpoints(self) -> tuple[SwitchableEndpoint, SwitchableEndpoint]:
         if self.cluster is None or self.reader is None:
             raise MariaDBError("the cluster is not started")
         return self.cluster, self.reader

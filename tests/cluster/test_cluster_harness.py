@@ -6,6 +6,7 @@ import pymysql
 import pytest
 
 from harness.cluster import Endpoint, LocalCluster
+from harness.forwarder import ForwarderProcess
 from harness.mariadb import AppUser
 from tests.cluster.conftest import counts_on_writer
 
@@ -77,3 +78,20 @@ def test_failover_keeps_every_committed_write(
     assert failed.value.args[0] in ((1290,) if variant == "demote" else (2006, 2013))
     conn.close()
     assert _server_id(app) == cluster.server_id(cluster.writer)  # a new connection follows the endpoint
+
+
+def test_forwarder_process_switches_and_round_robins(cluster: LocalCluster, app: AppUser) -> None:
+    a, b = cluster.readers
+    with ForwarderProcess() as fwd:
+        endpoint = fwd.open((a.host, a.port))
+        via = AppUser(app.name, app.password, endpoint.host, endpoint.port, app.database)
+        before = via.connect(autocommit=True)
+        endpoint.switch((b.host, b.port))
+        assert _server_id(via) == cluster.server_id(b)
+        with before.cursor() as cur:
+            cur.execute("SELECT @@server_id AS s")
+            assert cur.fetchall()[0]["s"] == cluster.server_id(a)
+        before.close()
+        endpoint.switch((a.host, a.port), (b.host, b.port))
+        assert {_server_id(via) for _ in range(4)} == {cluster.server_id(a), cluster.server_id(b)}
+        assert fwd.stats()[str(endpoint.port)]["accepted"] == 6
