@@ -193,7 +193,7 @@ class Choice(Check):
         return value
 
     def describe(self) -> str:
-        return " \\| ".join(f'`"{c}"`' for c in self.choices)
+        return " | ".join(f'`"{c}"`' for c in self.choices)  # the table escapes the bars
 
 
 class Backoff(Check):

@@ -15,20 +15,34 @@ from typing import Any, NamedTuple, NoReturn
 import pymysql
 
 from . import _driver
+from ._cluster import WRITABILITY_FALLBACK_SQL, is_writable, resolve_role, writability_sql
 from ._events import Events
 from .config import Config
 from .credentials import time_budget
-from .errors import ConnectError, DeadlineExceededError, RetriesExhaustedError, ServerlessMySQLError, error_number
+from .errors import (
+    ER_OPTION_PREVENTS_STATEMENT,
+    ER_UNKNOWN_SYSTEM_VARIABLE,
+    ConnectError,
+    DeadlineExceededError,
+    RetriesExhaustedError,
+    ServerlessMySQLError,
+    error_number,
+    is_read_only_refusal,
+)
 from .pressure import FULL, WINDOW, Pressure
 from .results import Stats
 from .retry import RetryPolicy
 
-__all__ = ["DEFAULT_CONNECT_WAIT", "Connected", "Connector", "describe"]
+__all__ = ["DEFAULT_CONNECT_WAIT", "Connected", "Connector", "ReadOnlyServerError", "describe"]
 
 logger = logging.getLogger("serverless_mysql.client")
 
 DEFAULT_CONNECT_WAIT = 30.0
 """Seconds a connect may wait for a slot without a deadline or ``max_connect_wait``."""
+
+
+class ReadOnlyServerError(pymysql.err.OperationalError):
+    """A writer client's new connection reached a read-only server (it was closed): retried as a server down."""
 
 
 class Connected(NamedTuple):
@@ -61,6 +75,7 @@ class Connector:
         self._clock = clock
         self._sleep = sleep
         self.errors = 0  # failed connect attempts (the client's error count includes them)
+        self._no_super_read_only: set[str] = set()  # server versions that claimed super_read_only and lacked it
 
     # ------------------------------------------------------------------------------------------ bookkeeping
     def open(self, deadline: float | None, *, gave_back_at: float) -> Connected:
@@ -137,6 +152,8 @@ class Connector:
                 if kind == FULL:
                     full_refusals += 1
                     stats.refused_full += 1
+                elif is_read_only_refusal(exc):
+                    stats.refused_read_only += 1
                 else:
                     stats.refused_down += 1
                 wanted = pressure.delay(kind, attempt + 1, previous, now - started)
@@ -160,7 +177,7 @@ class Connector:
         if attempt < self._cfg.max_retries:
             within = "deadline" if deadline is not None and wait_end == deadline else "max_connect_wait"
             return DeadlineExceededError(
-                f"{within} reached after {waited:.3f}s and {attempt + 1} connect attempts; last error: {describe(exc)}",
+                f"{within} reached after {waited:.3f}s and {attempt + 1} connect attempts; {_last(exc)}",
                 waited=waited,
                 last_error=exc,
             )
@@ -185,11 +202,39 @@ class Connector:
         conn = _driver.connect(kwargs, timeout=timeout, deadline=deadline, clock=self._clock)
         cfg = self._cfg
         conn.set_io_limits(cfg.read_timeout, cfg.write_timeout, deadline)  # the statement timeouts from now on
+        if cfg.server_role != "any" and resolve_role(cfg.server_role, str(kwargs["host"])) == "writer":
+            self._check_writable(conn, _endpoint(kwargs))
         return conn
+
+    def _check_writable(self, conn: _driver.DriverConnection, endpoint: str) -> None:
+        """One statement: does the server accept writes? A read-only one is closed and refused like a down one."""
+        version = conn.version  # from the handshake: MariaDB has no super_read_only, MySQL >= 5.7.8 has
+        sql = WRITABILITY_FALLBACK_SQL if version in self._no_super_read_only else writability_sql(version)
+        try:
+            try:
+                rows = conn.run(sql)
+            except pymysql.MySQLError as exc:
+                if error_number(exc) != ER_UNKNOWN_SYSTEM_VARIABLE or sql == WRITABILITY_FALLBACK_SQL:
+                    raise
+                self._no_super_read_only.add(version)  # once per server version
+                rows = conn.run(WRITABILITY_FALLBACK_SQL)
+        except BaseException:
+            conn.close_quietly()
+            raise
+        if rows and is_writable(rows[0]):
+            return
+        conn.close_quietly()  # COM_QUIT: the slot is free at once
+        found = ", ".join(f"{name}={value}" for name, value in (rows[0] if rows else {}).items())
+        logger.debug("read-only server at connect", extra={"event": "read_only_server"})
+        raise ReadOnlyServerError(
+            ER_OPTION_PREVENTS_STATEMENT,
+            f"only read-only servers answered at {endpoint} (--read-only: {found}); server_role 'writer' waits "
+            "for a writable one",
+        )
 
     def _deadline_spent(self, started: float, last_exc: BaseException | None) -> NoReturn:
         waited = self._clock() - started
-        why = "" if last_exc is None else f"; last error: {describe(last_exc)}"
+        why = "" if last_exc is None else f"; {_last(last_exc)}"
         raise DeadlineExceededError(
             f"deadline reached after {waited:.3f}s of connecting{why}", waited=waited, last_error=last_exc
         ) from last_exc
@@ -216,6 +261,13 @@ def _endpoint(kwargs: dict[str, Any]) -> str:
     """``host:port`` of a connect attempt (``[v6]:port`` for an IPv6 address)."""
     host = str(kwargs.get("host"))
     return f"[{host}]:{kwargs.get('port')}" if ":" in host else f"{host}:{kwargs.get('port')}"
+
+
+def _last(exc: BaseException) -> str:
+    """The end of a gave-up message: the last error, said plainly when only read-only servers answered."""
+    if isinstance(exc, ReadOnlyServerError):
+        return str(exc.args[1])
+    return f"last error: {describe(exc)}"
 
 
 def describe(exc: BaseException) -> str:

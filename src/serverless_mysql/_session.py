@@ -1,7 +1,8 @@
 """The connection state of one client and the layers a statement goes through.
 
-``query`` -> :meth:`Session._run` (transaction guard) -> :meth:`Session._rerun_lost` (a lost connection: re-run
-on a new one when the :class:`~serverless_mysql.retry.RetryPolicy` allows) -> :meth:`Session._retry_transient`
+``query`` -> :meth:`Session._run` (transaction guard) -> :meth:`Session._rerun_lost` (a lost connection, or a
+statement a read-only server refused: re-run on a new one when the :class:`~serverless_mysql.retry.RetryPolicy`
+allows) -> :meth:`Session._retry_transient`
 (a statement the server rolled back: retry with backoff) -> :meth:`Session._bounded` (deadline) ->
 :meth:`~serverless_mysql._driver.DriverConnection.run`. Each layer does one thing; the common path (no error) costs
 one call per layer.
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 
 import pymysql
 
+from ._cluster import connection_retire_at, resolve_role
 from ._connect import Connector, describe
 from ._driver import DriverConnection
 from ._events import Events
@@ -30,7 +32,7 @@ from .pressure import Pressure
 from .results import Stats
 from .retry import RetryPolicy
 
-__all__ = ["Execute", "Session"]
+__all__ = ["Execute", "Session", "became_read_only"]
 
 R = TypeVar("R")
 Execute = Callable[[DriverConnection, str, Any], R]
@@ -76,6 +78,9 @@ class Session:
             sleep=self._sleep,
         )
         self._rds_proxy = cfg.is_rds_proxy
+        self._role = resolve_role(cfg.server_role, cfg.host)  # then from the host of each new connection
+        self._max_age = cfg.max_connection_age
+        self._retire_at = math.inf  # when end() closes the current connection (max_connection_age)
         self._lock = threading.RLock()
         self._conn: DriverConnection | None = None
         self._last_used = 0.0
@@ -152,8 +157,11 @@ class Session:
         self._conn = conn
         # Decided on the host actually connected to: with a secret the configured host is only "localhost".
         self._rds_proxy = cfg.rds_proxy_for(connected.host)
+        self._role = resolve_role(cfg.server_role, connected.host)
         self._counter = 0
         self._last_used = self._clock()
+        if self._max_age is not None:
+            self._retire_at = connection_retire_at(self._last_used, self._max_age, self._rng)
         self._waited = connected.waited_for_slot  # then its end() measures, kills zombies and reads the counters
         self._on_connected(conn)
         self._events.connect(conn)
@@ -219,19 +227,40 @@ class Session:
                 self._discard(conn, "lost during a statement", mark_lost_tx=False)
                 self._raise_if_deadline(exc)
                 raise _lost_in_transaction(exc) from exc
+            action = self._policy.after_read_only(exc, sql, role=self._role, in_transaction=True, reruns=0)
+            if action != "keep":
+                self._discard(conn, "the server is read-only", mark_lost_tx=False)
+                if action == "abort":
+                    raise became_read_only(exc) from exc
             raise
 
     def _rerun_lost(self, sql: str, args: Any, idempotent: bool | None, execute: Execute[R]) -> R:
-        """A connection lost during the statement: re-run it on a new one when the policy allows."""
-        reruns = 0
+        """A connection lost during the statement, or a read-only server's refusal: re-run when the policy allows."""
+        reruns = read_only_reruns = 0
         self._budget = None  # one retry budget per statement, across re-runs
         while True:
             try:
                 return self._retry_transient(sql, args, execute)
             except pymysql.MySQLError as exc:  # noqa: PERF203 - the loop runs again only after a failure
                 conn = self._conn
-                if conn is None or not self._policy.is_lost(exc):
+                if conn is None:
                     raise
+                if not self._policy.is_lost(exc):
+                    action = self._policy.after_read_only(
+                        exc, sql, role=self._role, in_transaction=conn.in_transaction, reruns=read_only_reruns
+                    )
+                    if action == "keep":
+                        raise
+                    # Nothing of the statement ran; the connection goes, and the next one is a new connect (DNS).
+                    self._discard(conn, "the server is read-only", mark_lost_tx=False)
+                    if action == "raise":
+                        raise
+                    if action == "abort":
+                        raise became_read_only(exc) from exc
+                    read_only_reruns += 1
+                    self._stats.read_only_reruns += 1
+                    logger.debug("re-running a statement a read-only server refused", extra={"event": "rerun"})
+                    continue
                 was_in_tx = conn.in_transaction
                 self._discard(conn, "lost during a statement", mark_lost_tx=False)
                 self._raise_if_deadline(exc)
@@ -288,6 +317,14 @@ class Session:
             self._last_used = self._clock()
         self._stats.queries += 1
         return result
+
+
+def became_read_only(exc: BaseException) -> TransactionAbortedError:
+    """The error for a statement (or COMMIT) refused inside a transaction because the server became read-only."""
+    return TransactionAbortedError(
+        f"the server became read-only inside a transaction ({describe(exc)}), as in a failover; the connection "
+        "was closed and nothing of the transaction was committed"
+    )
 
 
 def _lost_in_transaction(exc: BaseException) -> TransactionAbortedError:

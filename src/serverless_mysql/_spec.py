@@ -152,6 +152,16 @@ DECORATOR_OPTIONS: tuple[OptionSpec, ...] = (
         type="bool",
     ),
     OptionSpec(
+        'A reader endpoint (`host` or `host:port`, default port the writer\'s), or `"auto"`: the `.cluster-ro-` '
+        "endpoint of a `.cluster-` writer host (option or secret). A handler with a `reader` parameter gets a "
+        'second client there: same credentials and options, `server_role="reader"`, managed like `db` '
+        "([docs/aurora.md](aurora.md)).",
+        Text(nonempty="a non-empty host, host:port or 'auto'", strip=True),
+        env_doc="Reader endpoint (`host[:port]`, or `auto`: the `.cluster-ro-` endpoint of a cluster host)",
+        name="reader_host",
+        type="str | None",
+    ),
+    OptionSpec(
         f"Connect during the init phase ({INIT_CONNECT_BUDGET:g} s budget; a failure is logged and the connect "
         "retried lazily). Not with SnapStart (the connection is closed before the snapshot: wasted).",
         Flag(),

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["PURE_FUNCTIONS", "is_plain_read"]
+__all__ = ["PURE_FUNCTIONS", "is_call", "is_plain_read"]
 
 
 def _words(text: str) -> frozenset[str]:
@@ -94,6 +94,14 @@ _PLACEHOLDER = re.compile(r"%(?:s|\([^()%]*\)s)")
 # (kind, text, spaced): kind is "word", "string" ('…'), "quoted" (`…` or "…"), "placeholder" or "punct";
 # spaced is True when whitespace or a comment separates the token from the one before.
 _Token = tuple[str, str, bool]
+
+
+_CALL = re.compile(r"(?:\s+|/\*.*?\*/|#[^\n]*(?:\n|$)|--\s[^\n]*(?:\n|$))*\(*\s*CALL\b", re.IGNORECASE | re.DOTALL)
+
+
+def is_call(sql: str) -> bool:
+    """True for ``CALL proc(...)`` (after blanks and comments): a procedure may have committed part of its work."""
+    return _CALL.match(sql) is not None
 
 
 def is_plain_read(sql: str) -> bool:

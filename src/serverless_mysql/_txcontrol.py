@@ -14,7 +14,7 @@ import pymysql
 
 from ._connect import describe
 from ._driver import DriverConnection
-from ._session import Execute, R, Session
+from ._session import Execute, R, Session, became_read_only
 from .errors import DeadlineExceededError, TransactionAbortedError
 from .results import Rows
 
@@ -181,6 +181,12 @@ class TransactionControl(Session):
                 raise TransactionAbortedError(
                     f"the connection was lost at COMMIT ({describe(exc)}); the commit may or may not have been applied"
                 ) from exc
+            action = self._policy.after_read_only(exc, "COMMIT", role=self._role, in_transaction=True, reruns=0)
+            if action != "keep":  # refused as read-only: nothing was committed; closing rolls it back
+                self._discard(conn, "the server is read-only at COMMIT")
+                if action == "abort":
+                    raise became_read_only(exc) from exc
+                raise
             self._rollback_or_close(conn)
             raise
         except BaseException:

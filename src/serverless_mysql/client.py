@@ -120,8 +120,9 @@ class ServerlessMySQL(TransactionControl):
 
         Rolls back a transaction left open, then (every so often, see docs/connection-management.md) measures
         utilization, kills the user's zombie connections, and gives this connection back while someone is refused a
-        slot. Never opens a connection, and never raises for a housekeeping failure (it is logged, counted in
-        :meth:`get_stats` and passed to ``on_error``).
+        slot. Closes (COM_QUIT) a connection older than ``max_connection_age``. Never opens a connection, and
+        never raises for a housekeeping failure (it is logged, counted in :meth:`get_stats` and passed to
+        ``on_error``).
 
         Raises
         ------
@@ -142,6 +143,12 @@ class ServerlessMySQL(TransactionControl):
             # The liveness poll only before something is sent: with nothing to do, a connection that died since
             # its last statement is found (and replaced) by the next statement's own check.
             if conn.in_transaction and not (self._alive_at_end(conn) and self._rollback_leftover(conn, "end()")):
+                return
+            if self._max_age is not None and self._clock() >= self._retire_at:
+                # max_connection_age: the next invocation connects through DNS again (a new reader, a new writer).
+                logger.debug("connection retired by age", extra={"event": "age_quit"})
+                self._stats.age_quits += 1
+                self._close(conn)
                 return
             if self._config.manage_conns and not self._rds_proxy:
                 self._end_housekeeping(conn)
@@ -243,8 +250,10 @@ class ServerlessMySQL(TransactionControl):
         return self._lost_count + self._connector.errors
 
     def get_config(self) -> dict[str, Any]:
-        """A copy of the options, password masked."""
-        return self._config.public_dict()
+        """A copy of the options, password masked; ``server_role`` is the resolved role (of the last host)."""
+        out = self._config.public_dict()
+        out["server_role"] = self._role
+        return out
 
     def get_stats(self) -> Stats:
         """A snapshot of the cumulative counters."""

@@ -19,6 +19,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from ._checks import Backoff, Callback, Check, ConnectArgs, Duck, Flag, Number, RandomGenerator, Text, check_tls_kept
+from ._cluster import ROLE_CHECK, detect_rds_proxy
 from ._spec import OptionSpec, option, spec
 from .credentials import CredentialsSource
 from .errors import ConfigError, ConfigTypeError
@@ -179,6 +180,22 @@ class Config:
         Flag(optional=True),
         env="RDS Proxy mode, no processlist/KILL (`auto` = detect from the host name)",
     )
+    server_role: str = option(
+        "auto",
+        'The role the client needs: `"writer"` (waits for a writable server, re-runs a statement a read-only one '
+        'refused), `"reader"`, `"any"` (drops a connection refused as read-only), or `"auto"`: from the host '
+        "actually connected to (`.cluster-` endpoint: writer, `.cluster-ro-`: reader, else any). "
+        "See [docs/aurora.md](aurora.md).",
+        ROLE_CHECK,
+        env="`writer`, `reader`, `any` or `auto` (from the host name: Aurora cluster/reader endpoint)",
+    )
+    max_connection_age: float | None = option(
+        None,
+        "At `end()`, outside a transaction, close (COM_QUIT) a connection older than this, cut by up to 10% per "
+        "connection; the next invocation connects through DNS again. `None` = never.",
+        _S_POSITIVE_OPTIONAL,
+        env="Seconds after which `end()` closes the connection (`none` = never)",
+    )
     backoff: str | Callable[[int, float], float] = option(
         "paced",
         'Waits between connect attempts: `"paced"` (tells a full server from a down one), or serverless-mysql\'s '
@@ -323,11 +340,7 @@ class Config:
         return self.rds_proxy_for(self.host)
 
     def rds_proxy_for(self, host: str) -> bool:
-        """``rds_proxy`` when set, else :func:`detect_rds_proxy` of ``host``: the host actually connected to.
-
-        That is the configured one, or the one a credentials provider (a secret) supplied, which the configured
-        default ``localhost`` says nothing about.
-        """
+        """``rds_proxy`` when set, else detected from ``host``: the host connected to (maybe a secret's)."""
         return detect_rds_proxy(host) if self.rds_proxy is None else self.rds_proxy
 
     def public_dict(self) -> dict[str, Any]:
@@ -379,9 +392,3 @@ def parse_url(url: object) -> dict[str, Any]:
     from ._url import parse_url as parse  # noqa: PLC0415 - only with a URL: keeps `import serverless_mysql` light
 
     return parse(url, URL_OPTION_KINDS, OPTION_NAMES)
-
-
-def detect_rds_proxy(host: str) -> bool:
-    """True for RDS Proxy endpoints (``<name>.proxy-<id>.<region>.rds.amazonaws.com``)."""
-    host = host.lower().rstrip(".")
-    return ".proxy-" in host and (host.endswith(".rds.amazonaws.com") or host.endswith(".rds.amazonaws.com.cn"))

@@ -108,7 +108,11 @@ ER_TOO_MANY_USER_CONNECTIONS = 1203
 ER_LOCK_WAIT_TIMEOUT = 1205
 ER_LOCK_DEADLOCK = 1213
 ER_USER_LIMIT_REACHED = 1226
+ER_OPTION_PREVENTS_STATEMENT = 1290  # "running with the --read-only option", also --secure-file-priv and others
 ER_QUERY_INTERRUPTED = 1317
+ER_UNKNOWN_SYSTEM_VARIABLE = 1193
+ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION = 1792  # a write in START TRANSACTION READ ONLY: the caller's own
+ER_READ_ONLY_MODE = 1836  # "Running in read-only mode"
 ER_CONNECTION_KILLED = 1927  # MariaDB
 ER_LOCKING_SERVICE_DEADLOCK = 3132
 ER_LOCKING_SERVICE_TIMEOUT = 3133
@@ -164,6 +168,8 @@ _SERVER_FULL = frozenset({ER_CON_COUNT_ERROR, ER_OUT_OF_RESOURCES, ER_TOO_MANY_U
 
 def connect_failure_kind(exc: BaseException) -> Literal["full", "down"] | None:
     """``"full"`` (no free slot), ``"down"`` (unreachable, restarting) or ``None`` (no retry can fix it)."""
+    if is_read_only_refusal(exc):
+        return "down"  # a writer client found a read-only server: wait as for one that is down (a failover)
     if not is_retryable_connect_error(exc):
         return None
     return "full" if error_number(exc) in _SERVER_FULL else "down"
@@ -208,6 +214,21 @@ def was_never_sent(exc: BaseException) -> bool:
 def is_timeout(exc: BaseException) -> bool:
     """True when a socket read or write timed out (a deadline or ``read_timeout``): the statement may still run."""
     return "timed out" in str(exc)
+
+
+def is_read_only_refusal(exc: BaseException) -> bool:
+    """True when the server refused a statement because it is read-only (a demoted writer, a replica).
+
+    1836, or 1290 naming ``--read-only`` / ``--super-read-only``: 1290 is the server's generic "an option prevents
+    this statement" (``--secure-file-priv`` ...), which stays the caller's error; so does 1792.
+    """
+    code = error_number(exc)
+    if code == ER_READ_ONLY_MODE:
+        return True
+    if code != ER_OPTION_PREVENTS_STATEMENT:
+        return False
+    text = str(exc.args[1]).lower() if len(exc.args) > 1 else ""
+    return "--read-only" in text or "--super-read-only" in text
 
 
 def is_transient_query_error(exc: BaseException) -> bool:

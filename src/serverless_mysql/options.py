@@ -62,6 +62,8 @@ _KIND_DOC = {"str": "text", "int": "integer", "float": "number", "bool": "boolea
 
 
 def _kind(kind: str) -> str:
+    if kind.startswith("choice:"):
+        return "one of " + ", ".join(f"`{choice}`" for choice in kind[len("choice:") :].split(","))
     base = _KIND_DOC[kind.rstrip("?")]
     return f"{base} or `none`" if kind.endswith("?") else base
 

@@ -25,10 +25,12 @@ class Stats:
     connect_retries: int = 0
     refused_full: int = 0
     refused_down: int = 0
+    refused_read_only: int = 0  # connects of a writer client that reached a read-only server (retried)
     connect_wait_seconds: float = 0.0
     reconnects: int = 0
     queries: int = 0
     query_retries: int = 0
+    read_only_reruns: int = 0  # statements a read-only server refused, run again on a writable one
     housekeeping_runs: int = 0
     housekeeping_statements: int = 0
     housekeeping_seconds: float = 0.0
@@ -36,6 +38,7 @@ class Stats:
     kill_errors: int = 0
     housekeeping_errors: int = 0
     pressure_quits: int = 0
+    age_quits: int = 0  # connections end() closed for max_connection_age
     idle_timeout_changes: int = 0
     rollbacks_on_end: int = 0
     last_utilization: float | None = None

@@ -10,6 +10,10 @@ Next to :mod:`~serverless_mysql.pressure` (how long to wait for a slot), this sa
   only when the statement provably never reached the server (2006: the write failed) or cannot have had a side
   effect (``idempotent=True``, or a plain read by :func:`~serverless_mysql._statements.is_plain_read`), never
   after a timeout (it may still be running), never inside a transaction;
+- **a statement a read-only server refused** (a failover demoted the writer:
+  :func:`~serverless_mysql.errors.is_read_only_refusal`): nothing of it ran; :meth:`RetryPolicy.after_read_only`
+  says whether the connection stays, the error passes through, the transaction is aborted or the statement runs
+  again on a writable server (at most :data:`MAX_READ_ONLY_RERUNS` times, never a ``CALL``);
 - **statements the server rolled back** (deadlock, lock wait timeout, interrupted): retried with backoff up to
   ``max_query_retries`` times, outside transactions only.
 """
@@ -17,6 +21,7 @@ Next to :mod:`~serverless_mysql.pressure` (how long to wait for a slot), this sa
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 from .backoff import Backoff, RetryBudget
 from .errors import (
@@ -24,16 +29,24 @@ from .errors import (
     connect_failure_kind,
     error_number,
     is_connection_lost,
+    is_read_only_refusal,
     is_timeout,
     is_transient_query_error,
     was_never_sent,
 )
 from .pressure import Kind
 
-__all__ = ["MAX_LOST_RERUNS", "RetryPolicy"]
+__all__ = ["MAX_LOST_RERUNS", "MAX_READ_ONLY_RERUNS", "ReadOnlyAction", "RetryPolicy"]
 
 MAX_LOST_RERUNS = 2
 """Re-runs of one statement after lost connections: bounded, whatever the server does."""
+MAX_READ_ONLY_RERUNS = 5
+"""Re-runs of one statement refused by read-only servers (each on a connection found writable; time bounds too)."""
+
+ReadOnlyAction = Literal["keep", "raise", "abort", "rerun"]
+"""After a statement error: ``keep`` the connection and raise (not a read-only refusal, or a reader client);
+``raise`` the error unchanged but drop the connection; ``abort`` the transaction (drop it, raise
+``TransactionAbortedError``); ``rerun`` the statement on a new, writable connection."""
 
 
 class RetryPolicy:
@@ -88,6 +101,27 @@ class RetryPolicy:
         from ._statements import is_plain_read  # noqa: PLC0415 - only needed after a lost connection
 
         return is_plain_read(sql)
+
+    @staticmethod
+    def after_read_only(
+        exc: BaseException, sql: str, *, role: str, in_transaction: bool, reruns: int
+    ) -> ReadOnlyAction:
+        """What a statement error means for a client of ``role`` (resolved) when the server may be read-only.
+
+        A read-only refusal ran nothing, so a writer re-runs it outside transactions, but not a ``CALL`` (a
+        procedure may have committed its earlier statements before one was refused).
+        """
+        if role == "reader" or not is_read_only_refusal(exc):
+            return "keep"
+        if role != "writer":
+            return "raise"
+        if in_transaction:
+            return "abort"
+        if reruns >= MAX_READ_ONLY_RERUNS:
+            return "raise"
+        from ._statements import is_call  # noqa: PLC0415 - only after a read-only refusal
+
+        return "raise" if is_call(sql) else "rerun"
 
     def retry_transient(self, exc: BaseException, *, in_transaction: bool) -> bool:
         """Whether a statement error is one the server rolled back and a retry may fix (outside transactions)."""

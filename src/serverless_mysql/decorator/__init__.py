@@ -45,7 +45,7 @@ from .lifecycle import INIT_CONNECT_BUDGET, Lifecycle, connect_on_init
 from .options import LambdaContextLike, MetricsSink, MySQLHandler, Setup, WithMySQLOptions
 from .sigterm import register_sigterm
 from .snapstart import SNAPSTART_HOOKS_MODULE, register_snapstart
-from .wrapping import check_handler, wrap
+from .wrapping import accepts, check_handler, wrap
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -122,21 +122,29 @@ def with_mysql(handler: Callable[..., Any] | None = None, /, **options: Any) -> 
 
 def _decorate(func: Callable[..., Any], setup: Setup) -> MySQLHandler[Any]:
     chain, rebuild = check_handler(func)  # before the client exists: a refused handler leaves nothing behind
-    db = setup.create()  # one client per decoration, created now: Lambda's init phase
     user_fn = chain[-1]
+    wants_reader = setup.reader_host is not None and accepts(user_fn, "reader")
+    if wants_reader and not rebuild:
+        check_handler(func, also="reader")  # every decorator below must pass reader= on too
+    db = setup.create()  # one client per decoration, created now: Lambda's init phase
+    # A handler with a `reader` parameter gets the reader client; one without behaves as if reader_host were unset.
+    reader = setup.create_reader(db) if wants_reader else None
     lifecycle = Lifecycle(
         db,
         after=setup.after,
         margin=setup.deadline_margin,
         metrics=setup.metrics,
         name=getattr(user_fn, "__qualname__", repr(user_fn)),
+        reader=reader,
     )
     wrapper = wrap(func, chain, rebuild, lifecycle, db)
-    if setup.sigterm:
-        register_sigterm(db)
-    register_snapstart(db)  # now: the snapshot is taken after init, before any invocation
-    if setup.connect_on_init:
-        connect_on_init(db)
+    clients = (db,) if reader is None else (db, reader)
+    for client in clients:  # the reader is managed exactly like db
+        if setup.sigterm:
+            register_sigterm(client)
+        register_snapstart(client)  # now: the snapshot is taken after init, before any invocation
+        if setup.connect_on_init:
+            connect_on_init(client)
     return wrapper  # type: ignore[return-value]
 
 

@@ -32,12 +32,21 @@ _nesting = threading.local()
 class Lifecycle:
     """The per-invocation work around one handler: deadline, cleanup, metrics."""
 
-    __slots__ = ("after", "db", "key", "margin", "metrics", "name")
+    __slots__ = ("after", "db", "extra", "key", "margin", "metrics", "name", "reader")
 
     def __init__(
-        self, db: ServerlessMySQL, *, after: str, margin: float, metrics: MetricsSink | None, name: str
+        self,
+        db: ServerlessMySQL,
+        *,
+        after: str,
+        margin: float,
+        metrics: MetricsSink | None,
+        name: str,
+        reader: ServerlessMySQL | None = None,
     ) -> None:
         self.db = db
+        self.reader = reader  # the second client of reader_host: same deadline, same cleanup, its own metrics
+        self.extra: dict[str, Any] = {} if reader is None else {"reader": reader}
         self.key = id(db)
         self.after = after
         self.margin = margin
@@ -55,19 +64,26 @@ class Lifecycle:
         if self.key in running or _inside_transaction(db):
             # A decorated handler called by another one sharing db= (or inside a transaction of the caller's):
             # the outermost call owns the deadline and the cleanup, and the caller decides the transaction's fate.
-            return handler(event, context, *args, db=db, **kwargs)
+            return handler(event, context, *args, db=db, **self.extra, **kwargs)
         running.add(self.key)
         try:
             # Counters are only compared when someone looks: metrics, or debug logging.
-            before = db.get_stats() if self.metrics is not None or logger.isEnabledFor(_DEBUG) else None
+            looking = self.metrics is not None or logger.isEnabledFor(_DEBUG)
+            before = db.get_stats() if looking else None
+            reader = self.reader
+            before_reader = reader.get_stats() if looking and reader is not None else None
             budget = self._budget(context)
             db.set_deadline(budget)
+            if reader is not None:
+                reader.set_deadline(budget)
             if before is not None:
                 logger.debug("invocation start", extra={"event": "invoke", "handler": self.name, "deadline": budget})
             try:
-                return handler(event, context, *args, db=db, **kwargs)
+                return handler(event, context, *args, db=db, **self.extra, **kwargs)
             finally:
-                self._finish(before)
+                self._finish(db, before)
+                if reader is not None:
+                    self._finish(reader, before_reader, prefix="Reader")
         finally:
             running.discard(self.key)
 
@@ -83,8 +99,7 @@ class Lifecycle:
             return None  # None, text, True, inf: no deadline rather than a wrong one
         return max(0.0, millis / 1000.0 - self.margin)
 
-    def _finish(self, before: Stats | None) -> None:
-        db = self.db
+    def _finish(self, db: ServerlessMySQL, before: Stats | None, prefix: str = "") -> None:
         started = time.monotonic() if before is not None else 0.0
         try:
             # A db.transaction() opened by this invocation and never ended (its with block was not left): roll it
@@ -110,11 +125,11 @@ class Lifecycle:
         if before is None:
             return
         try:
-            self._report(before, db.get_stats(), time.monotonic() - started)
+            self._report(before, db.get_stats(), time.monotonic() - started, prefix)
         except Exception:
             logger.warning("reporting invocation metrics failed", exc_info=True, extra={"event": "metrics_error"})
 
-    def _report(self, before: Stats, after: Stats, cleanup_seconds: float) -> None:
+    def _report(self, before: Stats, after: Stats, cleanup_seconds: float, prefix: str) -> None:
         connects = after.connects - before.connects
         queries = after.queries - before.queries
         used = connects > 0 or queries > 0
@@ -130,17 +145,21 @@ class Lifecycle:
             "reused": (connects == 0) if used else None,
             "cleanup_ms": round(cleanup_seconds * 1000.0, 3),
         }
-        logger.debug("invocation done", extra={"event": "invoke_done", "handler": self.name, **values})
+        client = prefix.lower() or "db"
+        logger.debug(
+            "invocation done", extra={"event": "invoke_done", "handler": self.name, "client": client, **values}
+        )
         sink = self.metrics
         if sink is None:
             return
-        sink.add_metric(name="ConnectRetries", unit="Count", value=values["connect_retries"])
-        sink.add_metric(name="ZombiesKilled", unit="Count", value=values["zombies_killed"])
-        sink.add_metric(name="HousekeepingTime", unit="Milliseconds", value=values["housekeeping_ms"])
+        sink.add_metric(name=prefix + "ConnectRetries", unit="Count", value=values["connect_retries"])
+        sink.add_metric(name=prefix + "ZombiesKilled", unit="Count", value=values["zombies_killed"])
+        sink.add_metric(name=prefix + "HousekeepingTime", unit="Milliseconds", value=values["housekeeping_ms"])
         if values["utilization"] is not None:
-            sink.add_metric(name="ConnectionUtilization", unit="Percent", value=round(values["utilization"] * 100, 2))
+            utilization = round(values["utilization"] * 100, 2)
+            sink.add_metric(name=prefix + "ConnectionUtilization", unit="Percent", value=utilization)
         if values["reused"] is not None:
-            sink.add_metric(name="ConnectionReused", unit="Count", value=int(values["reused"]))
+            sink.add_metric(name=prefix + "ConnectionReused", unit="Count", value=int(values["reused"]))
 
 
 def _inside_transaction(db: ServerlessMySQL) -> bool:

@@ -56,6 +56,8 @@ class MySQLHandler(Protocol[R_co]):
     """A handler decorated by :func:`~serverless_mysql.with_mysql`; ``handler.db`` is its client."""
 
     db: ServerlessMySQL
+    reader: ServerlessMySQL | None
+    """The reader client of ``reader_host`` (``None`` without one, or for a handler without ``reader``)."""
 
     def __call__(self, event: Any, context: Any, *args: Any, **kwargs: Any) -> R_co:
         """Run the handler with ``db=`` the managed client."""
@@ -79,6 +81,7 @@ class WithMySQLOptions(TypedDict, total=False):
     metrics: MetricsSink | None
     sigterm: bool
     connect_on_init: bool
+    reader_host: str | None
     # ServerlessMySQL's
     host: str
     port: int
@@ -99,6 +102,8 @@ class WithMySQLOptions(TypedDict, total=False):
     zombie_max_timeout: float
     max_kills: int
     rds_proxy: bool | None
+    server_role: str
+    max_connection_age: float | None
     backoff: str | Callable[[int, float], float]
     base: float
     cap: float
@@ -134,6 +139,7 @@ class Setup:
         "env_sources",
         "iam_auth",
         "metrics",
+        "reader_host",
         "region",
         "secret_id",
         "secret_max_age",
@@ -153,6 +159,7 @@ class Setup:
         self.secret_max_age: float | None = own["secret_max_age"]  # None: the provider's default
         self.iam_auth: bool = own["iam_auth"]
         self.region: str | None = own["region"]
+        self.reader_host: str | None = own["reader_host"]
 
     @classmethod
     def build(cls, options: Mapping[str, Any]) -> Setup:
@@ -233,6 +240,17 @@ class Setup:
             elif self.iam_auth:
                 options["credentials"] = self._iam_credentials(options)
             return ServerlessMySQL(**options)
+        except ConfigError as exc:
+            raise self._error(exc) from None
+
+    def create_reader(self, db: ServerlessMySQL) -> ServerlessMySQL:
+        """The reader client of ``reader_host``: ``db``'s options and credentials, the host replaced."""
+        from .reader import reader_client  # noqa: PLC0415 - only with reader_host
+
+        assert self.reader_host is not None
+        try:
+            iam = self._iam_credentials if self.iam_auth and self.db is None else None
+            return reader_client(db, self.reader_host, iam_credentials=iam)
         except ConfigError as exc:
             raise self._error(exc) from None
 

@@ -27,13 +27,13 @@ if TYPE_CHECKING:
     from ..client import ServerlessMySQL
     from .lifecycle import Lifecycle
 
-__all__ = ["MARK", "check_handler", "wrap"]
+__all__ = ["MARK", "accepts", "check_handler", "wrap"]
 
 MARK = "__serverless_mysql_lifecycle__"
 """The attribute on a decorated handler (and our wrappers) holding its :class:`~.lifecycle.Lifecycle`."""
 
 
-def check_handler(func: Callable[..., Any]) -> tuple[list[Callable[..., Any]], bool]:
+def check_handler(func: Callable[..., Any], *, also: str = "") -> tuple[list[Callable[..., Any]], bool]:
     """The wrapper chain of ``func`` (ending with the user's function) and whether it can be rebuilt.
 
     Raises ``TypeError`` for an async handler, one without a ``db`` parameter, one already decorated, or a
@@ -47,8 +47,19 @@ def check_handler(func: Callable[..., Any]) -> tuple[list[Callable[..., Any]], b
     _check_signature(user_fn)
     rebuild = all(_rebuildable(layer, inner) for layer, inner in itertools.pairwise(chain))
     if not rebuild:
-        _check_forwarding(chain)
+        _check_forwarding(chain, "db")
+        if also:
+            _check_forwarding(chain, also)
     return chain, rebuild
+
+
+def accepts(func: Callable[..., Any], name: str) -> bool:
+    """True when ``func`` has a parameter ``name`` that a keyword argument can fill."""
+    try:
+        param = inspect.signature(func).parameters.get(name)
+    except (TypeError, ValueError):
+        return False
+    return param is not None and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
 
 
 def wrap(
@@ -79,6 +90,7 @@ def wrap(
     else:
         wrapper = managed(func)
     setattr(wrapper, "db", db)  # noqa: B010 - the handler's attribute, typed by MySQLHandler
+    setattr(wrapper, "reader", lifecycle.reader)  # noqa: B010 - None without reader_host
     return wrapper
 
 
@@ -133,15 +145,15 @@ def _rebuild(chain: list[Callable[..., Any]], shim: Callable[..., Any]) -> Calla
     return below
 
 
-def _check_forwarding(chain: list[Callable[..., Any]]) -> None:
-    """Refuse, at decoration time, a wrapper that cannot be copied and cannot pass ``db=`` down either."""
+def _check_forwarding(chain: list[Callable[..., Any]], keyword: str) -> None:
+    """Refuse, at decoration time, a wrapper that cannot be copied and cannot pass ``keyword=`` down either."""
     for layer in chain[:-1]:
         try:
             params = inspect.signature(layer, follow_wrapped=False).parameters
         except (TypeError, ValueError):  # nothing to check (some C callables)
             continue
         if not any(
-            (p.name == "db" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)) or p.kind == p.VAR_KEYWORD
+            (p.name == keyword and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)) or p.kind == p.VAR_KEYWORD
             for p in params.values()
         ):
             # Not __qualname__: functools.wraps copies the wrapped function's onto the wrapper.
@@ -151,9 +163,9 @@ def _check_forwarding(chain: list[Callable[..., Any]]) -> None:
                 name = f"{type(layer).__qualname__} object"
             user = getattr(chain[-1], "__qualname__", repr(chain[-1]))
             raise TypeError(
-                f"with_mysql cannot hand 'db' to {user} through the decorator {name}: it is not a function that "
-                "keeps the function it wraps in its closure, and it takes no keyword 'db' (or **kwargs) to pass "
-                "on; put @with_mysql directly on the function, below that decorator"
+                f"with_mysql cannot hand {keyword!r} to {user} through the decorator {name}: it is not a function "
+                "that keeps the function it wraps in its closure, and it takes no keyword "
+                f"{keyword!r} (or **kwargs) to pass on; put @with_mysql directly on the function, below that decorator"
             )
 
 

@@ -1,0 +1,251 @@
+"""Aurora clusters without a server: host-name rules, the options, the read-only predicate, the re-run policy."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pymysql
+import pytest
+
+from serverless_mysql import ConfigError, Credentials, ServerlessMySQL, with_mysql
+from serverless_mysql._cluster import (
+    connection_retire_at,
+    detect_rds_proxy,
+    is_writable,
+    reader_endpoint,
+    resolve_role,
+    split_host_port,
+    writability_sql,
+)
+from serverless_mysql.backoff import make_backoff
+from serverless_mysql.decorator.reader import ReaderCredentials
+from serverless_mysql.errors import connect_failure_kind, is_read_only_refusal
+from serverless_mysql.retry import MAX_READ_ONLY_RERUNS, RetryPolicy
+from tests.unit.test_decorator import clean_env, no_sigterm_install
+
+__all__ = ["clean_env", "no_sigterm_install"]  # autouse fixtures, re-used here
+
+CLUSTER = "shop.cluster-abc123xyz.eu-west-1.rds.amazonaws.com"
+READER = "shop.cluster-ro-abc123xyz.eu-west-1.rds.amazonaws.com"
+
+
+# ------------------------------------------------------------------------------------------ host names
+@pytest.mark.parametrize(
+    ("host", "role"),
+    [
+        (CLUSTER, "writer"),
+        (CLUSTER.upper() + ".", "writer"),
+        (READER, "reader"),
+        ("shop.cluster-abc.cn-north-1.rds.amazonaws.com.cn", "writer"),
+        ("shop-instance-1.abc123xyz.eu-west-1.rds.amazonaws.com", "any"),  # an instance endpoint
+        ("shop.proxy-abc123xyz.eu-west-1.rds.amazonaws.com", "any"),  # RDS Proxy does failover itself
+        ("shop.cluster-custom-abc.eu-west-1.rds.amazonaws.com", "writer"),
+        ("cluster-abc.example.com", "any"),
+        ("127.0.0.1", "any"),
+        ("localhost", "any"),
+    ],
+)
+def test_auto_role_from_the_host_name(host: str, role: str) -> None:
+    assert resolve_role("auto", host) == role
+    assert resolve_role("reader", host) == "reader"  # an explicit role is kept
+
+
+def test_reader_endpoint_of_a_cluster_endpoint() -> None:
+    assert reader_endpoint(CLUSTER) == READER
+    for host in (READER, "127.0.0.1", "shop.proxy-abc.eu-west-1.rds.amazonaws.com", "db.internal"):
+        with pytest.raises(ConfigError, match="reader_host"):
+            reader_endpoint(host)
+
+
+def test_rds_proxy_detection_is_unchanged() -> None:
+    assert detect_rds_proxy("my-proxy.proxy-abc123xyz.us-east-1.rds.amazonaws.com")
+    assert not detect_rds_proxy(CLUSTER)
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [
+        ("replica.internal", ("replica.internal", None)),
+        ("replica.internal:3307", ("replica.internal", 3307)),
+        ("127.0.0.1:13306", ("127.0.0.1", 13306)),
+        ("[::1]:3307", ("::1", 3307)),
+        ("[::1]", ("::1", None)),
+        ("::1", ("::1", None)),
+    ],
+)
+def test_reader_host_and_port(value: str, parsed: tuple[str, int | None]) -> None:
+    assert split_host_port(value) == parsed
+
+
+@pytest.mark.parametrize("value", ["replica:", "replica:0", "replica:70000", "replica:x", ":3306", "[::1]x"])
+def test_bad_reader_host_is_a_config_error(value: str) -> None:
+    with pytest.raises(ConfigError, match="reader_host"):
+        split_host_port(value)
+
+
+# ------------------------------------------------------------------------------------------ writability
+def test_writability_statement_by_server_version() -> None:
+    maria = writability_sql("5.5.5-10.11.6-MariaDB-log")
+    assert "super_read_only" not in maria  # MariaDB has none: asking would fail
+    assert "@@global.read_only" in maria and "@@global.innodb_read_only" in maria
+    assert "super_read_only" in writability_sql("8.0.35")
+    assert "super_read_only" in writability_sql("5.7.12-log")
+    assert "super_read_only" not in writability_sql("5.6.10")
+    assert is_writable({"read_only": 0, "innodb_read_only": 0, "super_read_only": 0})
+    assert not is_writable({"read_only": 0, "innodb_read_only": 1})  # an Aurora reader
+    assert not is_writable({"read_only": 1, "innodb_read_only": 0})  # a demoted writer, an RDS replica
+
+
+def _error(code: int, text: str) -> pymysql.err.OperationalError:
+    return pymysql.err.OperationalError(code, text)
+
+
+READ_ONLY = _error(
+    1290, "The MariaDB server is running with the --read-only option so it cannot execute this statement"
+)
+SUPER_READ_ONLY = _error(
+    1290, "The MySQL server is running with the --super-read-only option so it cannot execute this statement"
+)
+SECURE_FILE_PRIV = _error(
+    1290, "The MariaDB server is running with the --secure-file-priv option so it cannot execute this statement"
+)
+READ_ONLY_MODE = _error(1836, "Running in read-only mode")
+READ_ONLY_TRANSACTION = _error(1792, "Cannot execute statement in a READ ONLY transaction")
+
+
+def test_read_only_refusals_are_told_from_other_1290s() -> None:
+    assert is_read_only_refusal(READ_ONLY)
+    assert is_read_only_refusal(SUPER_READ_ONLY)
+    assert is_read_only_refusal(READ_ONLY_MODE)
+    assert not is_read_only_refusal(SECURE_FILE_PRIV)  # the caller's error
+    assert not is_read_only_refusal(READ_ONLY_TRANSACTION)  # the caller's own READ ONLY transaction
+    assert not is_read_only_refusal(_error(1062, "Duplicate entry"))
+    assert connect_failure_kind(READ_ONLY) == "down"  # a read-only server at connect is waited out
+
+
+def test_the_policy_after_a_read_only_refusal() -> None:
+    policy = RetryPolicy(query_backoff=make_backoff("full", base=0.01, cap=0.1))
+
+    def action(exc: BaseException, role: str, sql: str = "INSERT INTO t VALUES (1)", **kw: Any) -> str:
+        return policy.after_read_only(exc, sql, role=role, in_transaction=kw.get("tx", False), reruns=kw.get("n", 0))
+
+    assert action(READ_ONLY, "writer") == "rerun"
+    assert action(READ_ONLY_MODE, "writer", "UPDATE t SET v = 1") == "rerun"
+    assert action(READ_ONLY, "writer", tx=True) == "abort"
+    assert action(READ_ONLY, "writer", "  /* x */ call p()") == "raise"  # a CALL is never re-run
+    assert action(READ_ONLY, "writer", n=MAX_READ_ONLY_RERUNS) == "raise"  # bounded by count (and the deadline)
+    assert action(READ_ONLY, "any") == "raise"
+    assert action(READ_ONLY, "any", tx=True) == "raise"
+    assert action(READ_ONLY, "reader") == "keep"
+    assert action(SECURE_FILE_PRIV, "writer") == "keep"
+    assert action(READ_ONLY_TRANSACTION, "writer") == "keep"
+
+
+def test_connection_age_is_jittered_down_by_at_most_ten_percent() -> None:
+    rng = random.Random(7)
+    ages = [connection_retire_at(100.0, 60.0, rng) - 100.0 for _ in range(2000)]
+    assert min(ages) >= 54.0 and max(ages) <= 60.0
+    assert max(ages) - min(ages) > 5.0  # spread over the whole 10 %
+    assert connection_retire_at(100.0, None, rng) == float("inf")
+
+
+# ------------------------------------------------------------------------------------------ options
+def test_server_role_option_env_and_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ServerlessMySQL(host=CLUSTER).get_config()["server_role"] == "writer"
+    assert ServerlessMySQL(host=READER).get_config()["server_role"] == "reader"
+    assert ServerlessMySQL(host="127.0.0.1").get_config()["server_role"] == "any"
+    assert ServerlessMySQL(host=READER, server_role="writer").get_config()["server_role"] == "writer"
+    assert ServerlessMySQL(url=f"mysql://app@{READER}/shop?server_role=any").get_config()["server_role"] == "any"
+    url = "mysql://app@h/shop?max_connection_age=300"
+    assert ServerlessMySQL(url=url).get_config()["max_connection_age"] == 300.0
+    monkeypatch.setenv("SERVERLESS_MYSQL_SERVER_ROLE", "writer")
+    monkeypatch.setenv("SERVERLESS_MYSQL_MAX_CONNECTION_AGE", "120")
+    cfg = with_mysql(host="127.0.0.1")(lambda event, context, db: None).db.get_config()
+    assert (cfg["server_role"], cfg["max_connection_age"]) == ("writer", 120.0)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("server_role", "primary"), ("server_role", "WRITER"), ("max_connection_age", 0), ("max_connection_age", -5)],
+)
+def test_bad_values_are_config_errors_naming_the_option(option: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=option):
+        ServerlessMySQL(**{option: value})
+
+
+def test_bad_server_role_variable_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVERLESS_MYSQL_SERVER_ROLE", "primary")
+    with pytest.raises(ConfigError, match="SERVERLESS_MYSQL_SERVER_ROLE"):
+        with_mysql(host="127.0.0.1")(lambda event, context, db: None)
+
+
+# ------------------------------------------------------------------------------------------ reader_host
+def with_reader(event: Any, context: Any, db: ServerlessMySQL, reader: ServerlessMySQL) -> Any:
+    return reader
+
+
+def reader_of(handler: Any) -> ServerlessMySQL:
+    reader = handler.reader
+    assert isinstance(reader, ServerlessMySQL)
+    return reader
+
+
+def without_reader(event: Any, context: Any, db: ServerlessMySQL) -> Any:
+    return db
+
+
+def test_reader_host_gives_a_reader_client_with_the_writers_options() -> None:
+    handler = with_mysql(host=CLUSTER, port=3307, user="app", password="pw", database="shop", reader_host="auto")(
+        with_reader
+    )
+    cfg = reader_of(handler).get_config()
+    assert (cfg["host"], cfg["port"], cfg["user"], cfg["database"]) == (READER, 3307, "app", "shop")
+    assert cfg["password"] == "****" and cfg["server_role"] == "reader"
+    assert handler.db.get_config()["server_role"] == "writer"
+    explicit = reader_of(with_mysql(host=CLUSTER, reader_host="replica.internal:3310")(with_reader)).get_config()
+    assert (explicit["host"], explicit["port"], explicit["server_role"]) == ("replica.internal", 3310, "reader")
+    default_port = with_mysql(host=CLUSTER, port=3307, reader_host="replica.internal")(with_reader)
+    assert reader_of(default_port).get_config()["port"] == 3307  # the writer's
+
+
+def test_reader_host_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVERLESS_MYSQL_READER_HOST", "auto")
+    monkeypatch.setenv("SERVERLESS_MYSQL_HOST", CLUSTER)
+    assert reader_of(with_mysql(with_reader)).get_config()["host"] == READER
+    assert with_mysql(without_reader).reader is None  # no `reader` parameter: as before
+
+
+def test_reader_host_auto_needs_a_cluster_endpoint() -> None:
+    with pytest.raises(ConfigError, match="reader_host"):
+        with_mysql(host="db.internal", reader_host="auto")(with_reader)
+    with pytest.raises(ConfigError, match="reader_host"):
+        with_mysql(reader_host="auto")(with_reader)  # no host at all
+
+
+class _Secret:
+    refreshable = True
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+
+    def get_credentials(self, *, refresh: bool = False) -> Credentials:
+        return Credentials(user="app", password="pw", host=self.host, port=3307, database="shop")
+
+
+def test_reader_host_auto_from_the_secrets_host() -> None:
+    handler = with_mysql(credentials=_Secret(CLUSTER), reader_host="auto")(with_reader)
+    provider = reader_of(handler).get_config()["credentials"]
+    assert isinstance(provider, ReaderCredentials) and provider.refreshable
+    creds = provider.get_credentials()
+    assert (creds.host, creds.port, creds.user, creds.password) == (READER, 3307, "app", "pw")
+    bad = ReaderCredentials(_Secret("db.internal"))
+    with pytest.raises(ConfigError, match="reader_host"):
+        bad.get_credentials()
+
+
+def test_handlers_without_reader_are_unchanged() -> None:
+    handler = with_mysql(host=CLUSTER, reader_host="auto")(without_reader)
+    assert handler.reader is None
+    plain = with_mysql(host=CLUSTER)(with_reader)  # no reader_host: nothing injected, nothing built
+    assert plain.reader is None
