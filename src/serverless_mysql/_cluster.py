@@ -56,7 +56,7 @@ def resolve_role(role: str, host: str) -> Role:
     """``role`` itself, or for ``"auto"`` the role ``host`` names: a cluster endpoint is the writer's.
 
     ``<name>.cluster-<id>.<region>.rds.amazonaws.com`` is ``"writer"``, ``<name>.cluster-ro-<id>...`` is
-    ``"reader"``, anything else (an instance endpoint, RDS Proxy, an address) is ``"any"``.
+    ``"reader"``, anything else (an instance or custom endpoint, RDS Proxy, an address) is ``"any"``.
     """
     if role != "auto":
         return role  # type: ignore[return-value]  # checked by the option's Choice
@@ -66,6 +66,8 @@ def resolve_role(role: str, host: str) -> Role:
     second = labels[1]
     if second.startswith("cluster-ro-"):
         return "reader"
+    if second.startswith("cluster-custom-"):
+        return "any"  # a custom endpoint names a chosen set of instances, readers as often as not
     if second.startswith("cluster-"):
         return "writer"
     return "any"

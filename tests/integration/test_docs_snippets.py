@@ -228,6 +228,17 @@ def test_configuration_snippets_decorate_without_error(name: str, env: Callable[
     assert module.handler.db.get_client() is None
 
 
+def test_the_aurora_snippet_decorates_a_writer_and_a_reader(env: Callable[[dict[str, str]], None]) -> None:
+    """The secret's host is known only at connect: the roles and the reader endpoint resolve then; nothing connects."""
+    env({})
+    module = load("aurora")
+    reader = module.handler.reader
+    assert isinstance(reader, ServerlessMySQL)
+    assert reader.get_config()["server_role"] == "reader"
+    assert reader.get_client() is None and module.handler.db.get_client() is None
+    assert module.primary.get_config()["server_role"] == "writer"
+
+
 def test_the_snapstart_snippet_registers_quit_and_reseed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(RUNTIME))
     monkeypatch.delitem(sys.modules, "snapshot_restore_py", raising=False)

@@ -40,7 +40,7 @@ READER = "shop.cluster-ro-abc123xyz.eu-west-1.rds.amazonaws.com"
         ("shop.cluster-abc.cn-north-1.rds.amazonaws.com.cn", "writer"),
         ("shop-instance-1.abc123xyz.eu-west-1.rds.amazonaws.com", "any"),  # an instance endpoint
         ("shop.proxy-abc123xyz.eu-west-1.rds.amazonaws.com", "any"),  # RDS Proxy does failover itself
-        ("shop.cluster-custom-abc.eu-west-1.rds.amazonaws.com", "writer"),
+        ("shop.cluster-custom-abc.eu-west-1.rds.amazonaws.com", "any"),  # a custom endpoint: any instances
         ("cluster-abc.example.com", "any"),
         ("127.0.0.1", "any"),
         ("localhost", "any"),
@@ -249,3 +249,14 @@ def test_handlers_without_reader_are_unchanged() -> None:
     assert handler.reader is None
     plain = with_mysql(host=CLUSTER)(with_reader)  # no reader_host: nothing injected, nothing built
     assert plain.reader is None
+
+
+def test_reader_with_iam_auth_gets_a_token_signed_for_the_readers_host() -> None:
+    from serverless_mysql.iam import IamAuthCredentials
+
+    handler = with_mysql(host=CLUSTER, user="app", iam_auth=True, region="eu-west-1", reader_host="auto")(with_reader)
+    writer = handler.db.get_config()["credentials"]
+    reader = reader_of(handler).get_config()["credentials"]
+    assert isinstance(writer, IamAuthCredentials) and isinstance(reader, IamAuthCredentials)
+    assert reader is not writer
+    assert (reader.host, writer.host) == (READER, CLUSTER)
