@@ -16,6 +16,7 @@ attempts per invocation; a per-second timeline.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import math
 import random
@@ -153,18 +154,29 @@ def run_failover(
         times = failover.result(timeout=60)
         drained = fleet.drain(scenario.drain_limit or 5.0)
         t_drained = time.monotonic()
+        # What the callers saw by the end of the drain; invocations still running then are "Unfinished" (outcome
+        # unknown). Let them end before the rows are read, or a write acknowledged later would count as lost.
+        seen = [dataclasses.replace(i) for i in fleet.invocations]
+        if not drained:
+            fleet.drain(scenario.timeout + 2.0)
         watch.stop()
         attempts_1 = _client_attempts(strategy, 10.0)
         rows = cluster.writer.execute(f"SELECT inv, COUNT(*) AS n FROM {user.database}.{TABLE} GROUP BY inv")
         on_writer = {int(r["inv"]): int(r["n"]) for r in rows}
+        on_old: set[int] = set()
+        with contextlib.suppress(Exception):  # the old writer, if it is up: writes that never reached the new one
+            old_rows = times.old_writer.execute(f"SELECT DISTINCT inv FROM {user.database}.{TABLE}")
+            on_old = {int(r["inv"]) for r in old_rows}
         lib_stats = strategy.stats() if hasattr(strategy, "stats") else {}
         result.data = _summary(
             strategy_name,
             scenario,
             fleet,
+            seen,
             watch,
             times,
             on_writer,
+            on_old,
             t0=t0,
             t_drained=t_drained,
             drained=drained,
@@ -194,16 +206,17 @@ def _summary(
     strategy_name: str,
     sc: Scenario,
     fleet: Fleet,
+    invs: list[Invocation],
     watch: _FleetWatch,
     times: FailoverTimes,
     on_writer: dict[int, int],
+    on_old: set[int],
     *,
     t0: float,
     t_drained: float,
     drained: bool,
     attempts: int | None,
 ) -> dict[str, Any]:
-    invs: list[Invocation] = list(fleet.invocations)
     done = [i for i in invs if i.end]
     unfinished = len(invs) - len(done)
     ok = [i for i in done if i.ok]
@@ -276,6 +289,7 @@ def _summary(
             "rows_on_new_writer": sum(on_writer.values()),
             "lost": len(lost),
             "lost_sample": lost[:10],
+            "lost_but_on_old_writer": sum(1 for n in lost if n in on_old),
             "doubled": len(doubled),
             "doubled_sample": doubled[:10],
             "failed_but_written": len(landed_unacked),
