@@ -47,9 +47,10 @@ FAILOVER_KEYS = ("failover-demote", "failover-crash")
 TABLE = "failover_writes"
 INSERT = f"INSERT INTO {TABLE} (inv) VALUES (%s)"
 READ = "SELECT @@server_id AS s"
-# Large enough that no strategy meets 1040 (the scenario is the failover, not overload): up to 1,000 environments
-# may wait through the failover, and each keeps a connection afterwards. An Aurora db.r5.large allows ~1,000.
-MAX_CONNECTIONS = 1200
+# The scenario is the failover, not overload: up to 1,000 environments (the fleet's limit) may wait through the
+# failover and each keeps a connection afterwards, so the limit stays well above that, out of the range where
+# either library's housekeeping starts killing idle connections (utilization >= 80%).
+MAX_CONNECTIONS = 2000
 IDLE_TTL = (600.0, 600.0)  # Lambda keeps idle environments for minutes: none is destroyed within a run
 
 

@@ -36,7 +36,8 @@ writer from t=15 s (Aurora's DNS TTL: 5 s); the reader endpoint then names the o
 - Load: Poisson 200/s for 30 s; each invocation inserts its own number (`INSERT INTO failover_writes (inv)
   VALUES (n)`); `with_mysql` (options `server_role="writer"`, `reader_host=<reader endpoint>`) also reads
   `@@server_id` on the reader client. Lambda timeout 30 s; idle environments are kept (none destroyed in a run),
-  `max_connections=1200` on every server (the scenario is the failover, not overload).
+  `max_connections=2000` on every server (the scenario is the failover, not overload: up to 1,000
+  environments may wait through it, and 2,000 keeps every strategy below its housekeeping threshold).
 - *Errors before / during / after*: failed invocations by the second they **arrived**: before the failover,
   between the failover and the switch, from the switch on. *From 2 s after*: arrived 2 s or more after the switch.
 - *Time to clean service*: from the switch to the first whole second from which no arriving invocation fails and
