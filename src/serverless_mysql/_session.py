@@ -2,10 +2,9 @@
 
 ``query`` -> :meth:`Session._run` (transaction guard) -> :meth:`Session._rerun_lost` (a lost connection, or a
 statement a read-only server refused: re-run on a new one when the :class:`~serverless_mysql.retry.RetryPolicy`
-allows) -> :meth:`Session._retry_transient`
-(a statement the server rolled back: retry with backoff) -> :meth:`Session._bounded` (deadline) ->
-:meth:`~serverless_mysql._driver.DriverConnection.run`. Each layer does one thing; the common path (no error) costs
-one call per layer.
+allows) -> :meth:`Session._retry_transient` (a statement the server rolled back: retry with backoff) ->
+:meth:`Session._bounded` (deadline) -> :meth:`~serverless_mysql._driver.DriverConnection.run`. Each layer does
+one thing; the common path (no error) costs one call per layer.
 """
 
 from __future__ import annotations

@@ -260,3 +260,8 @@ def test_reader_with_iam_auth_gets_a_token_signed_for_the_readers_host() -> None
     assert isinstance(writer, IamAuthCredentials) and isinstance(reader, IamAuthCredentials)
     assert reader is not writer
     assert (reader.host, writer.host) == (READER, CLUSTER)
+
+
+def test_the_reader_is_registered_for_sigterm_like_db(no_sigterm_install: list[ServerlessMySQL]) -> None:
+    handler = with_mysql(host=CLUSTER, reader_host="auto")(with_reader)
+    assert no_sigterm_install == [handler.db, handler.reader]

@@ -79,6 +79,8 @@ def with_mysql(handler: Callable[..., Any] | None = None, /, **options: Any) -> 
     """Give a Lambda handler a managed MySQL client as keyword ``db``, cleaned up after every invocation.
 
     Usable as ``@with_mysql``, ``@with_mysql()``, ``@with_mysql(**options)`` and ``@with_mysql(db=client)``.
+    With ``reader_host``, a handler that declares a ``reader`` parameter also gets a second client there (same
+    options and credentials, ``server_role="reader"``), managed like ``db``; ``wrapper.reader`` is it.
     Options are keyword-only: the decorator's own (``db``, ``secret_id``, ``iam_auth``, ``after``,
     ``deadline_margin``, ``metrics``, ``sigterm``, ...) and every option of :class:`ServerlessMySQL`; each is
     described in ``docs/options.md``. An option not given comes from its ``SERVERLESS_MYSQL_<OPTION>``
