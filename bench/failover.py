@@ -38,7 +38,7 @@ from bench.scenarios import (
     library_options,
     npm_options,
 )
-from bench.strategies import DbTarget, make_strategy
+from bench.strategies import DbTarget, cpu_seconds_of, make_strategy
 from harness.cluster import FailoverTimes, LocalCluster
 
 __all__ = ["FAILOVER_KEYS", "failover_scenarios", "run_failover"]
@@ -48,9 +48,9 @@ TABLE = "failover_writes"
 INSERT = f"INSERT INTO {TABLE} (inv) VALUES (%s)"
 READ = "SELECT @@server_id AS s"
 # The scenario is the failover, not overload: up to 1,000 environments (the fleet's limit) may wait through the
-# failover and each keeps a connection afterwards, so the limit stays well above that, out of the range where
-# either library's housekeeping starts killing idle connections (utilization >= 80%).
-MAX_CONNECTIONS = 2000
+# failover, each with a writer and a reader connection that can both land on the promoted server after the switch;
+# 4,000 keeps that under 60%, below where either library's housekeeping starts killing idle connections.
+MAX_CONNECTIONS = 4000
 IDLE_TTL = (600.0, 600.0)  # Lambda keeps idle environments for minutes: none is destroyed within a run
 
 
@@ -85,6 +85,30 @@ def failover_scenarios(quick: bool) -> list[Scenario]:
     return out
 
 
+class _CpuWatch(threading.Thread):
+    """Every 0.5 s: CPU seconds used so far by the strategy's host processes (their clients' work)."""
+
+    def __init__(self, pids: list[int], t0: float) -> None:
+        super().__init__(name="cpu-watch", daemon=True)
+        self.pids = pids
+        self.t0 = t0
+        self.log: list[tuple[float, float]] = []
+        self._stop_event = threading.Event()
+
+    def read(self) -> None:
+        self.log.append((time.monotonic() - self.t0, sum(cpu_seconds_of(p) or 0.0 for p in self.pids)))
+
+    def run(self) -> None:
+        self.read()
+        while not self._stop_event.wait(0.5):
+            self.read()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(5)
+
+
 def _options(strategy_name: str, scenario: Scenario, reader_port: int) -> dict[str, Any] | None:
     if strategy_name == "with_mysql":
         return {
@@ -114,6 +138,7 @@ def run_failover(
     strategy: Any = None
     fleet: Fleet | None = None
     watch: _FleetWatch | None = None
+    cpu: _CpuWatch | None = None
     try:
         cluster.start()
         user = cluster.create_user()
@@ -149,6 +174,8 @@ def run_failover(
         t0 = loadgen.start()
         watch = _FleetWatch(fleet, strategy, t0, attempts_0)
         watch.start()
+        cpu = _CpuWatch(list(getattr(strategy, "pids", [])), t0)
+        cpu.start()
         failover = cluster.failover_later(t0 + scenario.failover_at_s, scenario.failover)  # type: ignore[arg-type]
         _wait_with_progress(t0, scenario.duration, fleet, progress)
         loadgen.join()
@@ -161,6 +188,7 @@ def run_failover(
         if not drained:
             fleet.drain(scenario.timeout + 2.0)
         watch.stop()
+        cpu.stop()
         attempts_1 = _client_attempts(strategy, 10.0)
         rows = cluster.writer.execute(f"SELECT inv, COUNT(*) AS n FROM {user.database}.{TABLE} GROUP BY inv")
         on_writer = {int(r["inv"]): int(r["n"]) for r in rows}
@@ -175,6 +203,7 @@ def run_failover(
             fleet,
             seen,
             watch,
+            cpu.log,
             times,
             on_writer,
             on_old,
@@ -191,6 +220,8 @@ def run_failover(
     finally:
         if watch is not None:
             watch.stop()
+        if cpu is not None:
+            cpu.stop()
         if fleet is not None:
             fleet.shutdown()
         with contextlib.suppress(Exception):
@@ -209,6 +240,7 @@ def _summary(
     fleet: Fleet,
     invs: list[Invocation],
     watch: _FleetWatch,
+    cpu_log: list[tuple[float, float]],
     times: FailoverTimes,
     on_writer: dict[int, int],
     on_old: set[int],
@@ -307,6 +339,9 @@ def _summary(
                 "errors": errors_by_end,
                 "busy_envs_max": max_per_second(watch.busy, seconds),
                 "client_attempts": client,
+                # CPU seconds per second of the strategy's host processes: near their number (2), the clients are
+                # bound by this machine's cores, not by what they wait for (on Lambda each environment has a CPU).
+                "client_cpu": counter_per_second(cpu_log, seconds),
             },
         },
     }

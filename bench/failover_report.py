@@ -36,8 +36,13 @@ writer from t=15 s (Aurora's DNS TTL: 5 s); the reader endpoint then names the o
 - Load: Poisson 200/s for 30 s; each invocation inserts its own number (`INSERT INTO failover_writes (inv)
   VALUES (n)`); `with_mysql` (options `server_role="writer"`, `reader_host=<reader endpoint>`) also reads
   `@@server_id` on the reader client. Lambda timeout 30 s; idle environments are kept (none destroyed in a run),
-  `max_connections=2000` on every server (the scenario is the failover, not overload: up to 1,000
-  environments may wait through it, and 2,000 keeps every strategy below its housekeeping threshold).
+  `max_connections=4000` on every server: the scenario is the failover, not overload. Up to 1,000 environments
+  (the fleet's limit) wait through it, each with a writer and a reader connection, and after the switch both kinds
+  can land on the promoted server (the reader endpoint named it before); 4,000 keeps that under 60% of the limit,
+  below where either library's housekeeping starts killing idle connections.
+- *CPU* in the per-second table: cores used by the strategy's two host processes. Near 2, the clients are bound by
+  this machine (hundreds of environments share 2 cores, shared with the servers and other work; on Lambda each has
+  its own CPU), not by the failover.
 - *Errors before / during / after*: failed invocations by the second they **arrived**: before the failover,
   between the failover and the switch, from the switch on. *From 2 s after*: arrived 2 s or more after the switch.
 - *Time to clean service*: from the switch to the first whole second from which no arriving invocation fails and
@@ -158,9 +163,10 @@ def timeline_markdown(rows: Sequence[RunResult], failover_at: float, switch_at: 
     """Per second around the failover: ok / errors (by arrival) of each reported row."""
     first = max(0, math.floor(failover_at) - 1)
     last = math.ceil(switch_at) + 5
-    header = "| t (s) | " + " | ".join(f"{r.strategy}: ok / err" for r in rows) + " |"
+    header = "| t (s) | " + " | ".join(f"{r.strategy}: ok / err / busy / CPU" for r in rows) + " |"
     lines = [
-        "Per second (ok: completed in that second; err: failed, by the second they arrived):",
+        "Per second (ok: completed in that second; err: failed, by the second they arrived; busy: environments "
+        "running an invocation, the most seen; CPU: cores used by the strategy's two host processes):",
         "",
         header,
         "|---:|" + "---:|" * len(rows),
@@ -171,7 +177,9 @@ def timeline_markdown(rows: Sequence[RunResult], failover_at: float, switch_at: 
             tl = r.data["failover"]["timeline"]
             ok = tl["ok"][k] if k < len(tl["ok"]) else 0
             err = tl["errors_by_arrival"][k] if k < len(tl["errors_by_arrival"]) else 0
-            cells.append(f"{ok} / {err}")
+            busy = tl["busy_envs_max"][k] if k < len(tl["busy_envs_max"]) else None
+            cpu = tl.get("client_cpu", [])[k] if k < len(tl.get("client_cpu", [])) else None
+            cells.append(f"{ok} / {err} / {_fmt(busy)} / {_fmt(cpu, 1)}")
         mark = " failover" if k == math.floor(failover_at) else (" switch" if k == math.floor(switch_at) else "")
         lines.append(f"| {k}{mark} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
