@@ -86,17 +86,28 @@ def failover_scenarios(quick: bool) -> list[Scenario]:
 
 
 class _CpuWatch(threading.Thread):
-    """Every 0.5 s: CPU seconds used so far by the strategy's host processes (their clients' work)."""
+    """Every 0.5 s: CPU seconds used so far by groups of processes (the strategy's hosts, the endpoints' forwarder,
+    the servers), to tell a slow drain caused by this machine from one caused by waiting."""
 
-    def __init__(self, pids: list[int], t0: float) -> None:
+    def __init__(self, groups: dict[str, Callable[[], list[int]]], t0: float) -> None:
         super().__init__(name="cpu-watch", daemon=True)
-        self.pids = pids
+        self.groups = groups
         self.t0 = t0
-        self.log: list[tuple[float, float]] = []
+        self.log: dict[str, list[tuple[float, float]]] = {name: [] for name in groups}
+        self._base: dict[tuple[str, int], float] = {}
         self._stop_event = threading.Event()
 
     def read(self) -> None:
-        self.log.append((time.monotonic() - self.t0, sum(cpu_seconds_of(p) or 0.0 for p in self.pids)))
+        now = time.monotonic() - self.t0
+        for name, pids in self.groups.items():
+            total = 0.0
+            for pid in pids():
+                used = cpu_seconds_of(pid)
+                if used is None:
+                    continue
+                base = self._base.setdefault((name, pid), 0.0 if self.log[name] else used)  # a new process: from birth
+                total += used - base
+            self.log[name].append((now, total))
 
     def run(self) -> None:
         self.read()
@@ -174,7 +185,16 @@ def run_failover(
         t0 = loadgen.start()
         watch = _FleetWatch(fleet, strategy, t0, attempts_0)
         watch.start()
-        cpu = _CpuWatch(list(getattr(strategy, "pids", [])), t0)
+        host_pids = list(getattr(strategy, "pids", []))
+        forwarder = cluster.forwarder_pid
+        cpu = _CpuWatch(
+            {
+                "client_cpu": lambda: host_pids,
+                "forwarder_cpu": lambda: [forwarder] if forwarder else [],
+                "servers_cpu": lambda: [p for p in (s.pid for s in cluster.servers) if p],
+            },
+            t0,
+        )
         cpu.start()
         failover = cluster.failover_later(t0 + scenario.failover_at_s, scenario.failover)  # type: ignore[arg-type]
         _wait_with_progress(t0, scenario.duration, fleet, progress)
@@ -240,7 +260,7 @@ def _summary(
     fleet: Fleet,
     invs: list[Invocation],
     watch: _FleetWatch,
-    cpu_log: list[tuple[float, float]],
+    cpu_log: dict[str, list[tuple[float, float]]],
     times: FailoverTimes,
     on_writer: dict[int, int],
     on_old: set[int],
@@ -341,7 +361,7 @@ def _summary(
                 "client_attempts": client,
                 # CPU seconds per second of the strategy's host processes: near their number (2), the clients are
                 # bound by this machine's cores, not by what they wait for (on Lambda each environment has a CPU).
-                "client_cpu": counter_per_second(cpu_log, seconds),
+                **{name: counter_per_second(log, seconds) for name, log in cpu_log.items()},
             },
         },
     }

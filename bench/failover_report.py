@@ -40,9 +40,9 @@ writer from t=15 s (Aurora's DNS TTL: 5 s); the reader endpoint then names the o
   (the fleet's limit) wait through it, each with a writer and a reader connection, and after the switch both kinds
   can land on the promoted server (the reader endpoint named it before); 4,000 keeps that under 60% of the limit,
   below where either library's housekeeping starts killing idle connections.
-- *CPU* in the per-second table: cores used by the strategy's two host processes. Near 2, the clients are bound by
-  this machine (hundreds of environments share 2 cores, shared with the servers and other work; on Lambda each has
-  its own CPU), not by the failover.
+- *CPU* in the per-second table: cores used by the strategy's two host processes, by the endpoints' forwarder
+  process and by the MariaDB servers. The machine has 2 cores, shared with other work: when the sum nears 2, the
+  numbers say more about this machine than about the strategy (on Lambda each environment has its own CPU).
 - *Errors before / during / after*: failed invocations by the second they **arrived**: before the failover,
   between the failover and the switch, from the switch on. *From 2 s after*: arrived 2 s or more after the switch.
 - *Time to clean service*: from the switch to the first whole second from which no arriving invocation fails and
@@ -159,6 +159,10 @@ def failover_markdown(results: Sequence[RunResult], scenarios: Sequence[Scenario
     return "\n".join(lines)
 
 
+def _at(values: Sequence[Any], k: int) -> Any:
+    return values[k] if k < len(values) else None
+
+
 def timeline_markdown(rows: Sequence[RunResult], failover_at: float, switch_at: float) -> str:
     """Per second around the failover: ok / errors (by arrival) of each reported row."""
     first = max(0, math.floor(failover_at) - 1)
@@ -166,7 +170,8 @@ def timeline_markdown(rows: Sequence[RunResult], failover_at: float, switch_at: 
     header = "| t (s) | " + " | ".join(f"{r.strategy}: ok / err / busy / CPU" for r in rows) + " |"
     lines = [
         "Per second (ok: completed in that second; err: failed, by the second they arrived; busy: environments "
-        "running an invocation, the most seen; CPU: cores used by the strategy's two host processes):",
+        "running an invocation, the most seen; CPU: cores used by the strategy's two host processes - the endpoints' "
+        "forwarder - the MariaDB servers):",
         "",
         header,
         "|---:|" + "---:|" * len(rows),
@@ -178,8 +183,8 @@ def timeline_markdown(rows: Sequence[RunResult], failover_at: float, switch_at: 
             ok = tl["ok"][k] if k < len(tl["ok"]) else 0
             err = tl["errors_by_arrival"][k] if k < len(tl["errors_by_arrival"]) else 0
             busy = tl["busy_envs_max"][k] if k < len(tl["busy_envs_max"]) else None
-            cpu = tl.get("client_cpu", [])[k] if k < len(tl.get("client_cpu", [])) else None
-            cells.append(f"{ok} / {err} / {_fmt(busy)} / {_fmt(cpu, 1)}")
+            cpu = "-".join(_fmt(_at(tl.get(name, []), k), 1) for name in ("client_cpu", "forwarder_cpu", "servers_cpu"))
+            cells.append(f"{ok} / {err} / {_fmt(busy)} / {cpu}")
         mark = " failover" if k == math.floor(failover_at) else (" switch" if k == math.floor(switch_at) else "")
         lines.append(f"| {k}{mark} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

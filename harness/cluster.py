@@ -265,6 +265,11 @@ class LocalCluster:
     ) -> None:
         self.cleanup()
 
+    @property
+    def forwarder_pid(self) -> int | None:
+        """The pid of the endpoints' process (``endpoints="process"``), else None."""
+        return self._forwarder.proc.pid if self._forwarder is not None else None
+
     # ---- topology --------------------------------------------------------------------------------------------
 
     @property

@@ -41,6 +41,8 @@ def _run(
             "errors_by_arrival": [0] * 20,
             "busy_envs_max": [5] * 20,
             "client_cpu": [0.5] * 20,
+            "forwarder_cpu": [0.1] * 20,
+            "servers_cpu": [0.25] * 20,
         },
     }
     data = {"strategy": strategy, "errors": sum(codes.values()), "errors_by_code": codes, "failover": failover}
@@ -89,7 +91,7 @@ def test_peers_are_not_judged() -> None:
 
 def test_timeline_marks_the_failover_and_the_switch() -> None:
     text = timeline_markdown([_run("failover-demote")], 10.0, 15.0)
-    assert "| 10 failover | 200 / 0 / 5 / 0.5 |" in text
+    assert "| 10 failover | 200 / 0 / 5 / 0.5-0.1-0.2 |" in text
     assert "| 15 switch |" in text
 
 
