@@ -61,6 +61,8 @@ BAD_OPTIONS: dict[str, list[tuple[Any, type[ConfigError]]]] = {
     "zombie_max_timeout": [("900", TYPE), (-1, VALUE), (math.inf, VALUE)],
     "max_kills": [(1.5, TYPE), ("10", TYPE), (-1, VALUE), (10**6, VALUE)],
     "rds_proxy": [("true", TYPE), (1, TYPE)],
+    "server_role": [("primary", VALUE), ("WRITER", VALUE), (None, VALUE), (1, VALUE)],
+    "max_connection_age": [("300", TYPE), (0, VALUE), (-1, VALUE), (math.nan, VALUE)],
     "backoff": [("decorrelated-jitter", VALUE), ("", VALUE), (5, VALUE)],
     "base": [("0.002", TYPE), (-0.001, VALUE)],
     "cap": [("0.1", TYPE), (-1, VALUE)],
@@ -139,6 +141,7 @@ BAD_DECORATOR_OPTIONS: dict[str, list[tuple[Any, type[ConfigError]]]] = {
     "deadline_margin": [("0.5", TYPE), (-1, VALUE), (math.inf, VALUE)],
     "sigterm": [("no", TYPE), (0, TYPE)],
     "connect_on_init": [("no", TYPE)],
+    "reader_host": [(5, TYPE), ("", VALUE), ("auto", VALUE), ("replica:0", VALUE), ("replica:x", VALUE)],
 }
 DECORATOR_CASES = [
     pytest.param(n, v, e, id=f"{n}={v!r}") for n, cases in BAD_DECORATOR_OPTIONS.items() for v, e in cases

@@ -129,8 +129,11 @@ def _decorate(func: Callable[..., Any], setup: Setup) -> MySQLHandler[Any]:
     if wants_reader and not rebuild:
         check_handler(func, also="reader")  # every decorator below must pass reader= on too
     db = setup.create()  # one client per decoration, created now: Lambda's init phase
-    # A handler with a `reader` parameter gets the reader client; one without behaves as if reader_host were unset.
-    reader = setup.create_reader(db) if wants_reader else None
+    # A handler with a `reader` parameter gets the reader client; one without behaves as if reader_host were unset
+    # (but a reader_host that cannot work is refused all the same: it is the function's configuration).
+    reader = setup.create_reader(db) if setup.reader_host is not None else None
+    if not wants_reader:
+        reader = None
     lifecycle = Lifecycle(
         db,
         after=setup.after,

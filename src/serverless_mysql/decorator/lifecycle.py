@@ -32,7 +32,7 @@ _nesting = threading.local()
 class Lifecycle:
     """The per-invocation work around one handler: deadline, cleanup, metrics."""
 
-    __slots__ = ("after", "db", "extra", "key", "margin", "metrics", "name", "reader")
+    __slots__ = ("after", "db", "key", "margin", "metrics", "name", "reader")
 
     def __init__(
         self,
@@ -46,7 +46,6 @@ class Lifecycle:
     ) -> None:
         self.db = db
         self.reader = reader  # the second client of reader_host: same deadline, same cleanup, its own metrics
-        self.extra: dict[str, Any] = {} if reader is None else {"reader": reader}
         self.key = id(db)
         self.after = after
         self.margin = margin
@@ -58,28 +57,29 @@ class Lifecycle:
     ) -> Any:
         """Call ``handler(event, context, *args, db=db, **kwargs)`` inside the invocation's deadline and cleanup."""
         db = self.db
+        reader = self.reader
+        if reader is not None:
+            kwargs = {**kwargs, "reader": reader}
         running: set[int] | None = getattr(_nesting, "clients", None)
         if running is None:
             running = _nesting.clients = set()
         if self.key in running or _inside_transaction(db):
             # A decorated handler called by another one sharing db= (or inside a transaction of the caller's):
             # the outermost call owns the deadline and the cleanup, and the caller decides the transaction's fate.
-            return handler(event, context, *args, db=db, **self.extra, **kwargs)
+            return handler(event, context, *args, db=db, **kwargs)
         running.add(self.key)
         try:
             # Counters are only compared when someone looks: metrics, or debug logging.
-            looking = self.metrics is not None or logger.isEnabledFor(_DEBUG)
-            before = db.get_stats() if looking else None
-            reader = self.reader
-            before_reader = reader.get_stats() if looking and reader is not None else None
+            before = db.get_stats() if self.metrics is not None or logger.isEnabledFor(_DEBUG) else None
             budget = self._budget(context)
             db.set_deadline(budget)
             if reader is not None:
-                reader.set_deadline(budget)
+                reader.set_deadline(budget)  # the reader is managed exactly like db
+                before_reader = None if before is None else reader.get_stats()
             if before is not None:
                 logger.debug("invocation start", extra={"event": "invoke", "handler": self.name, "deadline": budget})
             try:
-                return handler(event, context, *args, db=db, **self.extra, **kwargs)
+                return handler(event, context, *args, db=db, **kwargs)
             finally:
                 self._finish(db, before)
                 if reader is not None:
