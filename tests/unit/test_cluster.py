@@ -262,6 +262,18 @@ def test_reader_with_iam_auth_gets_a_token_signed_for_the_readers_host() -> None
     assert (reader.host, writer.host) == (READER, CLUSTER)
 
 
-def test_the_reader_is_registered_for_sigterm_like_db(no_sigterm_install: list[ServerlessMySQL]) -> None:
+def test_the_reader_is_registered_for_sigterm_and_snapstart_like_db(
+    no_sigterm_install: list[ServerlessMySQL], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import serverless_mysql.decorator as decorator_module
+
+    snapstart: list[ServerlessMySQL] = []
+
+    def register(db: ServerlessMySQL) -> bool:
+        snapstart.append(db)
+        return True
+
+    monkeypatch.setattr(decorator_module, "register_snapstart", register)
     handler = with_mysql(host=CLUSTER, reader_host="auto")(with_reader)
     assert no_sigterm_install == [handler.db, handler.reader]
+    assert snapstart == [handler.db, handler.reader]
