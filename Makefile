@@ -16,7 +16,7 @@ help:
 	@echo "make lint         ruff check, ruff format --check, mypy --strict"
 	@echo "make format       ruff format + ruff check --fix"
 	@echo "make bench        the full Lambda-fleet benchmark (about 30 min)"
-	@echo "make bench-quick  a short benchmark run (<= 3 min)"
+	@echo "make bench-quick  a short benchmark run (about 5 min)"
 	@echo "make bench-micro  only the micro-benchmarks: hot path vs raw PyMySQL, import time (~1 min)"
 	@echo "make layer        build/serverless-mysql-layer.zip without SAM"
 	@echo "make validate-template  cfn-lint + sam validate --lint on template.yaml (offline)"
