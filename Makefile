@@ -5,17 +5,18 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SRC    := src tests harness bench examples layer docs
 
-.PHONY: help test lint format unit integration bench bench-quick bench-micro demo layer validate-template mariadb clean
+.PHONY: help test lint format unit integration bench bench-quick bench-micro demo demo-failover layer validate-template mariadb clean
 
 help:
 	@echo "make demo         run the example handler through a simulated Lambda fleet (~30 s)"
+	@echo "make demo-failover  the example handler through one Aurora-like failover on a local cluster (~40 s)"
 	@echo "make test         lint + type check + every test (unit, integration, layer)"
 	@echo "make unit         unit tests only (no database)"
 	@echo "make integration  integration tests against the private MariaDB"
 	@echo "make lint         ruff check, ruff format --check, mypy --strict"
 	@echo "make format       ruff format + ruff check --fix"
-	@echo "make bench        the full Lambda-fleet benchmark (<= 20 min)"
-	@echo "make bench-quick  a short benchmark run (<= 3 min)"
+	@echo "make bench        the full Lambda-fleet benchmark (about 30 min)"
+	@echo "make bench-quick  a short benchmark run (about 5 min)"
 	@echo "make bench-micro  only the micro-benchmarks: hot path vs raw PyMySQL, import time (~1 min)"
 	@echo "make layer        build/serverless-mysql-layer.zip without SAM"
 	@echo "make validate-template  cfn-lint + sam validate --lint on template.yaml (offline)"
@@ -65,6 +66,9 @@ bench-micro: $(STAMP) mariadb
 
 demo: $(STAMP) mariadb
 	$(PY) -m bench.demo
+
+demo-failover: $(STAMP) mariadb
+	$(PY) -m bench.demo_failover
 
 layer:
 	$(MAKE) -C layer zip PYTHON=$(PYTHON)

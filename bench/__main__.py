@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import BENCH_DIR, OUT_DIR
+from bench.failover import failover_scenarios
+from bench.failover_report import FAILOVER_METHOD, check_failover_targets, failover_markdown, write_failover_charts
 from bench.micro import MIN_BATCHES, connect_cost, hot_path, hot_path_lines, import_times
 from bench.overload import AFTER_MARGIN_S, CLEAN_OK_FRACTION
 from bench.progress import Progress
@@ -144,7 +146,7 @@ one CPU: unpinned, each connection's server thread lands on one core or the othe
 
 
 def _plan(quick: bool, wanted_scenarios: list[str] | None) -> list[Scenario]:
-    overload = scenarios(quick)
+    overload = scenarios(quick) + failover_scenarios(quick)
     legacy = legacy_scenarios(quick)
     if not wanted_scenarios:
         return overload
@@ -162,8 +164,21 @@ def _plan(quick: bool, wanted_scenarios: list[str] | None) -> list[Scenario]:
     return chosen
 
 
+def _repeated(sc: Scenario) -> bool:
+    """Overload and failover scenarios: the library runs LIB_RUNS times, the peers once."""
+    return sc.overload or sc.failover is not None
+
+
 def _summary_line(r: RunResult) -> str:
     d = r.data
+    f = d.get("failover")
+    if f is not None:
+        clean = "never" if f["clean_at_s"] is None else f"{f['time_to_clean_s']:.1f} s"
+        return (
+            f"{d['invocations']} invocations, {d['errors']} errors ({f['errors_before']} / {f['errors_during']} / "
+            f"{f['errors_after']} before / during / after the switch), clean {clean} after the switch, "
+            f"{f['acked']} acked, {f['lost']} lost, {f['doubled']} doubled, peak {f['peak_busy_envs']} envs"
+        )
     o = d.get("overload")
     if o is not None:
         clean = (
@@ -210,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
 
     plan = _plan(args.quick, args.scenarios)
     lib_runs = max(1, args.runs if args.runs is not None else (1 if args.quick else LIB_RUNS))
-    default_strategies = DEFAULT_STRATEGIES if all(sc.overload for sc in plan) else STRATEGY_NAMES
+    default_strategies = DEFAULT_STRATEGIES if all(_repeated(sc) for sc in plan) else STRATEGY_NAMES
     strategies = list(args.strategies or default_strategies)
     skipped: list[str] = []
     if "npm-serverless-mysql" in strategies:
@@ -225,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     complete = not args.strategies and not args.scenarios and not args.skip_micro and args.runs is None
 
     def runs_of(sc: Scenario, name: str) -> int:
-        return lib_runs if name == "with_mysql" and sc.overload else 1
+        return lib_runs if name == "with_mysql" and _repeated(sc) else 1
 
     micro_seconds = 0.0 if args.skip_micro else (15.0 if args.quick else 45.0)
     planned = (
@@ -270,13 +285,14 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             progress.finish_step(f"FAILED: {exc}")
 
-    legacy_plan = [sc for sc in plan if not sc.overload]
-    legacy_results = [r for r in results if "overload" not in r.data]
+    legacy_plan = [sc for sc in plan if not _repeated(sc)]
+    legacy_results = [r for r in results if "overload" not in r.data and "failover" not in r.data]
     extras["charts"] = {
         **write_charts(out_dir, legacy_results, legacy_plan),
         **write_overload_charts(out_dir, results, plan),
+        **write_failover_charts(out_dir, results, plan),
     }
-    targets = check_overload_targets(results)
+    targets = check_overload_targets(results) + check_failover_targets(results)
     if legacy_plan:
         targets += check_targets(legacy_results, extras)
     elif not args.skip_micro:
@@ -403,7 +419,12 @@ def render(
         "## Results",
         "",
         overload_markdown(results, plan, extras),
-        markdown([r for r in results if "overload" not in r.data], [sc for sc in plan if not sc.overload], extras),
+        failover_markdown(results, plan, extras),
+        markdown(
+            [r for r in results if "overload" not in r.data and "failover" not in r.data],
+            [sc for sc in plan if not _repeated(sc)],
+            extras,
+        ),
     ]
     micro = micro_markdown(extras)
     if micro:
@@ -413,7 +434,9 @@ def render(
     lines += ["", "## Method", ""]
     if any(sc.overload for sc in plan):
         lines += [OVERLOAD_METHOD]
-    if any(not sc.overload for sc in plan):
+    if any(sc.failover is not None for sc in plan):
+        lines += [FAILOVER_METHOD]
+    if any(not _repeated(sc) for sc in plan):
         lines += [METHOD]
     if extras.get("hot_path"):
         lines += [MICRO_METHOD]

@@ -109,6 +109,7 @@ class Invocation:
     error: str | None = None
     env_id: int = -1
     cold: bool = False
+    payload: dict[str, Any] | None = None  # the event it ran (kept when the fleet's event is a function)
 
     @property
     def latency(self) -> float:
@@ -244,6 +245,8 @@ class Fleet:
                 return False
         context = FakeContext(self.timeout)
         event = self.event() if callable(self.event) else self.event
+        if callable(self.event):
+            inv.payload = event
         try:
             slot.env.invoke(event, context)
             inv.ok = True

@@ -69,6 +69,11 @@ class Scenario:
     drain_limit: float | None = None  # wait at most this long for in-flight invocations (None: timeout + 1.5 s)
     overload: bool = False  # per-second timeline, trigger windows, time to clean service, worst of LIB_RUNS
     trigger_text: str = ""
+    # Issue 17's failover scenarios (bench/failover.py): "demote" or "crash" at failover_at_s, the cluster endpoint
+    # switched at switch_at_s; run by bench.failover.run_failover against a local cluster.
+    failover: str | None = None
+    failover_at_s: float = 10.0
+    switch_at_s: float = 15.0
 
     @property
     def kill_times(self) -> list[float]:
@@ -305,6 +310,10 @@ def run_one(
     run: int = 1,
 ) -> RunResult:
     """Run ``strategy_name`` through ``scenario`` against a fresh server; everything started here is stopped."""
+    if scenario.failover is not None:
+        from bench.failover import run_failover  # late: bench.failover imports this module
+
+        return run_failover(strategy_name, scenario, progress=progress, run=run)
     server = MariaDBServer(max_connections=scenario.max_connections)
     result = RunResult(strategy_name, scenario.key, run=run)
     strategy: Any = None

@@ -185,6 +185,8 @@ class _PerInvocationEnv:
             with conn.cursor() as cur:
                 cur.execute(sql, args)
                 cur.fetchall()
+            if event.get("commit"):  # a write (failover scenario): PyMySQL does not autocommit by default
+                conn.commit()
         finally:
             with contextlib.suppress(pymysql.err.Error):
                 conn.close()
@@ -224,6 +226,8 @@ class _GlobalEnv:
         with self.conn.cursor() as cur:
             cur.execute(sql, args)
             cur.fetchall()
+        if event.get("commit"):
+            self.conn.commit()
 
     def thread_id(self) -> int | None:
         return _thread_id_of(self.conn)
@@ -301,7 +305,15 @@ class WithMySQL:
             sql, args = _sql(event)
             return len(db.query(sql, args))
 
-        decorated = self._with_mysql(**self.target.kwargs(), **self.options)(handler)
+        def handler_with_reader(event: dict[str, Any], context: Any, db: Any, reader: Any) -> int:
+            # The failover scenario: the write on db, then one read on the reader client (option reader_host).
+            rows = handler(event, context, db)
+            if event.get("reader_sql"):
+                rows += len(reader.query(str(event["reader_sql"])))
+            return rows
+
+        chosen = handler_with_reader if self.options.get("reader_host") else handler
+        decorated = self._with_mysql(**self.target.kwargs(), **self.options)(chosen)
         env = _WithMySQLEnv(decorated)
         holder.append(env)
         with self._lock:

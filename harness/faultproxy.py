@@ -88,9 +88,13 @@ def _close(sock: socket.socket) -> None:
 class ProxiedConnection:
     """One client connection and its upstream connection to the server, pumped by one thread."""
 
-    def __init__(self, proxy: FaultProxy, client: socket.socket, client_addr: tuple[str, int]) -> None:
+    def __init__(
+        self, proxy: FaultProxy, client: socket.socket, client_addr: tuple[str, int], target: tuple[str, int]
+    ) -> None:
         self.id: int = next(_conn_ids)
         self.client_addr = client_addr
+        self.target = target
+        """The server this connection goes to, chosen when it was accepted (a later switch does not move it)."""
         self._proxy = proxy
         self._client = client
         self._server: socket.socket | None = None
@@ -220,7 +224,7 @@ class ProxiedConnection:
             self._wakeup.wait(_POLL)
             self._wakeup.clear()
         try:
-            server = socket.create_connection((self._proxy.target_host, self._proxy.target_port), timeout=5.0)
+            server = socket.create_connection(self.target, timeout=5.0)
         except OSError:
             return None
         server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -465,7 +469,7 @@ class FaultProxy:
                 self.rejected += 1
                 _abort(client)
                 return
-            conn = ProxiedConnection(self, client, addr)
+            conn = ProxiedConnection(self, client, addr, self._pick_target())
             if self._blackholed:
                 conn._blackholed = True
             conn._delay = self._delay
@@ -475,6 +479,10 @@ class FaultProxy:
             self._conns[conn.id] = conn
             self.accepted += 1
         conn.start()
+
+    def _pick_target(self) -> tuple[str, int]:
+        """The server a newly accepted connection goes to (called under the lock; subclasses may switch it)."""
+        return self.target_host, self.target_port
 
     def _forget(self, conn: ProxiedConnection) -> None:
         with self._lock:
