@@ -73,7 +73,7 @@ class Connector:
             # waiting and fatten the tail.
             pressure = self._pressure
             first = pressure.next_wait(
-                attempt=0, max_retries=1, now=started, delay=pressure.delay(FULL, 0, 0.0, 0.0), wait_end=wait_end
+                attempt=0, max_retries=1, now=started, delay=pressure.queue_delay(0.0), wait_end=wait_end
             )
             if first is not None:
                 self._sleep(first)
@@ -139,13 +139,15 @@ class Connector:
                     stats.refused_full += 1
                 else:
                     stats.refused_down += 1
+                # Over before the next delay is drawn: a backoff callable is asked once per retry that is made.
+                if pressure.wait_over(attempt=attempt, max_retries=cfg.max_retries, now=now, wait_end=wait_end):
+                    self._events.connect_error(exc)
+                    raise self._retry_failure(attempt, started, exc, deadline, wait_end) from exc
                 wanted = pressure.delay(kind, attempt + 1, previous, now - started)
                 delay = pressure.next_wait(
                     attempt=attempt, max_retries=cfg.max_retries, now=now, delay=wanted, wait_end=wait_end
                 )
-                if delay is None:
-                    self._events.connect_error(exc)
-                    raise self._retry_failure(attempt, started, exc, deadline, wait_end) from exc
+                assert delay is not None  # the wait is not over: at worst the delay is cut to a final attempt
                 attempt += 1
                 previous = delay
                 stats.connect_retries += 1

@@ -126,23 +126,39 @@ class Pressure:
             return self.backoff(attempt, previous)
         if kind == DOWN:
             return self._down(attempt, previous)
+        return self.queue_delay(waited)
+
+    def queue_delay(self, waited: float) -> float:
+        """The paced wait for a full server after ``waited`` seconds of waiting (never the ``backoff`` option's).
+
+        Also the wait before the first attempt of an environment that has just given its slot back: that is not a
+        retry, so a custom ``backoff`` callable is not asked for it.
+        """
         mean = self.cap * (FULL_MEAN - (FULL_MEAN - AGED_MEAN) * min(waited, AGING) / AGING)
         return max(self.base, self.rng.uniform(0.5, 1.5) * mean)
 
     @staticmethod
+    def wait_over(*, attempt: int, max_retries: int, now: float, wait_end: float | None) -> bool:
+        """Whether no retry follows: ``attempt`` retries were made of ``max_retries``, or no time is left for one.
+
+        Decided before the next delay is drawn, so that a ``backoff`` callable is asked once per retry that is then
+        made, never for one that is not (it may count, log or charge each call).
+        """
+        return attempt >= max_retries or (wait_end is not None and wait_end - FINAL_RESERVE - now <= 0)
+
+    @staticmethod
     def next_wait(*, attempt: int, max_retries: int, now: float, delay: float, wait_end: float | None) -> float | None:
-        """The seconds to sleep before another attempt, or ``None`` when the wait is over.
+        """The seconds to sleep before another attempt, or ``None`` when the wait is over (:meth:`wait_over`).
 
         ``attempt`` retries were made so far. A delay that would end past ``wait_end`` is cut so that one final
         attempt lands :data:`FINAL_RESERVE` seconds before it (a slot may have freed by then); after that the
         wait is over.
         """
-        if attempt >= max_retries:
+        if Pressure.wait_over(attempt=attempt, max_retries=max_retries, now=now, wait_end=wait_end):
             return None
         if wait_end is None or now + delay < wait_end - FINAL_RESERVE:
             return delay
-        last = wait_end - FINAL_RESERVE - now
-        return last if last > 0 else None
+        return wait_end - FINAL_RESERVE - now
 
     # ------------------------------------------------------------------------------------------ signals
     def counters(self, now: float, refused: int, aborted: int, *, busy: bool) -> bool:
