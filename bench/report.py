@@ -474,6 +474,18 @@ def check_overload_targets(results: Sequence[RunResult]) -> list[tuple[str, bool
                 f"{lib['restart']['errors']} in total)",
             )
         )
+    if "lastwait" in lib:
+        runs = lib_runs["lastwait"]
+        errors = max(d["errors"] for d in runs)
+        drains = [d["drain_s"] for d in runs]
+        out.append(
+            (
+                "lastwait: 0 errors, the restart's last waiters served after the load ends (none left unfinished)",
+                errors == 0 and all(d["drained"] for d in runs),
+                f"{errors} errors, the last invocation ended {max(drains):.1f} s after the load"
+                + (f" (worst of {len(runs)} runs)" if len(runs) > 1 else ""),
+            )
+        )
     if "oversubscription" in lib:
         runs = lib_runs["oversubscription"]
         fraction = min(d["fraction_of_limit"] for d in runs)
@@ -519,7 +531,7 @@ def check_overload_targets(results: Sequence[RunResult]) -> list[tuple[str, bool
     return out
 
 
-_ORDER = ["spike", "restart", "oversubscription", "kill-storm", "bursts", "stall"]
+_ORDER = ["spike", "restart", "oversubscription", "kill-storm", "bursts", "stall", "lastwait"]
 
 
 def write_overload_charts(out_dir: Path, results: Sequence[RunResult], scenarios: Sequence[Scenario]) -> dict[str, str]:

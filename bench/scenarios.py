@@ -200,6 +200,24 @@ def scenarios(quick: bool) -> list[Scenario]:
             seed=16,
             **common,
         ),
+        Scenario(
+            # Issue 19: the herd after a long outage outlives the load; its last waiters must not starve behind
+            # environments that hold slots and are never invoked again. The drain is long enough for them to be
+            # served (pressure_idle_timeout + a retry interval after the holders go idle), not for a 30 s timeout.
+            key="lastwait",
+            title="Restart, 40 slots, load ends while invocations wait",
+            description="200/s, SELECT SLEEP(0.02), max_connections 40; the server is SIGKILLed and started again "
+            "5 s later; the run ends while the restart's waiters still wait.",
+            trigger_text=f"kill -9 at {t:g} s, restart 5 s later",
+            max_connections=40,
+            load=OpenLoop(rate=200),
+            duration=dur(30, 10),
+            hold=0.02,
+            crash_at_s=t,
+            down_for=5.0,
+            seed=17,
+            **{**common, "drain_limit": 12.0},
+        ),
     ]
 
 

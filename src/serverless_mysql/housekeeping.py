@@ -21,7 +21,7 @@ What to do is then decided here, in plain Python (:func:`plan`), with the refere
   growing), then on one ``end()`` in ten, also once a second per environment from half the threshold on, and on
   every ``end()`` while the last measurement was over the threshold. The client also measures at every ``end()``
   under pressure and after waiting for a slot (that environment is the one that can kill the zombies holding the
-  others).
+  others), and at the first ``end()`` of each connection (where its session's idle timeout is decided).
 """
 
 from __future__ import annotations

@@ -41,11 +41,14 @@ own connection back (COM_QUIT) so a waiting environment gets the slot. Giving ba
 lasts only while the server counts refusals, and an environment that sees none keeps its connection again.
 
 **Slots held by idle or destroyed environments.** ``end()`` only runs in an invoked environment, so it cannot
-free slots that frozen or destroyed environments hold when no environment with a connection is invoked. While
-the server is measured at ``conn_utilization`` or above, the client lowers its session's ``wait_timeout`` to
+free slots that frozen or destroyed environments hold when no environment with a connection is invoked. When an
+``end()`` keeps a connection while the server is measured at ``conn_utilization`` or above, while it is under
+pressure, or after the connection had to wait for its slot, the client lowers its session's ``wait_timeout`` to
 ``pressure_idle_timeout``: the server itself then closes the connection of an environment that stays idle that
-long, invoked or not. Below :data:`~serverless_mysql.housekeeping.HEADROOM` of the threshold the server's value is
-restored, so a warm environment idle for minutes keeps its connection while nobody waits.
+long, invoked or not. Each new connection is measured at its first ``end()``, so the last environment to take a slot
+of a full server always sees it full. Below :data:`~serverless_mysql.housekeeping.HEADROOM` of the threshold, with
+none of those signs, the server's value is restored, so a warm environment idle for minutes keeps its connection
+while nobody waits.
 """
 
 from __future__ import annotations
