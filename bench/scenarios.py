@@ -161,6 +161,20 @@ def scenarios(quick: bool) -> list[Scenario]:
             **common,
         ),
         Scenario(
+            # Issue 20: the queue twice as long per slot; connect attempts per invocation must not grow with it.
+            key="crowd",
+            title="20x oversubscription",
+            description="500 environments in a closed loop against 25 connections, SELECT SLEEP(0.1).",
+            trigger_text="none: the whole run is the overload",
+            max_connections=25,
+            load=ClosedLoop(callers=500, error_pause=0.1),
+            duration=dur(20, 4),
+            hold=0.1,
+            concurrency=500,
+            seed=18,
+            **common,
+        ),
+        Scenario(
             key="kill-storm",
             title="KILL storm",
             description="200/s, SELECT SLEEP(0.05); every application connection KILLed once.",

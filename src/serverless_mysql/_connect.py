@@ -67,6 +67,7 @@ class Connector:
         """Open a connection, waiting for a slot as the policies say; raises a :class:`ServerlessMySQLError`."""
         started = self._clock()
         wait_end = self.wait_end(started, deadline)
+        self._pressure.start_wait(started)
         if started - gave_back_at < WINDOW:
             # It gave its slot back a moment ago because others were refused one: it queues behind them (one paced
             # wait before its first attempt) instead of taking the slot straight back, which would keep the waiters
@@ -80,8 +81,10 @@ class Connector:
         conn, kwargs, attempt, full_refusals = self._wait_for_slot(started, wait_end, deadline)
         stats = self._stats
         stats.connects += 1
+        now = self._clock()
+        self._pressure.learn(now, now - started, refused_full=full_refusals > 0)  # the next wait's queue length
         if attempt:
-            stats.connect_wait_seconds += self._clock() - started
+            stats.connect_wait_seconds += now - started
         logger.debug(
             "connected",
             extra={"event": "connect", "thread_id": conn.connection_id, "attempts": attempt + 1, "full": full_refusals},
