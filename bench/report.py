@@ -480,6 +480,34 @@ def check_overload_targets(results: Sequence[RunResult]) -> list[tuple[str, bool
                 f"{lib['restart']['errors']} in total)",
             )
         )
+    if "seed" in lib:
+        runs = lib_runs["seed"]
+        peer = peers.get(("seed", PEER_BASELINE))
+        errors = max(d["errors"] for d in runs)
+        served = min(d["ok"] / d["invocations"] if d["invocations"] else 0.0 for d in runs)
+        p50 = max(d["latency_ms"]["p50"] or math.inf for d in runs)
+        p99 = max(d["latency_ms"]["p99"] or math.inf for d in runs)
+        if peer is None:
+            met: bool | None = None
+            versus = "peer not run"
+        else:
+            met = (
+                errors == 0
+                and served >= 0.95
+                and p50 <= (peer["latency_ms"]["p50"] or 0)
+                and p99 <= (peer["latency_ms"]["p99"] or 0)
+            )
+            versus = (
+                f"per-invocation PyMySQL p50 {_fmt(peer['latency_ms']['p50'])} / p99 {_fmt(peer['latency_ms']['p99'])}"
+            )
+        out.append(
+            (
+                "seed: 0 errors, >= 95% of the offered load served, p50 and p99 no worse than per-invocation PyMySQL",
+                met,
+                f"{errors} errors, {served:.0%} served, p50 {_fmt(p50)} / p99 {_fmt(p99)} ms (worst of "
+                f"{len(runs)}); {versus}",
+            )
+        )
     if "lastwait" in lib:
         runs = lib_runs["lastwait"]
         errors = max(d["errors"] for d in runs)
@@ -570,7 +598,7 @@ def check_overload_targets(results: Sequence[RunResult]) -> list[tuple[str, bool
     return out
 
 
-_ORDER = ["spike", "restart", "oversubscription", "crowd", "kill-storm", "bursts", "stall", "lastwait"]
+_ORDER = ["spike", "restart", "oversubscription", "crowd", "kill-storm", "bursts", "stall", "seed", "lastwait"]
 
 
 def write_overload_charts(out_dir: Path, results: Sequence[RunResult], scenarios: Sequence[Scenario]) -> dict[str, str]:

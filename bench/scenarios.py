@@ -215,6 +215,20 @@ def scenarios(quick: bool) -> list[Scenario]:
             **common,
         ),
         Scenario(
+            # Issue 20: serverless-mysql's announced load (500/s for a minute on 90 connections), with its bursts.
+            key="seed",
+            title="The seed's headline load",
+            description=f"500/s with bursts of 1,500/s for 2 s every {burst_every:g} s, SELECT SLEEP(0.04), "
+            "max_connections 90.",
+            trigger_text=f"bursts of 2 s every {burst_every:g} s from {t:g} s",
+            max_connections=90,
+            load=OpenLoop(rate=500, burst_rate=1500, burst_every=burst_every, burst_len=2.0, burst_offset=t),
+            duration=dur(40, 6),
+            hold=0.04,
+            seed=19,
+            **common,
+        ),
+        Scenario(
             # Issue 19: the herd after a long outage outlives the load; its last waiters must not starve behind
             # environments that hold slots and are never invoked again. The drain is long enough for them to be
             # served (pressure_idle_timeout + a retry interval after the holders go idle), not for a 30 s timeout.

@@ -164,6 +164,7 @@ def test_full_scenarios_have_the_issue_parameters() -> None:
         "kill-storm",
         "bursts",
         "stall",
+        "seed",
         "lastwait",
     }
     for sc in by_key.values():
@@ -187,6 +188,10 @@ def test_full_scenarios_have_the_issue_parameters() -> None:
     assert (stall.stall_at_s, stall.stall_for, stall.max_connections, stall.hold) == (10.0, 2.0, 60, 0.05)
     crowd = by_key["crowd"]  # issue 20: 500 environments on 25 slots
     assert (crowd.concurrency, crowd.max_connections, crowd.hold, crowd.duration) == (500, 25, 0.1, 20)
+    seed = by_key["seed"]  # issue 20: the seed's announced load
+    assert (seed.max_connections, seed.hold, seed.duration) == (90, 0.04, 40)
+    assert isinstance(seed.load, OpenLoop)
+    assert [seed.load.rate_at(t) for t in (9.9, 10.0, 11.9, 12.0, 20.5)] == [500, 1500, 1500, 500, 1500]
     # Issue 19: a 5 s outage on 40 slots, 200/s for 30 s; the drain waits for the restart's last waiters.
     last = by_key["lastwait"]
     assert (last.crash_time, last.down_for, last.max_connections, last.hold, last.duration) == (10.0, 5.0, 40, 0.02, 30)
