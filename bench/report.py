@@ -374,6 +374,12 @@ def _run_summary(r: RunResult) -> str:
     )
 
 
+def server_cpu_ms(d: dict[str, Any]) -> float | None:
+    """mariadbd's own CPU time (user + system, from /proc) over the run, in ms per successful invocation."""
+    cpu = d.get("cpu_s", {}).get("mariadbd_s")
+    return None if cpu is None or not d.get("ok") else 1000.0 * cpu / d["ok"]
+
+
 def overload_markdown(results: Sequence[RunResult], scenarios: Sequence[Scenario], extras: dict[str, Any]) -> str:
     """One table per overload scenario: per strategy (worst of the library's runs), plus all runs' key numbers."""
     lines: list[str] = []
@@ -393,8 +399,8 @@ def overload_markdown(results: Sequence[RunResult], scenarios: Sequence[Scenario
             "",
             "| Strategy | Invocations | Errors: total (before / during / after trigger) | Time to clean service "
             "| Throughput inv/s (% of limit) | Connect attempts per inv: server / client | Statements per inv "
-            "| Peak envs: busy (live) | Latency p50 / p99 / max ms |",
-            "|---|---:|---|---:|---:|---:|---:|---:|---|",
+            "| Peak envs: busy (live) | Latency p50 / p99 / max ms | Server CPU ms per served inv |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---|---:|",
         ]
         for r in rows:
             d = r.data
@@ -411,7 +417,7 @@ def overload_markdown(results: Sequence[RunResult], scenarios: Sequence[Scenario
                 f"| {name} | {d['invocations']:,} | {errors} {split} | {_ttc_text(o)} "
                 f"| {d['throughput_per_s']:,.0f} ({d['fraction_of_limit']:.0%}) | {_attempts_text(o)} "
                 f"| {d['statements_per_invocation']:.2f} | {o['peak_busy_envs']} ({o['peak_live_envs']}) "
-                f"| {_fmt(lat['p50'])} / {_fmt(lat['p99'])} / {_fmt(lat['max'])} |"
+                f"| {_fmt(lat['p50'])} / {_fmt(lat['p99'])} / {_fmt(lat['max'])} | {_fmt(server_cpu_ms(d), 2)} |"
             )
         many = {k: v for k, v in by_strategy.items() if len(v) > 1}
         for strategy, runs in many.items():
@@ -484,6 +490,46 @@ def check_overload_targets(results: Sequence[RunResult]) -> list[tuple[str, bool
                 f"{lib['restart']['errors']} in total)",
             )
         )
+    if "seed" in lib:
+        runs = lib_runs["seed"]
+        peer = peers.get(("seed", PEER_BASELINE))
+        errors = max(d["errors"] for d in runs)
+        served = min(d["ok"] / d["invocations"] if d["invocations"] else 0.0 for d in runs)
+        p50 = max(d["latency_ms"]["p50"] or math.inf for d in runs)
+        p99 = max(d["latency_ms"]["p99"] or math.inf for d in runs)
+        if peer is None:
+            met: bool | None = None
+            versus = "peer not run"
+        else:
+            met = (
+                errors == 0
+                and served >= 0.95
+                and p50 <= (peer["latency_ms"]["p50"] or 0)
+                and p99 <= (peer["latency_ms"]["p99"] or 0)
+            )
+            versus = (
+                f"per-invocation PyMySQL p50 {_fmt(peer['latency_ms']['p50'])} / p99 {_fmt(peer['latency_ms']['p99'])}"
+            )
+        out.append(
+            (
+                "seed: 0 errors, >= 95% of the offered load served, p50 and p99 no worse than per-invocation PyMySQL",
+                met,
+                f"{errors} errors, {served:.0%} served, p50 {_fmt(p50)} / p99 {_fmt(p99)} ms (worst of "
+                f"{len(runs)}); {versus}",
+            )
+        )
+    if "lastwait" in lib:
+        runs = lib_runs["lastwait"]
+        errors = max(d["errors"] for d in runs)
+        drains = [d["drain_s"] for d in runs]
+        out.append(
+            (
+                "lastwait: 0 errors, the restart's last waiters served after the load ends (none left unfinished)",
+                errors == 0 and all(d["drained"] for d in runs),
+                f"{errors} errors, the last invocation ended {max(drains):.1f} s after the load"
+                + (f" (worst of {len(runs)} runs)" if len(runs) > 1 else ""),
+            )
+        )
     if "oversubscription" in lib:
         runs = lib_runs["oversubscription"]
         fraction = min(d["fraction_of_limit"] for d in runs)
@@ -497,6 +543,39 @@ def check_overload_targets(results: Sequence[RunResult]) -> list[tuple[str, bool
                 met,
                 f"{fraction:.0%} of {runs[0]['physical_limit_per_s']:,.0f} inv/s, {errors} errors, p99 {_fmt(p99)} ms"
                 + (f" (the worst of {len(runs)} runs, number by number)" if len(runs) > 1 else ""),
+            )
+        )
+    for key in ("oversubscription", "crowd"):
+        if key not in lib:
+            continue
+        runs = lib_runs[key]
+        attempts = [d["overload"]["server_attempts_per_invocation"] for d in runs]
+        worst_attempts = None if any(a is None for a in attempts) else max(attempts)
+        ratios = [
+            d["latency_ms"]["p99"] / d["latency_ms"]["mean"] if d["latency_ms"]["mean"] else math.inf for d in runs
+        ]
+        out.append(
+            (
+                f"{key}: <= 2.5 connect attempts per invocation (server-counted), p99 latency <= 2x its mean",
+                worst_attempts is not None and worst_attempts <= 2.5 and max(ratios) <= 2.0,
+                f"{_fmt(worst_attempts, 2)} attempts per invocation, p99 / mean {max(ratios):.1f}"
+                + (f" (the worst of {len(runs)} runs, number by number)" if len(runs) > 1 else ""),
+            )
+        )
+    cpu_rows = []
+    for key in keys:
+        lib_cpu = [server_cpu_ms(d) for d in lib_runs.get(key, [])]
+        peer = peers.get((key, PEER_BASELINE))
+        if not lib_cpu or any(c is None for c in lib_cpu) or peer is None or server_cpu_ms(peer) is None:
+            continue
+        cpu_rows.append((key, max(c for c in lib_cpu if c is not None), server_cpu_ms(peer) or 0.0))
+    if cpu_rows:
+        out.append(
+            (
+                "server CPU per served invocation at or below per-invocation PyMySQL's in every scenario (issue 20)",
+                all(lib_ms <= peer_ms for _, lib_ms, peer_ms in cpu_rows),
+                ", ".join(f"{k} {lib_ms:.2f} vs {peer_ms:.2f} ms" for k, lib_ms, peer_ms in cpu_rows)
+                + " (the library's most over its runs vs the peer's run)",
             )
         )
     for who, field_name in (("server", "server_attempts_per_invocation"), ("client", "client_attempts_per_invocation")):
@@ -529,7 +608,7 @@ def check_overload_targets(results: Sequence[RunResult]) -> list[tuple[str, bool
     return out
 
 
-_ORDER = ["spike", "restart", "oversubscription", "kill-storm", "bursts", "stall"]
+_ORDER = ["spike", "restart", "oversubscription", "crowd", "kill-storm", "bursts", "stall", "seed", "lastwait"]
 
 
 def write_overload_charts(out_dir: Path, results: Sequence[RunResult], scenarios: Sequence[Scenario]) -> dict[str, str]:

@@ -166,6 +166,20 @@ def scenarios(quick: bool) -> list[Scenario]:
             **common,
         ),
         Scenario(
+            # Issue 20: the queue twice as long per slot; connect attempts per invocation must not grow with it.
+            key="crowd",
+            title="20x oversubscription",
+            description="500 environments in a closed loop against 25 connections, SELECT SLEEP(0.1).",
+            trigger_text="none: the whole run is the overload",
+            max_connections=25,
+            load=ClosedLoop(callers=500, error_pause=0.1),
+            duration=dur(20, 4),
+            hold=0.1,
+            concurrency=500,
+            seed=18,
+            **common,
+        ),
+        Scenario(
             key="kill-storm",
             title="KILL storm",
             description="200/s, SELECT SLEEP(0.05); every application connection KILLed once.",
@@ -204,6 +218,38 @@ def scenarios(quick: bool) -> list[Scenario]:
             stall_for=2.0,
             seed=16,
             **common,
+        ),
+        Scenario(
+            # Issue 20: serverless-mysql's announced load (500/s for a minute on 90 connections), with its bursts.
+            key="seed",
+            title="The seed's headline load",
+            description=f"500/s with bursts of 1,500/s for 2 s every {burst_every:g} s, SELECT SLEEP(0.04), "
+            "max_connections 90.",
+            trigger_text=f"bursts of 2 s every {burst_every:g} s from {t:g} s",
+            max_connections=90,
+            load=OpenLoop(rate=500, burst_rate=1500, burst_every=burst_every, burst_len=2.0, burst_offset=t),
+            duration=dur(40, 6),
+            hold=0.04,
+            seed=19,
+            **common,
+        ),
+        Scenario(
+            # Issue 19: the herd after a long outage outlives the load; its last waiters must not starve behind
+            # environments that hold slots and are never invoked again. The drain is long enough for them to be
+            # served (pressure_idle_timeout + a retry interval after the holders go idle), not for a 30 s timeout.
+            key="lastwait",
+            title="Restart, 40 slots, load ends while invocations wait",
+            description="200/s, SELECT SLEEP(0.02), max_connections 40; the server is SIGKILLed and started again "
+            "5 s later; the run ends while the restart's waiters still wait.",
+            trigger_text=f"kill -9 at {t:g} s, restart 5 s later",
+            max_connections=40,
+            load=OpenLoop(rate=200),
+            duration=dur(30, 10),
+            hold=0.02,
+            crash_at_s=t,
+            down_for=5.0,
+            seed=17,
+            **{**common, "drain_limit": 12.0},
         ),
     ]
 

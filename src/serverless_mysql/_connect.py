@@ -87,21 +87,24 @@ class Connector:
         """Open a connection, waiting for a slot as the policies say; raises a :class:`ServerlessMySQLError`."""
         started = self._clock()
         wait_end = self.wait_end(started, deadline)
+        self._pressure.start_wait(started)
         if started - gave_back_at < WINDOW:
             # It gave its slot back a moment ago because others were refused one: it queues behind them (one paced
             # wait before its first attempt) instead of taking the slot straight back, which would keep the waiters
             # waiting and fatten the tail.
             pressure = self._pressure
             first = pressure.next_wait(
-                attempt=0, max_retries=1, now=started, delay=pressure.delay(FULL, 0, 0.0, 0.0), wait_end=wait_end
+                attempt=0, max_retries=1, now=started, delay=pressure.queue_delay(0.0), wait_end=wait_end
             )
             if first is not None:
                 self._sleep(first)
         conn, kwargs, attempt, full_refusals = self._wait_for_slot(started, wait_end, deadline)
         stats = self._stats
         stats.connects += 1
+        now = self._clock()
+        self._pressure.learn(now, now - started, refused_full=full_refusals > 0)  # the next wait's queue length
         if attempt:
-            stats.connect_wait_seconds += self._clock() - started
+            stats.connect_wait_seconds += now - started
         logger.debug(
             "connected",
             extra={"event": "connect", "thread_id": conn.connection_id, "attempts": attempt + 1, "full": full_refusals},
@@ -161,13 +164,15 @@ class Connector:
                     stats.refused_read_only += 1
                 else:
                     stats.refused_down += 1
+                # Over before the next delay is drawn: a backoff callable is asked once per retry that is made.
+                if pressure.wait_over(attempt=attempt, max_retries=cfg.max_retries, now=now, wait_end=wait_end):
+                    self._events.connect_error(exc)
+                    raise self._retry_failure(attempt, started, exc, deadline, wait_end) from exc
                 wanted = pressure.delay(kind, attempt + 1, previous, now - started)
                 delay = pressure.next_wait(
                     attempt=attempt, max_retries=cfg.max_retries, now=now, delay=wanted, wait_end=wait_end
                 )
-                if delay is None:
-                    self._events.connect_error(exc)
-                    raise self._retry_failure(attempt, started, exc, deadline, wait_end) from exc
+                assert delay is not None  # the wait is not over: at worst the delay is cut to a final attempt
                 attempt += 1
                 previous = delay
                 stats.connect_retries += 1

@@ -78,6 +78,7 @@ class HousekeepingIO:
         self._discard = discard
         self._processlist: tuple[str, bool] | None = None  # (server version, read performance_schema.processlist)
         self.short_idle = False  # the session's wait_timeout is pressure_idle_timeout
+        self.measured = False  # housekeeping measured on the current connection
 
     def connected(self, conn: DriverConnection, *, read_counters: bool) -> None:
         """A new connection: its session has the server's idle timeout; read the counters' baseline if asked.
@@ -87,6 +88,7 @@ class HousekeepingIO:
         """
         self.short_idle = False
         _siblings.record(id(self), conn.connection_id)
+        self.measured = False
         if read_counters:
             # Lost already: the caller's statement reconnects. No time left: the baseline is optional, and the new
             # connection stays in use (its on_connect still runs); the caller's statement meets the deadline.
@@ -112,6 +114,7 @@ class HousekeepingIO:
             zombies=parse_zombies(row["zombies"], own_ids),
         )
         hk.record(now, usage)
+        self.measured = True
         pressure = self._pressure
         busy = usage.utilization >= cfg.conn_utilization
         if usage.max_user_connections > 0 and usage.used >= usage.limit:
@@ -143,9 +146,14 @@ class HousekeepingIO:
             return freed, lost  # lost during a KILL, or about to be given back: its idle timeout does not matter
         idle = cfg.pressure_idle_timeout
         if idle is not None:
-            if busy and not self.short_idle:
+            # Not only "busy now": a slot it got after being refused, or kept while others are refused, is one
+            # that waiters want, even if this reading caught the server between a few closes and their refills
+            # (issue 19: sessions measured just under the threshold kept the server's 8-hour timeout, and the
+            # last waiters of a load starved behind them once nobody invoked their environments again).
+            contended = busy or pressed or waited
+            if contended and not self.short_idle:
                 self._set_idle_timeout(conn, f"{math.ceil(idle)}")
-            elif usage.utilization < HEADROOM * cfg.conn_utilization and self.short_idle:
+            elif not contended and usage.utilization < HEADROOM * cfg.conn_utilization and self.short_idle:
                 self._set_idle_timeout(conn, "@@GLOBAL.wait_timeout")
         return freed, False
 

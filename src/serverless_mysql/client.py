@@ -288,7 +288,11 @@ class ServerlessMySQL(TransactionControl):
         # the one who can kill the zombies holding the slots, and it decides whether to give its own back.
         pressed = self._pressure.under_pressure(now)
         waited, self._waited = self._waited, False
-        if not (pressed or waited or self._housekeeper.due(now)) or not self._alive_at_end(conn):
+        # A new connection is measured at its first end(): its session has the server's idle timeout until a
+        # measurement lowers it, and a stale reading taken on a quiet server (before a restart, a KILL) must not
+        # leave a slot that may be held for good with it.
+        first = self._config.used_conns_freq is None and not self._housekeeping.measured
+        if not (pressed or waited or first or self._housekeeper.due(now)) or not self._alive_at_end(conn):
             return
         freed = 0
         try:

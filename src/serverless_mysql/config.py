@@ -236,8 +236,8 @@ class Config:
     )
     pressure_idle_timeout: float | None = option(
         3.0,
-        "Session `wait_timeout` while the server is at `conn_utilization` or above (restored below 75% of "
-        "it); `None` = never set.",
+        "Session `wait_timeout` while the server is at `conn_utilization` or above, others are refused a slot, "
+        "or the connection had to wait for its own (restored below 75% of the threshold); `None` = never set.",
         # the server's wait_timeout is whole seconds, at least 1
         Number(low=1, high=31_536_000, unit="s", optional=True),
         env="Session `wait_timeout` while the server is at `CONN_UTILIZATION` (`none` = never set)",

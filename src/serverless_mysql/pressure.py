@@ -16,6 +16,10 @@ what it sees itself, at once.
   (on average at most ``1 / (0.4 * cap)``, 2.5 attempts per second with the default ``cap``), whatever it has
   seen: with 0.2 the aged waiters of a 1,000-environment spike retried so often that the benchmark's host
   processes, starved of CPU, left half-open handshakes holding the server's slots, and the fleet never recovered.
+  An environment keeps how long its last connect waited for a full server (for :data:`LEARNED_FRESH` seconds):
+  until it has waited that long again it retries about :data:`LEARNED_RETRIES` times over it (at most every
+  ``LEARNED_MAX_MEAN * cap`` on average), then at the paced rate. The paced rate alone made each waiter's attempts
+  grow with the length of the queue (3.1 per invocation with 100 environments on 10 slots on a loaded machine).
   An environment that has just given its slot back because others are refused waits once before its first
   attempt (it queues behind them instead of taking the slot straight back); that halved the connect attempts
   and the p99 latency of the benchmark's 10x oversubscription.
@@ -41,11 +45,14 @@ own connection back (COM_QUIT) so a waiting environment gets the slot. Giving ba
 lasts only while the server counts refusals, and an environment that sees none keeps its connection again.
 
 **Slots held by idle or destroyed environments.** ``end()`` only runs in an invoked environment, so it cannot
-free slots that frozen or destroyed environments hold when no environment with a connection is invoked. While
-the server is measured at ``conn_utilization`` or above, the client lowers its session's ``wait_timeout`` to
+free slots that frozen or destroyed environments hold when no environment with a connection is invoked. When an
+``end()`` keeps a connection while the server is measured at ``conn_utilization`` or above, while it is under
+pressure, or after the connection had to wait for its slot, the client lowers its session's ``wait_timeout`` to
 ``pressure_idle_timeout``: the server itself then closes the connection of an environment that stays idle that
-long, invoked or not. Below :data:`~serverless_mysql.housekeeping.HEADROOM` of the threshold the server's value is
-restored, so a warm environment idle for minutes keeps its connection while nobody waits.
+long, invoked or not. Each new connection is measured at its first ``end()``, so the last environment to take a slot
+of a full server always sees it full. Below :data:`~serverless_mysql.housekeeping.HEADROOM` of the threshold, with
+none of those signs, the server's value is restored, so a warm environment idle for minutes keeps its connection
+while nobody waits.
 """
 
 from __future__ import annotations
@@ -68,6 +75,9 @@ __all__ = [
     "FRESH",
     "FULL",
     "FULL_MEAN",
+    "LEARNED_FRESH",
+    "LEARNED_MAX_MEAN",
+    "LEARNED_RETRIES",
     "WINDOW",
     "Kind",
     "Pressure",
@@ -89,6 +99,12 @@ FINAL_RESERVE = 0.05
 FULL_MEAN = 0.75
 AGED_MEAN = 0.4
 AGING = 3.0
+LEARNED_RETRIES = 2.0
+"""Retries a waiter aims at over the time its previous wait for a full server lasted (see :meth:`Pressure.delay`)."""
+LEARNED_MAX_MEAN = 1.5
+"""The mean wait between retries paced by a learned wait is at most ``LEARNED_MAX_MEAN * cap``."""
+LEARNED_FRESH = 10.0
+"""Seconds after which a previous wait no longer says how long the queue is."""
 """A waiter for a full server waits ``FULL_MEAN * cap`` on average between attempts at first, shrinking to
 ``AGED_MEAN * cap`` once it has waited ``AGING`` seconds."""
 
@@ -107,7 +123,18 @@ class Pressure:
         The jitter source (one per client: environments must not draw the same delays).
     """
 
-    __slots__ = ("_after_connect", "_counters", "_down", "backoff", "base", "cap", "pressure_until", "rng")
+    __slots__ = (
+        "_after_connect",
+        "_counters",
+        "_down",
+        "backoff",
+        "base",
+        "cap",
+        "learned_at",
+        "learned_wait",
+        "pressure_until",
+        "rng",
+    )
 
     def __init__(self, *, backoff: Backoff | None, base: float, cap: float, rng: random.Random) -> None:
         self.backoff = backoff
@@ -118,6 +145,8 @@ class Pressure:
         self.pressure_until = -math.inf
         self._counters: tuple[float, int, int] | None = None  # (time, refused, aborted) at the last reading
         self._after_connect = False  # the last reading was the one taken right after connecting
+        self.learned_wait = 0.0  # seconds its last connect waited for a full server's slot (0: it was not refused)
+        self.learned_at = -math.inf  # when that connect ended
 
     # ------------------------------------------------------------------------------------------ waiting
     def delay(self, kind: Kind, attempt: int, previous: float, waited: float) -> float:
@@ -130,23 +159,58 @@ class Pressure:
             return self.backoff(attempt, previous)
         if kind == DOWN:
             return self._down(attempt, previous)
+        learned = self.learned_wait
+        if waited < learned:
+            # It waited this long last time: the queue is long, and retrying at the paced rate until then would
+            # only add refusals (each waiter's attempts grew with the queue). About LEARNED_RETRIES retries until
+            # then, at the paced rate after that: the earliest waiters still try most often.
+            # Bounded: a queue that has just shrunk (the load ended) must not be left with free slots while its
+            # waiters, who learned a long wait, sleep through them.
+            mean = min(learned / LEARNED_RETRIES, LEARNED_MAX_MEAN * self.cap)
+            return max(self.queue_delay(waited), self.rng.uniform(0.5, 1.5) * mean)
+        return self.queue_delay(waited)
+
+    def start_wait(self, now: float) -> None:
+        """A connect begins: a learned wait older than :data:`LEARNED_FRESH` seconds says nothing about now."""
+        if now - self.learned_at > LEARNED_FRESH:
+            self.learned_wait = 0.0
+
+    def learn(self, now: float, waited: float, *, refused_full: bool) -> None:
+        """A connect ended with a slot after ``waited`` seconds; remember it if a full server made it wait."""
+        self.learned_wait = waited if refused_full else 0.0
+        self.learned_at = now
+
+    def queue_delay(self, waited: float) -> float:
+        """The paced wait for a full server after ``waited`` seconds of waiting (never the ``backoff`` option's).
+
+        Also the wait before the first attempt of an environment that has just given its slot back: that is not a
+        retry, so a custom ``backoff`` callable is not asked for it.
+        """
         mean = self.cap * (FULL_MEAN - (FULL_MEAN - AGED_MEAN) * min(waited, AGING) / AGING)
         return max(self.base, self.rng.uniform(0.5, 1.5) * mean)
 
     @staticmethod
+    def wait_over(*, attempt: int, max_retries: int, now: float, wait_end: float | None) -> bool:
+        """Whether no retry follows: ``attempt`` retries were made of ``max_retries``, or no time is left for one.
+
+        Decided before the next delay is drawn, so that a ``backoff`` callable is asked once per retry that is then
+        made, never for one that is not (it may count, log or charge each call).
+        """
+        return attempt >= max_retries or (wait_end is not None and wait_end - FINAL_RESERVE - now <= 0)
+
+    @staticmethod
     def next_wait(*, attempt: int, max_retries: int, now: float, delay: float, wait_end: float | None) -> float | None:
-        """The seconds to sleep before another attempt, or ``None`` when the wait is over.
+        """The seconds to sleep before another attempt, or ``None`` when the wait is over (:meth:`wait_over`).
 
         ``attempt`` retries were made so far. A delay that would end past ``wait_end`` is cut so that one final
         attempt lands :data:`FINAL_RESERVE` seconds before it (a slot may have freed by then); after that the
         wait is over.
         """
-        if attempt >= max_retries:
+        if Pressure.wait_over(attempt=attempt, max_retries=max_retries, now=now, wait_end=wait_end):
             return None
         if wait_end is None or now + delay < wait_end - FINAL_RESERVE:
             return delay
-        last = wait_end - FINAL_RESERVE - now
-        return last if last > 0 else None
+        return wait_end - FINAL_RESERVE - now
 
     # ------------------------------------------------------------------------------------------ signals
     def counters(self, now: float, refused: int, aborted: int, *, busy: bool) -> bool:

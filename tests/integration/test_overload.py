@@ -75,7 +75,12 @@ def test_a_hundred_environments_share_ten_connections(server_factory: Factory, m
     failures = [outcome for _, _, outcome in results if outcome != "ok"]
     assert len(results) == 300 and failures == []
     client_attempts = sum(h.db.get_stats().connect_attempts for h in handlers)
-    print(f"100 environments x 3 on 10 slots: {attempts_seen_by_server} attempts seen by the server, {client_attempts}")
+    full = sum(h.db.get_stats().refused_full for h in handlers)
+    down = sum(h.db.get_stats().refused_down for h in handlers)
+    print(
+        f"100 environments x 3 on 10 slots: {attempts_seen_by_server} attempts seen by the server, {client_attempts}"
+        f" by the clients ({full} refused as full, {down} as down)"
+    )
     assert attempts_seen_by_server <= 3 * 300, attempts_seen_by_server
     assert client_attempts <= 3 * 300, client_attempts
     assert max(end - start for start, end, _ in results) < 10.0

@@ -156,7 +156,17 @@ def test_reported_rows_are_the_worst_run_per_strategy() -> None:
 
 def test_full_scenarios_have_the_issue_parameters() -> None:
     by_key = {sc.key: sc for sc in scenarios(quick=False)}
-    assert set(by_key) == {"spike", "restart", "oversubscription", "kill-storm", "bursts", "stall"}
+    assert set(by_key) == {
+        "spike",
+        "restart",
+        "oversubscription",
+        "crowd",
+        "kill-storm",
+        "bursts",
+        "stall",
+        "seed",
+        "lastwait",
+    }
     for sc in by_key.values():
         assert sc.timeout == 30.0
         assert sc.idle_ttl == (3.0, 3.0)
@@ -176,6 +186,16 @@ def test_full_scenarios_have_the_issue_parameters() -> None:
     assert [bursts.load.rate_at(t) for t in (9.9, 10.0, 11.9, 12.0, 20.5, 35.0)] == [150, 450, 450, 150, 450, 150]
     stall = by_key["stall"]
     assert (stall.stall_at_s, stall.stall_for, stall.max_connections, stall.hold) == (10.0, 2.0, 60, 0.05)
+    crowd = by_key["crowd"]  # issue 20: 500 environments on 25 slots
+    assert (crowd.concurrency, crowd.max_connections, crowd.hold, crowd.duration) == (500, 25, 0.1, 20)
+    seed = by_key["seed"]  # issue 20: the seed's announced load
+    assert (seed.max_connections, seed.hold, seed.duration) == (90, 0.04, 40)
+    assert isinstance(seed.load, OpenLoop)
+    assert [seed.load.rate_at(t) for t in (9.9, 10.0, 11.9, 12.0, 20.5)] == [500, 1500, 1500, 500, 1500]
+    # Issue 19: a 5 s outage on 40 slots, 200/s for 30 s; the drain waits for the restart's last waiters.
+    last = by_key["lastwait"]
+    assert (last.crash_time, last.down_for, last.max_connections, last.hold, last.duration) == (10.0, 5.0, 40, 0.02, 30)
+    assert isinstance(last.load, OpenLoop) and last.load.rate == 200 and last.drain_limit == 12.0
 
 
 def _lib_run(run: int, statements: float, attempts: float) -> RunResult:

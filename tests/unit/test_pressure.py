@@ -10,7 +10,17 @@ from pymysql.err import OperationalError
 
 from serverless_mysql.backoff import FullJitter
 from serverless_mysql.errors import connect_failure_kind
-from serverless_mysql.pressure import AGING, DOWN, FINAL_RESERVE, FRESH, FULL, WINDOW, Pressure
+from serverless_mysql.pressure import (
+    AGING,
+    DOWN,
+    FINAL_RESERVE,
+    FRESH,
+    FULL,
+    LEARNED_FRESH,
+    LEARNED_MAX_MEAN,
+    WINDOW,
+    Pressure,
+)
 
 
 def paced(seed: int = 1, *, base: float = 0.05, cap: float = 1.0) -> Pressure:
@@ -137,3 +147,27 @@ def test_two_clients_keep_separate_state() -> None:
 )
 def test_refusals_are_classified(errno: int, message: str, kind: str | None) -> None:
     assert connect_failure_kind(OperationalError(errno, message)) == kind
+
+
+def test_a_waiter_that_learned_a_long_queue_retries_about_twice_over_it_then_at_the_paced_rate() -> None:
+    p = paced(cap=1.0)
+    p.learn(0.0, 2.4, refused_full=True)  # its last connect waited 2.4 s for a full server
+    p.start_wait(1.0)
+    early = [p.delay(FULL, 1, 0.0, waited=0.5) for _ in range(4000)]
+    assert 1.15 < statistics.mean(early) < 1.25  # 2.4 s / LEARNED_RETRIES, where the paced rate made 0.68
+    late = [p.delay(FULL, 5, 2.0, waited=3.5) for _ in range(4000)]
+    assert 0.38 < statistics.mean(late) < 0.42  # past it, the earliest waiters try most often again
+    assert all(p.delay(DOWN, 1, 0.0, waited=0.5) <= 1.0 for _ in range(200))  # a down server: unchanged
+
+
+def test_a_learned_wait_is_bounded_and_forgotten() -> None:
+    p = paced(cap=1.0)
+    p.learn(0.0, 30.0, refused_full=True)
+    p.start_wait(0.5)
+    bounded = [p.delay(FULL, 1, 0.0, waited=1.0) for _ in range(4000)]
+    assert statistics.mean(bounded) < 1.05 * LEARNED_MAX_MEAN  # a shrinking queue is not slept through
+    p.start_wait(LEARNED_FRESH + 1.0)  # too old to say how long the queue is now
+    assert 0.7 < statistics.mean(p.delay(FULL, 1, 0.0, waited=0.0) for _ in range(4000)) < 0.8
+    p.learn(20.0, 6.0, refused_full=False)  # it got in at once: no queue
+    p.start_wait(20.5)
+    assert 0.7 < statistics.mean(p.delay(FULL, 1, 0.0, waited=0.0) for _ in range(4000)) < 0.8

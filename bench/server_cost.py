@@ -1,0 +1,102 @@
+"""``python -m bench.server_cost``: what each statement of the overload policy costs the server (issue 20).
+
+mariadbd's own CPU time (utime + stime from /proc) per operation, against a private MariaDB that holds 40 idle
+connections of the application user, as a busy server's processlist does. On a shared machine the absolute
+numbers move by up to 2x from run to run; the ratios are what to read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pymysql
+import pymysql.cursors
+
+from bench.strategies import cpu_seconds_of
+from harness.mariadb import MariaDBServer
+from serverless_mysql.housekeeping import REFUSALS_SQL, usage_sql
+
+__all__ = ["main"]
+
+MAX_CONNECTIONS = 60
+HELD = 40
+
+
+def _cost(server: MariaDBServer, name: str, fn: Callable[[], object], n: int) -> str:
+    assert server.pid is not None
+    before = cpu_seconds_of(server.pid) or 0.0
+    started = time.perf_counter()
+    for _ in range(n):
+        fn()
+    after = cpu_seconds_of(server.pid) or 0.0
+    wall = time.perf_counter() - started
+    return f"| {name} | {1e6 * (after - before) / n:,.0f} us | {n} | {wall:.1f} s |"
+
+
+def main() -> None:
+    """Print a markdown table: server CPU per operation."""
+    server = MariaDBServer(max_connections=MAX_CONNECTIONS)
+    server.start()
+    held: list[Any] = []
+    try:
+        user = server.create_user()
+        kw: dict[str, Any] = {
+            "host": server.host,
+            "port": server.port,
+            "user": user.name,
+            "password": user.password,
+            "database": user.database,
+            "autocommit": True,
+            "charset": "utf8mb4",
+            "ssl_disabled": True,
+        }
+        held = [pymysql.connect(**kw) for _ in range(HELD)]
+        conn = pymysql.connect(**kw, cursorclass=pymysql.cursors.DictCursor)
+
+        def run(sql: str, args: Any = None) -> Callable[[], object]:
+            def once() -> object:
+                with conn.cursor() as cur:
+                    cur.execute(sql, args)
+                    return cur.fetchall()
+
+            return once
+
+        def login() -> None:
+            pymysql.connect(**kw).close()
+
+        def refused() -> None:
+            with contextlib.suppress(pymysql.err.OperationalError):
+                pymysql.connect(**kw).close()
+
+        rows = [
+            "| Operation | Server CPU per operation | Operations | Wall |",
+            "|---|---:|---:|---:|",
+            _cost(server, "`SELECT 1`", run("SELECT 1"), 3000),
+            _cost(server, "`SET SESSION wait_timeout = 3`", run("SET SESSION wait_timeout = 3"), 2000),
+            _cost(server, "the refusal counters", run(REFUSALS_SQL), 2000),
+            _cost(
+                server,
+                f"the housekeeping statement ({HELD + 1} connections)",
+                run(usage_sql(with_limits=False), (3,)),
+                2000,
+            ),
+            _cost(server, "a login (connect + COM_QUIT)", login, 600),
+        ]
+        held += [pymysql.connect(**kw) for _ in range(MAX_CONNECTIONS - HELD - 1)]  # full now
+        rows.append(_cost(server, "a refused connect (1040)", refused, 600))
+        print("\n".join(rows))
+    finally:
+        for c in held:
+            with contextlib.suppress(Exception):
+                c.close()
+        with contextlib.suppress(Exception):
+            if server.running:
+                server.crash()
+        server.cleanup()
+
+
+if __name__ == "__main__":
+    main()
