@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 __all__ = [
     "ROLES",
     "ROLE_CHECK",
-    "Role",
     "connection_retire_at",
     "detect_rds_proxy",
     "is_writable",

@@ -83,10 +83,13 @@ class Connector:
         self._no_super_read_only: set[str] = set()  # server versions that claimed super_read_only and lacked it
 
     # ------------------------------------------------------------------------------------------ bookkeeping
-    def open(self, deadline: float | None, *, gave_back_at: float) -> Connected:
-        """Open a connection, waiting for a slot as the policies say; raises a :class:`ServerlessMySQLError`."""
+    def open(self, deadline: float | None, *, gave_back_at: float, waiting_since: float | None = None) -> Connected:
+        """Open a connection, waiting for a slot as the policies say; raises a :class:`ServerlessMySQLError`.
+
+        ``waiting_since``: when the statement that needs it began waiting (its re-runs share one wait bound).
+        """
         started = self._clock()
-        wait_end = self.wait_end(started, deadline)
+        wait_end = self.wait_end(started if waiting_since is None else waiting_since, deadline)
         self._pressure.start_wait(started)
         if started - gave_back_at < WINDOW:
             # It gave its slot back a moment ago because others were refused one: it queues behind them (one paced

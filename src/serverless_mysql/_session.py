@@ -34,7 +34,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy tre
 if TYPE_CHECKING:
     from typing import Any, TypeVar
 
-__all__ = ["Execute", "Session", "became_read_only"]
+__all__ = ["Session", "became_read_only"]  # Execute: an alias for type checkers only
 
 if TYPE_CHECKING:  # for type checkers only: no typing at runtime
     R = TypeVar("R")
@@ -99,6 +99,7 @@ class Session:
         self._budget: RetryBudget | None = None  # the retry budget of the statement running (built on its first error)
         self._waited = False  # the current connection was refused a slot before it got one
         self._gave_back_at = -math.inf  # when end() last gave the connection back because others were refused
+        self._waiting_since: float | None = None  # a statement re-run after read-only refusals: when it began waiting
 
     # ------------------------------------------------------------------------------------------ locking
     def _acquire(self, *, deadline: bool = True) -> None:
@@ -160,7 +161,9 @@ class Session:
         return True
 
     def _open(self) -> DriverConnection:
-        connected = self._connector.open(self._deadline, gave_back_at=self._gave_back_at)
+        connected = self._connector.open(
+            self._deadline, gave_back_at=self._gave_back_at, waiting_since=self._waiting_since
+        )
         conn = connected.conn
         cfg = self._config
         self._conn = conn
@@ -247,44 +250,55 @@ class Session:
         """A connection lost during the statement, or a read-only server's refusal: re-run when the policy allows."""
         reruns = read_only_reruns = 0
         self._budget = None  # one retry budget per statement, across re-runs
-        while True:
-            try:
-                return self._retry_transient(sql, args, execute)
-            except pymysql.MySQLError as exc:  # noqa: PERF203 - the loop runs again only after a failure
-                conn = self._conn
-                if conn is None:
-                    raise
-                if not self._policy.is_lost(exc):
-                    action = self._policy.after_read_only(
-                        exc, sql, role=self._role, in_transaction=conn.in_transaction, reruns=read_only_reruns
-                    )
-                    if action == "keep":
+        try:
+            while True:
+                try:
+                    return self._retry_transient(sql, args, execute)
+                except pymysql.MySQLError as exc:  # noqa: PERF203 - the loop runs again only after a failure
+                    conn = self._conn
+                    if conn is None:
                         raise
-                    # Nothing of the statement ran; the connection goes, and the next one is a new connect (DNS).
-                    self._discard(conn, "the server is read-only", mark_lost_tx=False)
-                    if action == "raise":
-                        raise
-                    if action == "abort":
-                        raise became_read_only(exc) from exc
-                    read_only_reruns += 1
-                    self._stats.read_only_reruns += 1
-                    logger.debug("re-running a statement a read-only server refused", extra={"event": "rerun"})
-                    continue
-                was_in_tx = conn.in_transaction
-                self._discard(conn, "lost during a statement", mark_lost_tx=False)
-                self._raise_if_deadline(exc)
-                if was_in_tx:
-                    raise _lost_in_transaction(exc) from exc
-                server = None if self._rds_proxy else conn.version  # a proxy's handshake may not name the server
-                rerun = self._policy.rerun_after_loss(exc, sql, idempotent=idempotent, reruns=reruns, server=server)
-                if not rerun:
-                    raise ConnectionLostError(
-                        f"the connection was lost during the statement ({describe(exc)}); it may have been "
-                        "applied, so it was not re-run"
-                    ) from exc
-                reruns += 1
-                self._stats.reconnects += 1
-                logger.debug("re-running statement after a lost connection", extra={"event": "rerun"})
+                    if not self._policy.is_lost(exc):
+                        self._read_only_refusal(conn, exc, sql, read_only_reruns)  # raises unless it re-runs
+                        read_only_reruns += 1
+                        continue
+                    was_in_tx = conn.in_transaction
+                    self._discard(conn, "lost during a statement", mark_lost_tx=False)
+                    self._raise_if_deadline(exc)
+                    if was_in_tx:
+                        raise _lost_in_transaction(exc) from exc
+                    server = None if self._rds_proxy else conn.version  # a proxy's handshake may not name the server
+                    rerun = self._policy.rerun_after_loss(exc, sql, idempotent=idempotent, reruns=reruns, server=server)
+                    if not rerun:
+                        raise ConnectionLostError(
+                            f"the connection was lost during the statement ({describe(exc)}); it may have been "
+                            "applied, so it was not re-run"
+                        ) from exc
+                    reruns += 1
+                    self._stats.reconnects += 1
+                    logger.debug("re-running statement after a lost connection", extra={"event": "rerun"})
+        finally:
+            self._waiting_since = None  # the next statement waits from its own start
+
+    def _read_only_refusal(self, conn: DriverConnection, exc: pymysql.MySQLError, sql: str, reruns: int) -> None:
+        """A statement error outside ``db.transaction()``: raise it, or return when a read-only refusal re-runs."""
+        action = self._policy.after_read_only(
+            exc, sql, role=self._role, in_transaction=conn.in_transaction, reruns=reruns
+        )
+        if action == "keep":
+            raise exc
+        # Nothing of the statement ran; the connection goes, and the next one is a new connect (DNS). Inside a
+        # plain START TRANSACTION a passed-through 1290 does not tell the caller that its transaction ended with
+        # the connection: the next statement is refused, never autocommitted.
+        self._discard(conn, "the server is read-only", mark_lost_tx=action == "raise")
+        if action == "raise":
+            raise exc
+        if action == "abort":
+            raise became_read_only(exc) from exc
+        if self._waiting_since is None:  # one wait bound across its re-runs, not one per connect
+            self._waiting_since = self._clock()
+        self._stats.read_only_reruns += 1
+        logger.debug("re-running a statement a read-only server refused", extra={"event": "rerun"})
 
     def _retry_transient(self, sql: str, args: Any, execute: Execute[R]) -> R:
         """A statement the server rolled back (deadlock, lock wait timeout): retry it with backoff.

@@ -137,12 +137,18 @@ _READINGS = ((True, True), (False, False), (True, False))
 _Token = tuple[str, str, bool]
 
 
-_CALL = re.compile(r"(?:\s+|/\*.*?\*/|#[^\n]*(?:\n|$)|--\s[^\n]*(?:\n|$))*\(*\s*CALL\b", re.IGNORECASE | re.DOTALL)
+_CALL = re.compile(
+    r"(?:\s+|/\*.*?\*/|#[^\n]*(?:\n|$)|--\s[^\n]*(?:\n|$))*\(*\s*(?:CALL|EXECUTE)\b", re.IGNORECASE | re.DOTALL
+)
 
 
 def is_call(sql: str) -> bool:
-    """True for ``CALL proc(...)`` (after blanks and comments): a procedure may have committed part of its work."""
-    return _CALL.match(sql) is not None
+    """True when ``sql`` may run a procedure, which may have committed part of its work before a refusal.
+
+    ``CALL proc(...)`` and ``EXECUTE stmt`` (a prepared statement may be a ``CALL``) after blanks and comments, and
+    any statement with an executable comment (``/*! CALL p() */`` runs on the server, but reads as a comment here).
+    """
+    return "/*!" in sql or "/*M!" in sql or _CALL.match(sql) is not None
 
 
 def is_plain_read(sql: str, server: str | None = None) -> bool:

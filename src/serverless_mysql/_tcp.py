@@ -51,6 +51,8 @@ def open_tcp(
 def _resolve(host: str, port: int, timeout: float | None) -> _AddrInfo:
     if _is_address(host):
         return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
+    if timeout is None:  # nothing to bound: no thread
+        return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
     answer: list[_AddrInfo | OSError] = []
     done = threading.Event()
 

@@ -85,6 +85,16 @@ __all__ = [
 
 if TYPE_CHECKING:  # an alias for type checkers only: no typing at runtime
     Kind = Literal["full", "down"]
+else:
+
+    def __getattr__(name: str) -> object:  # PEP 562: ``Kind`` stays importable, built only when asked for
+        if name == "Kind":
+            from typing import Literal  # noqa: PLC0415 - not loaded in Lambda's init phase
+
+            return Literal["full", "down"]
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 FULL: Kind = "full"
 DOWN: Kind = "down"
 

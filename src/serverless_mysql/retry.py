@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from .pressure import Kind
 
-__all__ = ["MAX_LOST_RERUNS", "MAX_READ_ONLY_RERUNS", "ReadOnlyAction", "RetryPolicy"]
+__all__ = ["MAX_LOST_RERUNS", "MAX_READ_ONLY_RERUNS", "RetryPolicy"]  # ReadOnlyAction: for type checkers only
 
 MAX_LOST_RERUNS = 2
 """Re-runs of one statement after lost connections: bounded, whatever the server does."""

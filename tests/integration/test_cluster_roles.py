@@ -226,6 +226,25 @@ def test_role_any_passes_1290_through_and_the_next_statement_reconnects(
     assert db.get_stats().read_only_reruns == 0
 
 
+def test_role_any_refusal_inside_a_plain_transaction_never_lets_the_rest_autocommit(
+    server: MariaDBServer, user: AppUser, tbl: str, client_factory: ClientFactory
+) -> None:
+    """Second review: the 1290 passed through ended the transaction with its connection; the next statement
+    autocommitted on a new one (row 'c' committed, 'a' lost). It must be refused instead."""
+    db = client_factory(user)  # "any"
+    db.query("START TRANSACTION")
+    db.query(f"INSERT INTO {tbl} (v) VALUES ('a')")
+    demote(server)
+    with pytest.raises(pymysql.err.OperationalError) as caught:
+        db.query(f"INSERT INTO {tbl} (v) VALUES ('b')")
+    assert caught.value.args[0] == 1290
+    server.set_global("read_only", 0)
+    with pytest.raises(TransactionAbortedError):
+        db.query(f"INSERT INTO {tbl} (v) VALUES ('c')")
+    db.query("ROLLBACK")  # outside any transaction now: harmless
+    assert rows(server, tbl) == []
+
+
 def test_role_reader_keeps_its_connection(
     server: MariaDBServer, user: AppUser, tbl: str, client_factory: ClientFactory
 ) -> None:

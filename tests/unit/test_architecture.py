@@ -166,3 +166,20 @@ def test_public_import_paths_still_work() -> None:
     assert Rows is results.Rows is serverless_mysql.Rows and Stats is results.Stats is serverless_mysql.Stats
     assert ServerlessMySQL is serverless_mysql.ServerlessMySQL
     assert isinstance(ServerlessMySQL(host="127.0.0.1").transaction(), Transaction)
+
+
+def test_every_name_in_all_exists_at_runtime() -> None:
+    """Second review: aliases moved under TYPE_CHECKING (cold start) were still listed in ``__all__``, so a star
+    import raised AttributeError and ``from serverless_mysql.pressure import Kind`` broke."""
+    import importlib
+    import importlib.util
+
+    missing = {}
+    for name in _modules():
+        if name == "sqlalchemy" and importlib.util.find_spec("sqlalchemy") is None:
+            continue
+        module = importlib.import_module(f"serverless_mysql.{name}" if name else "serverless_mysql")
+        absent = [n for n in getattr(module, "__all__", ()) if not hasattr(module, n)]
+        if absent:
+            missing[name] = absent
+    assert missing == {}

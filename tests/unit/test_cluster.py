@@ -134,6 +134,11 @@ def test_the_policy_after_a_read_only_refusal() -> None:
     assert action(READ_ONLY_MODE, "writer", "UPDATE t SET v = 1") == "rerun"
     assert action(READ_ONLY, "writer", tx=True) == "abort"
     assert action(READ_ONLY, "writer", "  /* x */ call p()") == "raise"  # a CALL is never re-run
+    # Second review: procedures run indirectly were re-run (a prepared CALL; executable comments read as comments)
+    assert action(READ_ONLY, "writer", "EXECUTE stmt USING @a") == "raise"
+    assert action(READ_ONLY, "writer", "/*! CALL p() */") == "raise"
+    assert action(READ_ONLY, "writer", "/*M!100000 CALL p() */") == "raise"
+    assert action(READ_ONLY, "writer", "INSERT INTO t VALUES (1) /*!50000 , (2) */") == "raise"  # when in doubt
     assert action(READ_ONLY, "writer", n=MAX_READ_ONLY_RERUNS) == "raise"  # bounded by count (and the deadline)
     assert action(READ_ONLY, "any") == "raise"
     assert action(READ_ONLY, "any", tx=True) == "raise"
@@ -277,3 +282,23 @@ def test_the_reader_is_registered_for_sigterm_and_snapstart_like_db(
     handler = with_mysql(host=CLUSTER, reader_host="auto")(with_reader)
     assert no_sigterm_install == [handler.db, handler.reader]
     assert snapstart == [handler.db, handler.reader]
+
+
+def test_read_only_reruns_share_one_wait_bound() -> None:
+    """Second review: each re-run's connect waited its own max_connect_wait (5 re-runs: up to 5x the bound). The
+    connect of a re-run waits only what is left of the bound since the statement began waiting."""
+    import math
+    import socket
+    import time
+
+    from serverless_mysql.errors import DeadlineExceededError, RetriesExhaustedError
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there: every attempt is refused as "down"
+    db = ServerlessMySQL(host="127.0.0.1", port=port, user="u", max_connect_wait=2.0)
+    started = time.monotonic()
+    with pytest.raises((DeadlineExceededError, RetriesExhaustedError)):
+        db._connector.open(None, gave_back_at=-math.inf, waiting_since=started - 1.9)
+    assert time.monotonic() - started < 1.0  # 0.1 s was left of the 2 s bound, not a fresh 2 s

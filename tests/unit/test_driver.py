@@ -116,3 +116,24 @@ def test_a_silent_server_fails_the_handshake_at_the_deadline() -> None:
 )
 def test_escape_reads_the_same_in_both_sql_modes(value: object, literal: str) -> None:
     assert escape_any_mode(value) == literal
+
+
+def test_a_name_lookup_without_a_time_bound_starts_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Second review: every lookup ran in a thread, even with nothing to bound; one without a bound runs inline."""
+    import threading
+
+    from serverless_mysql import _tcp
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+
+    def no_thread(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a thread was started for a lookup with no time bound")
+
+    monkeypatch.setattr(threading, "Thread", no_thread)
+    try:
+        _tcp.open_tcp("localhost", port, left=lambda: None).close()
+    finally:
+        listener.close()
