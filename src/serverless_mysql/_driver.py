@@ -57,10 +57,10 @@ _QUIT_WAIT = 0.05
 _IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 
 
-# The base methods the two per-I/O overrides below call; looked up once (a zero-argument super() costs a lookup per
-# call, and these run for every read and write).
+# Base methods the per-I/O and per-statement overrides call, looked up once (a zero-argument super() costs a lookup).
 _socket_readinto = socket.SocketIO.readinto
 _pymysql_write_bytes = pymysql.connections.Connection._write_bytes  # type: ignore[attr-defined]
+_pymysql_execute_command = pymysql.connections.Connection._execute_command  # type: ignore[attr-defined]
 
 
 class _DeadlineReached(TimeoutError):
@@ -369,7 +369,7 @@ class DriverConnection(_BaseConnection):
 
     def _execute_command(self, command: int, sql: Any) -> None:
         self._command_sent = False  # a write failing until the command is out: the server never got it (2006)
-        super()._execute_command(command, sql)  # type: ignore[misc]
+        _pymysql_execute_command(self, command, sql)
         self._command_sent = True
 
 
