@@ -18,7 +18,8 @@ What to do is then decided here, in plain Python (:func:`plan`), with the refere
   over the threshold with nothing to kill; when the connections over the threshold belong to the same warm fleet,
   that only hands the slot to another environment of the fleet, which pays a reconnect on every invocation.
 - It runs adaptively (:meth:`Housekeeper.due`): on a client's first ``end()`` (a cold start: the fleet is
-  growing), then on one ``end()`` in ten, also once a second per environment from half the threshold on, and on
+  growing), then on one ``end()`` in ten, also once a second from half the threshold on (per environment, but
+  at most ``MID_FLEET_RATE`` a second for the whole fleet, bounded by the connections counted), and on
   every ``end()`` while the last measurement was over the threshold. The client also measures at every ``end()``
   under pressure and after waiting for a slot (that environment is the one that can kill the zombies holding the
   others).
@@ -254,8 +255,8 @@ class Housekeeper:
     # every environment holding a connection may measure, so the last measurement's connection count bounds the
     # fleet, and each one waits at least used / MID_FLEET_RATE seconds. Per environment, the fleet's scans grew
     # with its size while each scan walks every connection: O(N^2) on the server. In the failover benchmark
-    # ~1,000 environments at 2,000-3,000 connections scanned on nearly every end() (~8 ms each on MariaDB), the
-    # server fell behind the arrivals, the fleet stayed at its limit, and service never recovered.
+    # ~1,000 environments at 2,000-3,000 connections scanned on nearly every end() (~8 ms per scan on MariaDB at
+    # 2,500 connections), while the server also had to serve the backlog of the failover.
     MID_FLEET_RATE = 20.0
 
     def due(self, now: float) -> bool:
