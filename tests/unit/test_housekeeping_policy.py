@@ -119,3 +119,23 @@ def test_plain_reads_are_recognised_conservatively() -> None:
     assert not is_plain_read("UPDATE t SET a = 1")
     assert not is_plain_read("WITH x AS (SELECT 1) DELETE FROM t")
     assert not is_plain_read("CALL proc()")
+
+
+def test_from_half_the_threshold_the_fleet_not_each_environment_measures_about_once_a_second() -> None:
+    """Issue 17's failover drill: 1,000 environments, each invoked every ~5 s, at 2,000-3,000 connections.
+
+    "Once a second per environment" made nearly every end() of the fleet scan the whole processlist (O(N) each, so
+    O(N^2) for the fleet): the server fell behind and the fleet never shrank. The interval scales with the
+    connections counted (each one may belong to a measuring environment), bounding the fleet's rate.
+    """
+    hk = Housekeeper(conn_utilization=0.8, used_conns_freq=None, max_conns_freq=15, rng=random.Random(7))
+    usage = Usage(max_connections=4000, max_user_connections=0, total=2400, user_total=2400)  # 0.6: half-way on
+    hk.record(0.0, usage)
+    assert hk.last_used == 2400
+    # One environment invoked every 5 s: it measured every time; now ~0.1 (LOW_CHANCE) plus once per 120 s.
+    assert 0.1 < share_due(hk, usage.utilization, period=5.0) < 0.16
+    fleet_rate = 1000 * 0.2 * share_due(hk, usage.utilization, period=5.0)  # 1,000 environments, 200 end()s/s
+    assert fleet_rate < 35  # was 200 a second: every end() of the fleet
+    # A small fleet measures as before: at 40 connections, once a second still is every quiet end().
+    hk.record(0.0, Usage(max_connections=60, max_user_connections=0, total=40, user_total=40))
+    assert share_due(hk, hk.last_utilization or 0.0, period=2.0) == 1.0
