@@ -79,3 +79,35 @@ def test_a_shared_client_raises_instead_of_queueing(app_user: AppUser) -> None:
     finally:
         release.set()
         db.terminate()
+
+
+def test_invocations_on_fresh_threads_reuse_one_connection(app_user: AppUser, mariadb: MariaDBServer) -> None:
+    # A runtime (or framework) that runs each invocation on a new thread: clients must not pile up per thread.
+    @with_mysql(**app_user.connect_kwargs(), manage_conns=False, sigterm=False)
+    def handler(event: Any, context: Any, db: ServerlessMySQL) -> tuple[int, int]:
+        return int(db.query("SELECT CONNECTION_ID() AS id")[0]["id"]), id(db)
+
+    results = [handler({}, None)]
+    for _ in range(6):
+        thread = threading.Thread(target=lambda: results.append(handler({}, None)))
+        thread.start()
+        thread.join(10)
+    assert len(results) == 7
+    assert {client for _, client in results} == {id(handler.db)}
+    assert len({thread for thread, _ in results}) == 1, results
+    open_now = mariadb.execute(
+        f"SELECT COUNT(*) AS n FROM information_schema.processlist WHERE user = '{app_user.name}'"
+    )[0]["n"]
+    assert open_now == 1
+
+
+def test_a_handler_calling_itself_on_its_thread_is_nested(app_user: AppUser) -> None:
+    @with_mysql(**app_user.connect_kwargs(), sigterm=False)
+    def handler(event: Any, context: Any, db: ServerlessMySQL) -> list[int]:
+        ids = [id(db)]
+        if event.get("again"):
+            ids += handler({}, None)  # the same client: the outer call owns the cleanup
+            assert db.query("SELECT 1 AS one")[0]["one"] == 1
+        return ids
+
+    assert handler({"again": True}, None) == [id(handler.db)] * 2
