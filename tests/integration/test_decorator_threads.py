@@ -41,13 +41,18 @@ def _invoke_concurrently(handler: Any, rounds: int = 1) -> tuple[list[Any], list
 def test_each_thread_gets_its_own_connection(app_user: AppUser, mariadb: MariaDBServer) -> None:
     inside = threading.Barrier(THREADS, timeout=10)  # every invocation in flight at once: none waits for another
 
+    used: set[ServerlessMySQL] = set()
+
     @with_mysql(**app_user.connect_kwargs(), sigterm=False)
     def handler(event: Any, context: Any, db: ServerlessMySQL) -> tuple[int, int]:
+        used.add(db)
         thread = db.query("SELECT CONNECTION_ID() AS id")[0]["id"]
         inside.wait()
         return thread, id(db)
 
     results, errors = _invoke_concurrently(handler, rounds=3)
+    for client in used:  # closed now, not at garbage collection: later tests count the server's connections
+        client.quit()
     assert not errors, errors
     assert len(results) == 3 * THREADS
     # One connection per thread, kept from one invocation to the next (3 rounds, still 4 connections).
@@ -99,6 +104,7 @@ def test_invocations_on_fresh_threads_reuse_one_connection(app_user: AppUser, ma
         f"SELECT COUNT(*) AS n FROM information_schema.processlist WHERE user = '{app_user.name}'"
     )[0]["n"]
     assert open_now == 1
+    handler.db.quit()
 
 
 def test_a_handler_calling_itself_on_its_thread_is_nested(app_user: AppUser) -> None:
@@ -111,3 +117,4 @@ def test_a_handler_calling_itself_on_its_thread_is_nested(app_user: AppUser) -> 
         return ids
 
     assert handler({"again": True}, None) == [id(handler.db)] * 2
+    handler.db.quit()
