@@ -1,6 +1,6 @@
 """The per-invocation work around a decorated handler: deadline, cleanup, metrics; and the init-phase connect.
 
-Per invocation (the hot path): one thread-local lookup for nesting, a locked pop and append on the free list,
+Per invocation (the hot path): one thread-local lookup for nesting, a pop and an append on the free list,
 ``set_deadline`` from the Lambda context, the handler, then ``end()`` or ``quit()`` and ``set_deadline(None)``.
 Counters are compared only when someone looks (a metrics sink, or debug logging).
 
@@ -45,7 +45,7 @@ _nesting = threading.local()
 class Lifecycle:
     """The per-invocation work around one handler: deadline, cleanup, metrics."""
 
-    __slots__ = ("_idle", "_lock", "_spawn", "after", "db", "margin", "metrics", "name", "reader")
+    __slots__ = ("_idle", "_spawn", "after", "db", "margin", "metrics", "name", "reader")
 
     def __init__(
         self,
@@ -65,48 +65,62 @@ class Lifecycle:
         self.metrics = metrics
         self.name = name
         self._spawn = spawn  # builds another (db, reader) pair; None: db= was given, it cannot be copied
-        self._idle: list[Clients] = [(db, reader)]  # pairs no invocation uses; the decoration's own is taken first
-        self._lock = threading.Lock()
+        # Pairs no invocation uses; the decoration's own is taken first. Only pop/append/insert, each atomic (the
+        # GIL, or the list's own lock in free-threaded builds): no lock of ours on the hot path.
+        self._idle: list[Clients] = [(db, reader)]
 
     def run(
         self, handler: Callable[..., Any], event: Any, context: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]
     ) -> Any:
         """Call ``handler(event, context, *args, db=db, **kwargs)`` inside the invocation's deadline and cleanup."""
-        held: dict[Lifecycle, Clients] | None = getattr(_nesting, "held", None)
-        if held is None:
+        try:
+            held: dict[Lifecycle, Clients] = _nesting.held  # this thread's running invocations and their pairs
+        except AttributeError:
             held = _nesting.held = {}
-            _nesting.clients = set()
-        running: set[int] = _nesting.clients
         pair = held.get(self)
         if pair is not None:  # this handler called again inside its own invocation, on this thread: nested
             return _call(handler, event, context, args, kwargs, pair=pair)
-        pair = self._take()
-        db, reader = pair
-        key = id(db)
+        idle = self._idle
         try:
-            if key in running or _inside_transaction(db):
+            pair = idle.pop()  # atomic, like append and insert: no lock (free-threaded builds lock the list itself)
+        except IndexError:
+            pair = self._more()
+        db, reader = pair
+        try:
+            if (self._spawn is None and _running_here(held, db)) or _inside_transaction(db):
                 # A decorated handler called by another one sharing db= (or inside a transaction of the caller's):
                 # the outermost call owns the deadline and the cleanup, and the caller decides the transaction's fate.
                 return _call(handler, event, context, args, kwargs, pair=pair)
             held[self] = pair
-            running.add(key)
             try:
-                return self._invoke(handler, event, context, args, kwargs, db=db, reader=reader)
+                # Counters are only compared when someone looks: metrics, or debug logging.
+                before = db.get_stats() if self.metrics is not None or logger.isEnabledFor(_DEBUG) else None
+                budget = self._budget(context)
+                db.set_deadline(budget)
+                if reader is not None:
+                    kwargs = {**kwargs, "reader": reader}
+                    reader.set_deadline(budget)  # the reader is managed exactly like db
+                    before_reader = None if before is None else reader.get_stats()
+                if before is not None:
+                    logger.debug(
+                        "invocation start", extra={"event": "invoke", "handler": self.name, "deadline": budget}
+                    )
+                try:
+                    return handler(event, context, *args, db=db, **kwargs)
+                finally:
+                    self._finish(db, before)
+                    if reader is not None:
+                        self._finish(reader, before_reader, prefix="Reader")
             finally:
-                running.discard(key)
                 del held[self]
         finally:
-            with self._lock:
-                if db is self.db:
-                    self._idle.append(pair)  # popped first: the decoration's own client stays the busiest
-                else:
-                    self._idle.insert(0, pair)
+            if db is self.db:
+                idle.append(pair)  # popped first: the decoration's own client stays the busiest
+            else:
+                idle.insert(0, pair)
 
-    def _take(self) -> Clients:
-        """An idle ``(db, reader)``; a new one only when every pair is in use (and the client can be copied)."""
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
+    def _more(self) -> Clients:
+        """A new ``(db, reader)``: every pair is in use (refused when the client was given and cannot be copied)."""
         if self._spawn is None:
             raise ConcurrentInvocationError(
                 f"{self.name}: invoked while another thread runs an invocation on the same client (given with "
@@ -115,34 +129,6 @@ class Lifecycle:
         pair = self._spawn()
         logger.debug("client created: all were busy", extra={"event": "thread_client", "handler": self.name})
         return pair
-
-    def _invoke(
-        self,
-        handler: Callable[..., Any],
-        event: Any,
-        context: Any,
-        args: tuple[Any, ...],
-        kwargs: Mapping[str, Any],
-        *,
-        db: ServerlessMySQL,
-        reader: ServerlessMySQL | None,
-    ) -> Any:
-        # Counters are only compared when someone looks: metrics, or debug logging.
-        before = db.get_stats() if self.metrics is not None or logger.isEnabledFor(_DEBUG) else None
-        budget = self._budget(context)
-        db.set_deadline(budget)
-        if reader is not None:
-            kwargs = {**kwargs, "reader": reader}
-            reader.set_deadline(budget)  # the reader is managed exactly like db
-            before_reader = None if before is None else reader.get_stats()
-        if before is not None:
-            logger.debug("invocation start", extra={"event": "invoke", "handler": self.name, "deadline": budget})
-        try:
-            return handler(event, context, *args, db=db, **kwargs)
-        finally:
-            self._finish(db, before)
-            if reader is not None:
-                self._finish(reader, before_reader, prefix="Reader")
 
     def _budget(self, context: object) -> float | None:
         try:
@@ -233,6 +219,11 @@ def _call(
     if reader is not None:
         kwargs = {**kwargs, "reader": reader}
     return handler(event, context, *args, db=db, **kwargs)
+
+
+def _running_here(held: Mapping[Lifecycle, Clients], db: ServerlessMySQL) -> bool:
+    """Whether ``db`` (a client given with ``db=`` to several decorations) runs an invocation on this thread."""
+    return any(pair[0] is db for pair in held.values())
 
 
 def _inside_transaction(db: ServerlessMySQL) -> bool:
