@@ -6,9 +6,8 @@ API: ``cursor``, ``query``, ``commit``, ``rollback``, ``ping``, ``open``, ``esca
 - :func:`connect` opens one connection, every handshake read and write bounded by a timeout and the deadline;
 - :meth:`DriverConnection.set_io_limits` / :meth:`~DriverConnection.set_deadline` bound the next statements;
 - :meth:`DriverConnection.alive` is the liveness poll, :meth:`~DriverConnection.run` runs one statement,
-  :attr:`~DriverConnection.in_transaction`, :attr:`~DriverConnection.connection_id` and
-  :attr:`~DriverConnection.version` read the handshake's and the last reply's state, and
-  :meth:`~DriverConnection.close_quietly` closes whatever state the socket is in;
+  :attr:`~DriverConnection.in_transaction`, :attr:`~DriverConnection.connection_id`, ``server_address`` and
+  :attr:`~DriverConnection.version` read the handshake's and the last reply's state, and ``close_quietly`` closes;
 - :func:`escape_any_mode` escapes without a connection.
 
 Liveness. Between statements the MySQL protocol is silent: the server never sends anything unless asked. So when
@@ -312,6 +311,7 @@ class DriverConnection(_BaseConnection):
                 CR.CR_CONN_HOST_ERROR, f"Can't connect to MySQL server on {self.host!r} ({exc})"
             ) from exc
         self.host_info = f"socket {self.host}:{self.port}"
+        self.server_address = "{}:{}".format(*sock.getpeername()[:2])  # the server itself: a failover changes it
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         return sock

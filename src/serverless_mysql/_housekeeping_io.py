@@ -87,7 +87,7 @@ class HousekeepingIO:
         first reading is only a baseline, and in a herd every lucky newcomer would keep its slot.
         """
         self.short_idle = False
-        _siblings.record(id(self), conn.connection_id)
+        _siblings.record(id(self), conn.connection_id, _server(conn))
         self.measured = False
         if read_counters:
             # Lost already: the caller's statement reconnects. No time left: the baseline is optional, and the new
@@ -100,7 +100,7 @@ class HousekeepingIO:
         cfg, hk, stats = self._cfg, self._housekeeper, self._stats
         with_limits = hk.limits_stale(now)
         # Never zombies: this connection, and those of this environment's other worker processes (busy or not).
-        own_ids = frozenset({conn.connection_id}) | _siblings.thread_ids()
+        own_ids = frozenset({conn.connection_id}) | _siblings.thread_ids(_server(conn))
         row = self._measure(conn, with_limits)
         stats.housekeeping_runs += 1
         if with_limits:
@@ -249,3 +249,8 @@ class HousekeepingIO:
             logger.debug("killed zombie", extra={"event": "kill", "thread_id": zombie.thread_id, "idle": zombie.idle})
             events.kill(zombie.thread_id, zombie.idle)
         return freed, False
+
+
+def _server(conn: DriverConnection) -> str:
+    """The server's ``ip:port`` (set at each TCP connect; "" over a unix socket)."""
+    return str(getattr(conn, "server_address", ""))

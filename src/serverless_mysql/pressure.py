@@ -79,21 +79,11 @@ __all__ = [
     "LEARNED_MAX_MEAN",
     "LEARNED_RETRIES",
     "WINDOW",
-    "Kind",
     "Pressure",
 ]
 
-if TYPE_CHECKING:  # an alias for type checkers only: no typing at runtime
+if TYPE_CHECKING:  # an alias for type checkers only (not in __all__): no typing at runtime
     Kind = Literal["full", "down"]
-else:
-
-    def __getattr__(name: str) -> object:  # PEP 562: ``Kind`` stays importable, built only when asked for
-        if name == "Kind":
-            from typing import Literal  # noqa: PLC0415 - not loaded in Lambda's init phase
-
-            return Literal["full", "down"]
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 FULL: Kind = "full"
 DOWN: Kind = "down"

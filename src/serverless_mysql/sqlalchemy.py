@@ -6,7 +6,9 @@ not import it. See docs/sqlalchemy.md for a complete ORM handler.
 How it fits together:
 
 * **One server connection.** Every checkout gets a stand-in for the client (:class:`ClientConnection`, one per
-  checkout, so that each SQLAlchemy connection keeps its own autocommit mode and isolation level); every ``Session``
+  checked-out connection, so that each SQLAlchemy connection keeps its own autocommit mode and isolation level;
+  a checked-in one is reused, after SQLAlchemy's reset, so the pool's ``connect`` event runs once per stand-in
+  made, not per checkout); every ``Session``
   and ``engine.connect()`` of a client uses the client's one server connection. Every checkout runs the client's
   liveness check (and its reconnect, connect retries and deadline) unless a transaction is open; check-in never
   closes anything.
@@ -226,14 +228,17 @@ registry.register("mysql.serverless_mysql", __name__, "ServerlessMySQLDialect")
 
 
 class ClientPool(Pool):
-    """The engine's pool: a new :class:`ClientConnection` of the client per checkout, nothing ever closed.
+    """The engine's pool: a :class:`ClientConnection` of the client per checked-out connection, nothing ever closed.
 
     Not SQLAlchemy's ``StaticPool``, which hands every checkout the same DB-API connection: SQLAlchemy sets the
     isolation level (and AUTOCOMMIT) on the DB-API connection, so one connection's setting would be every other's.
+    Checked-in stand-ins are kept and handed out again (SQLAlchemy resets their isolation level at check-in): a new
+    one, and the pool's ``connect`` event, only when every one is checked out.
     """
 
     def __init__(self, client: ServerlessMySQL, **kwargs: Any) -> None:
         self._client = client
+        self._idle: list[ConnectionPoolEntry] = []  # checked in; list.pop/append are atomic
         super().__init__(lambda: ClientConnection(client), **kwargs)  # type: ignore[arg-type]  # a stand-in
 
     def status(self) -> str:
@@ -252,16 +257,20 @@ class ClientPool(Pool):
         )
 
     def dispose(self) -> None:
-        """Nothing: the connection is the client's."""
+        """Forget the checked-in stand-ins; nothing is closed: the connection is the client's."""
+        self._idle.clear()
 
     def _do_get(self) -> ConnectionPoolEntry:
         client = self._client
         if not client.in_transaction:  # inside one, a lost connection must fail its next statement instead
             client.connect()  # the liveness check; a reconnect with the client's retries, within the deadline
-        return self._create_connection()
+        try:
+            return self._idle.pop()
+        except IndexError:  # every stand-in is checked out
+            return self._create_connection()
 
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
-        record.close()  # closes nothing on the server (the dialect's do_close); the next checkout gets a new one
+        self._idle.append(record)
 
 
 def create_engine(db: ServerlessMySQL, **engine_kwargs: Any) -> Engine:

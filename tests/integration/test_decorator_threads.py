@@ -41,13 +41,18 @@ def _invoke_concurrently(handler: Any, rounds: int = 1) -> tuple[list[Any], list
 def test_each_thread_gets_its_own_connection(app_user: AppUser, mariadb: MariaDBServer) -> None:
     inside = threading.Barrier(THREADS, timeout=10)  # every invocation in flight at once: none waits for another
 
+    used: set[ServerlessMySQL] = set()
+
     @with_mysql(**app_user.connect_kwargs(), sigterm=False)
     def handler(event: Any, context: Any, db: ServerlessMySQL) -> tuple[int, int]:
+        used.add(db)
         thread = db.query("SELECT CONNECTION_ID() AS id")[0]["id"]
         inside.wait()
         return thread, id(db)
 
     results, errors = _invoke_concurrently(handler, rounds=3)
+    for client in used:  # closed now, not at garbage collection: later tests count the server's connections
+        client.quit()
     assert not errors, errors
     assert len(results) == 3 * THREADS
     # One connection per thread, kept from one invocation to the next (3 rounds, still 4 connections).
@@ -79,3 +84,37 @@ def test_a_shared_client_raises_instead_of_queueing(app_user: AppUser) -> None:
     finally:
         release.set()
         db.terminate()
+
+
+def test_invocations_on_fresh_threads_reuse_one_connection(app_user: AppUser, mariadb: MariaDBServer) -> None:
+    # A runtime (or framework) that runs each invocation on a new thread: clients must not pile up per thread.
+    @with_mysql(**app_user.connect_kwargs(), manage_conns=False, sigterm=False)
+    def handler(event: Any, context: Any, db: ServerlessMySQL) -> tuple[int, int]:
+        return int(db.query("SELECT CONNECTION_ID() AS id")[0]["id"]), id(db)
+
+    results = [handler({}, None)]
+    for _ in range(6):
+        thread = threading.Thread(target=lambda: results.append(handler({}, None)))
+        thread.start()
+        thread.join(10)
+    assert len(results) == 7
+    assert {client for _, client in results} == {id(handler.db)}
+    assert len({thread for thread, _ in results}) == 1, results
+    open_now = mariadb.execute(
+        f"SELECT COUNT(*) AS n FROM information_schema.processlist WHERE user = '{app_user.name}'"
+    )[0]["n"]
+    assert open_now == 1
+    handler.db.quit()
+
+
+def test_a_handler_calling_itself_on_its_thread_is_nested(app_user: AppUser) -> None:
+    @with_mysql(**app_user.connect_kwargs(), sigterm=False)
+    def handler(event: Any, context: Any, db: ServerlessMySQL) -> list[int]:
+        ids = [id(db)]
+        if event.get("again"):
+            ids += handler({}, None)  # the same client: the outer call owns the cleanup
+            assert db.query("SELECT 1 AS one")[0]["one"] == 1
+        return ids
+
+    assert handler({"again": True}, None) == [id(handler.db)] * 2
+    handler.db.quit()

@@ -11,7 +11,7 @@ from types import FrameType
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.orm import Session
 
 import serverless_mysql
@@ -226,3 +226,31 @@ def test_a_stale_connection_ending_while_another_thread_begins_drops_no_commit(
     for at in range(opcodes):
         end_stale_concurrently(at, f"at {at}")
     assert values(mariadb, table) == ["unstopped", *(f"at {at}" for at in range(opcodes))]
+
+
+def test_the_connect_event_runs_per_stand_in_not_per_checkout(
+    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+) -> None:
+    db = client_factory(app_user)
+    engine = create_engine(db)
+    made: list[object] = []
+    event.listen(engine, "connect", lambda dbapi_conn, record: made.append(dbapi_conn))
+    for _ in range(5):  # warm invocations: no setup statement of the user's runs again
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    assert len(made) == 1
+    # A checked-in AUTOCOMMIT stand-in is handed out again reset: the next default connection begins transactions.
+    with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as autocommit:
+        autocommit.execute(text(f"INSERT INTO {table} (v) VALUES ('autocommitted')"))
+        assert not db.in_transaction
+    with engine.connect() as conn:
+        conn.execute(text(f"INSERT INTO {table} (v) VALUES ('undone')"))
+        assert db.in_transaction
+        assert conn.get_isolation_level() != "AUTOCOMMIT"
+        conn.rollback()
+    # Two connections checked out at once: a second stand-in, made once.
+    for _ in range(2):
+        with engine.connect() as outer, engine.connect() as inner:  # one transaction at a time: no statement
+            assert outer.connection.dbapi_connection is not inner.connection.dbapi_connection
+    assert len(made) == 2
+    assert values(mariadb, table) == ["autocommitted"]

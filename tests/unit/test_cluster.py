@@ -267,6 +267,16 @@ def test_reader_with_iam_auth_gets_a_token_signed_for_the_readers_host() -> None
     assert (reader.host, writer.host) == (READER, CLUSTER)
 
 
+@pytest.mark.parametrize("reader_host", ["auto", "replica.internal"])
+def test_a_reader_of_a_given_client_with_iam_auth_is_refused(reader_host: str) -> None:
+    from serverless_mysql.iam import IamAuthCredentials
+
+    # The given client's provider signs tokens for the writer's host: the reader would log in with the wrong token.
+    db = ServerlessMySQL(credentials=IamAuthCredentials(host=CLUSTER, user="app", region="eu-west-1"))
+    with pytest.raises(ConfigError, match=r"'reader_host'.*'db'"):
+        with_mysql(db=db, reader_host=reader_host, sigterm=False)(with_reader)
+
+
 def test_the_reader_is_registered_for_sigterm_and_snapstart_like_db(
     no_sigterm_install: list[ServerlessMySQL], monkeypatch: pytest.MonkeyPatch
 ) -> None:

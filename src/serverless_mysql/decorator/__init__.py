@@ -39,12 +39,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .._record import lazy_attributes
 from ..client import ServerlessMySQL
 from .lifecycle import INIT_CONNECT_BUDGET, Lifecycle, connect_on_init
 from .options import Setup
 from .sigterm import register_sigterm
 from .snapstart import SNAPSTART_HOOKS_MODULE, register_snapstart
 from .wrapping import accepts, check_handler, wrap
+
+_TYPES = ("LambdaContextLike", "MetricsSink", "MySQLHandler", "WithMySQLOptions")
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
 if TYPE_CHECKING:
@@ -60,13 +63,8 @@ else:
     def overload(func: object) -> object:  # typing.overload's runtime effect but for typing.get_overloads
         return func
 
-    def __getattr__(name: str) -> object:  # the API's types (Protocols, a TypedDict): loaded on first access
-        if name in ("LambdaContextLike", "MetricsSink", "MySQLHandler", "WithMySQLOptions"):
-            from ._types import LambdaContextLike, MetricsSink, MySQLHandler, WithMySQLOptions  # noqa: PLC0415
-
-            types = (LambdaContextLike, MetricsSink, MySQLHandler, WithMySQLOptions)
-            return next(t for t in types if t.__name__ == name)
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # The API's types (Protocols, a TypedDict) are made by typing: loaded on first access only.
+    __getattr__ = lazy_attributes(__name__, **dict.fromkeys(_TYPES, "decorator._types"))
 
 
 __all__ = [

@@ -1,13 +1,15 @@
 """The per-invocation work around a decorated handler: deadline, cleanup, metrics; and the init-phase connect.
 
-Per invocation (the hot path): one thread-local lookup for nesting, ``set_deadline`` from the Lambda context,
-the handler, then ``end()`` or ``quit()`` and ``set_deadline(None)``. Counters are compared only when someone
-looks (a metrics sink, or debug logging).
+Per invocation (the hot path): one thread-local lookup for nesting, a pop and an append on the free list,
+``set_deadline`` from the Lambda context, the handler, then ``end()`` or ``quit()`` and ``set_deadline(None)``.
+Counters are compared only when someone looks (a metrics sink, or debug logging).
 
-Threads: the decoration's client belongs to the first thread that invokes the handler. A runtime that runs
-invocations concurrently in threads of one process (Lambda Managed Instances may) must not have them queue on one
-connection: every other thread gets a client of its own, built from the same options (one connection per thread).
-A client given with ``db=`` cannot be copied: an invocation that finds it busy in another thread raises
+Threads: a runtime that runs invocations concurrently in threads of one process (Lambda Managed Instances may)
+must not have them queue on one connection. The decoration keeps a free list of idle ``(db, reader)`` pairs: an
+invocation takes one (the decoration's own first), and gives it back when it ends; a new pair, built from the
+same options, is made only when every pair is busy. So connections are bounded by the peak concurrency and reused
+by whichever thread comes next (a thread's end leaves nothing behind). A client given with ``db=`` cannot be
+copied: an invocation that finds it busy in another thread raises
 :class:`~serverless_mysql.ConcurrentInvocationError` instead of waiting for it.
 """
 
@@ -38,13 +40,12 @@ logger = logging.getLogger(__name__)
 
 _DEBUG = logging.DEBUG
 _nesting = threading.local()
-_get_ident = threading.get_ident
 
 
 class Lifecycle:
     """The per-invocation work around one handler: deadline, cleanup, metrics."""
 
-    __slots__ = ("_busy", "_guard", "_local", "_owner", "_spawn", "after", "db", "margin", "metrics", "name", "reader")
+    __slots__ = ("_idle", "_spawn", "after", "db", "margin", "metrics", "name", "reader")
 
     def __init__(
         self,
@@ -63,69 +64,71 @@ class Lifecycle:
         self.margin = margin
         self.metrics = metrics
         self.name = name
-        self._spawn = spawn  # builds another thread's own clients; None: db= was given, it cannot be copied
-        self._owner = 0  # the thread that uses self.db (the first one to invoke)
-        self._local = threading.local()
-        self._guard = threading.Lock()
-        self._busy = threading.Lock()  # held by the invocation running on self.db
-
-    def clients(self) -> Clients:
-        """The calling thread's ``(db, reader)``: the decoration's own for its first thread, else its own pair."""
-        if self._owner == _get_ident():
-            return self.db, self.reader
-        with self._guard:
-            if not self._owner:
-                self._owner = _get_ident()
-        if self._owner == _get_ident() or self._spawn is None:
-            return self.db, self.reader
-        own: Clients | None = getattr(self._local, "clients", None)
-        if own is None:
-            own = self._local.clients = self._spawn()
-            logger.debug("client created for another thread", extra={"event": "thread_client", "handler": self.name})
-        return own
+        self._spawn = spawn  # builds another (db, reader) pair; None: db= was given, it cannot be copied
+        # Pairs no invocation uses; the decoration's own is taken first. Only pop/append/insert, each atomic (the
+        # GIL, or the list's own lock in free-threaded builds): no lock of ours on the hot path.
+        self._idle: list[Clients] = [(db, reader)]
 
     def run(
         self, handler: Callable[..., Any], event: Any, context: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]
     ) -> Any:
         """Call ``handler(event, context, *args, db=db, **kwargs)`` inside the invocation's deadline and cleanup."""
-        db, reader = (self.db, self.reader) if self._owner == _get_ident() else self.clients()
-        if reader is not None:
-            kwargs = {**kwargs, "reader": reader}
-        key = id(db)
-        running: set[int] | None = getattr(_nesting, "clients", None)
-        if running is None:
-            running = _nesting.clients = set()
-        if key in running or _inside_transaction(db):
-            # A decorated handler called by another one sharing db= (or inside a transaction of the caller's):
-            # the outermost call owns the deadline and the cleanup, and the caller decides the transaction's fate.
-            return handler(event, context, *args, db=db, **kwargs)
-        shared = db is self.db
-        if shared and not self._busy.acquire(blocking=False):
+        try:
+            held: dict[Lifecycle, Clients] = _nesting.held  # this thread's running invocations and their pairs
+        except AttributeError:
+            held = _nesting.held = {}
+        pair = held.get(self)
+        if pair is not None:  # this handler called again inside its own invocation, on this thread: nested
+            return _call(handler, event, context, args, kwargs, pair=pair)
+        idle = self._idle
+        try:
+            pair = idle.pop()  # atomic, like append and insert: no lock (free-threaded builds lock the list itself)
+        except IndexError:
+            pair = self._more()
+        db, reader = pair
+        try:
+            if (self._spawn is None and _running_here(held, db)) or _inside_transaction(db):
+                # A decorated handler called by another one sharing db= (or inside a transaction of the caller's):
+                # the outermost call owns the deadline and the cleanup, and the caller decides the transaction's fate.
+                return _call(handler, event, context, args, kwargs, pair=pair)
+            held[self] = pair
+            try:
+                # Counters are only compared when someone looks: metrics, or debug logging.
+                before = db.get_stats() if self.metrics is not None or logger.isEnabledFor(_DEBUG) else None
+                budget = self._budget(context)
+                db.set_deadline(budget)
+                if reader is not None:
+                    kwargs = {**kwargs, "reader": reader}
+                    reader.set_deadline(budget)  # the reader is managed exactly like db
+                    before_reader = None if before is None else reader.get_stats()
+                if before is not None:
+                    logger.debug(
+                        "invocation start", extra={"event": "invoke", "handler": self.name, "deadline": budget}
+                    )
+                try:
+                    return handler(event, context, *args, db=db, **kwargs)
+                finally:
+                    self._finish(db, before)
+                    if reader is not None:
+                        self._finish(reader, before_reader, prefix="Reader")
+            finally:
+                del held[self]
+        finally:
+            if db is self.db:
+                idle.append(pair)  # popped first: the decoration's own client stays the busiest
+            else:
+                idle.insert(0, pair)
+
+    def _more(self) -> Clients:
+        """A new ``(db, reader)``: every pair is in use (refused when the client was given and cannot be copied)."""
+        if self._spawn is None:
             raise ConcurrentInvocationError(
                 f"{self.name}: invoked while another thread runs an invocation on the same client (given with "
                 "db=); concurrent invocations in threads need a client each: decorate without db="
             )
-        running.add(key)
-        try:
-            # Counters are only compared when someone looks: metrics, or debug logging.
-            before = db.get_stats() if self.metrics is not None or logger.isEnabledFor(_DEBUG) else None
-            budget = self._budget(context)
-            db.set_deadline(budget)
-            if reader is not None:
-                reader.set_deadline(budget)  # the reader is managed exactly like db
-                before_reader = None if before is None else reader.get_stats()
-            if before is not None:
-                logger.debug("invocation start", extra={"event": "invoke", "handler": self.name, "deadline": budget})
-            try:
-                return handler(event, context, *args, db=db, **kwargs)
-            finally:
-                self._finish(db, before)
-                if reader is not None:
-                    self._finish(reader, before_reader, prefix="Reader")
-        finally:
-            running.discard(key)
-            if shared:
-                self._busy.release()
+        pair = self._spawn()
+        logger.debug("client created: all were busy", extra={"event": "thread_client", "handler": self.name})
+        return pair
 
     def _budget(self, context: object) -> float | None:
         try:
@@ -200,6 +203,27 @@ class Lifecycle:
             sink.add_metric(name=prefix + "ConnectionUtilization", unit="Percent", value=utilization)
         if values["reused"] is not None:
             sink.add_metric(name=prefix + "ConnectionReused", unit="Count", value=int(values["reused"]))
+
+
+def _call(
+    handler: Callable[..., Any],
+    event: Any,
+    context: Any,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    *,
+    pair: Clients,
+) -> Any:
+    """The handler without a lifecycle of its own (a nested call: the outermost one owns it)."""
+    db, reader = pair
+    if reader is not None:
+        kwargs = {**kwargs, "reader": reader}
+    return handler(event, context, *args, db=db, **kwargs)
+
+
+def _running_here(held: Mapping[Lifecycle, Clients], db: ServerlessMySQL) -> bool:
+    """Whether ``db`` (a client given with ``db=`` to several decorations) runs an invocation on this thread."""
+    return any(pair[0] is db for pair in held.values())
 
 
 def _inside_transaction(db: ServerlessMySQL) -> bool:

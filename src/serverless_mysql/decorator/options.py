@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from .._record import lazy_attributes
 from .._spec import DECORATOR_OPTIONS
 from ..client import ServerlessMySQL
 from ..config import OPTION_NAMES, Config, parse_url
@@ -23,15 +24,10 @@ if TYPE_CHECKING:
     from ..config import CredentialsSource
     from ._types import LambdaContextLike, MetricsSink, MySQLHandler, WithMySQLOptions
 else:
-
-    def __getattr__(name: str) -> object:
-        # NOTE: the API's types are made by typing (Protocols, a TypedDict): loaded on first access only.
-        if name in ("LambdaContextLike", "MetricsSink", "MySQLHandler", "WithMySQLOptions"):
-            from ._types import LambdaContextLike, MetricsSink, MySQLHandler, WithMySQLOptions  # noqa: PLC0415
-
-            types = (LambdaContextLike, MetricsSink, MySQLHandler, WithMySQLOptions)
-            return next(t for t in types if t.__name__ == name)
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # NOTE: the API's types are made by typing (Protocols, a TypedDict): loaded on first access only.
+    __getattr__ = lazy_attributes(
+        __name__, **dict.fromkeys(("LambdaContextLike", "MetricsSink", "MySQLHandler", "WithMySQLOptions"), "_types")
+    )
 
 
 __all__ = ["LambdaContextLike", "MetricsSink", "MySQLHandler", "Setup", "WithMySQLOptions"]

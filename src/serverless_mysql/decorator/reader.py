@@ -65,6 +65,12 @@ def reader_client(
         if name != "url" and (name not in CONNECTION_OPTIONS or name in cfg.explicit)
     }
     options["server_role"] = "reader"
+    if iam_credentials is None and cfg.credentials is not None and _signs_for_one_host(cfg.credentials):
+        raise ConfigError(
+            "option 'reader_host' cannot be used with option 'db' when that client uses IAM authentication: its "
+            "token is signed for the writer's host; build the reader's client with its own IamAuthCredentials, or "
+            "pass iam_auth=True and the writer's options instead of db="
+        )
     if reader_host.strip().lower() == AUTO:
         if "host" in cfg.explicit:
             options["host"] = reader_endpoint(cfg.host)
@@ -81,3 +87,10 @@ def reader_client(
         options["credentials"] = iam_credentials(options)
         options.pop("password", None)
     return ServerlessMySQL(**options)
+
+
+def _signs_for_one_host(credentials: CredentialsSource | None) -> bool:
+    """An IAM token provider: what it returns is valid for the host it signs for only."""
+    from ..iam import IamAuthCredentials  # noqa: PLC0415 - only with reader_host and a client given with db=
+
+    return isinstance(credentials, IamAuthCredentials)
