@@ -55,10 +55,6 @@ EVENT_NAMES = (
 CONNECTION_OPTIONS = ("host", "port", "user", "password", "database")
 
 
-def _mask(value: object) -> str:
-    return "****" if value else repr(value)
-
-
 _S_POSITIVE = Number(low=0, low_open=True, unit="s")
 _S = Number(low=0, unit="s")
 _S_OPTIONAL = Number(low=0, unit="s", optional=True)
@@ -351,14 +347,14 @@ class Config:
 
     def public_dict(self) -> dict[str, Any]:
         """All options as a plain dict, with the password, URL credentials and secrets in ``connect_args`` masked."""
+        from ._redact import masked  # noqa: PLC0415 - only for get_config()
+
         out = {name: getattr(self, name) for name in _NAMES_IN_ORDER}
-        out["password"] = _mask(self.password)
+        out["password"] = masked(self.password, "password")
         if self.url is not None:
             from ._url import redact_url  # noqa: PLC0415 - only with a URL
 
             out["url"] = redact_url(self.url)
-        from ._redact import masked  # noqa: PLC0415 - only for get_config()
-
         out["connect_args"] = masked(self.connect_args)
         return out
 
