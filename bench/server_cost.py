@@ -1,8 +1,10 @@
 """``python -m bench.server_cost``: what each statement of the overload policy costs the server (issue 20).
 
 mariadbd's own CPU time (utime + stime from /proc) per operation, against a private MariaDB that holds 40 idle
-connections of the application user, as a busy server's processlist does. On a shared machine the absolute
-numbers move by up to 2x from run to run; the ratios are what to read.
+connections of the application user, as a busy server's processlist does, and again at 1,000 (a fleet after a
+failover): the statements that visit every connection grow with it. On a shared machine the absolute numbers move
+by up to 2x from run to run; the ratios are what to read. The "(before)" row is the counters' read as it was
+before it moved to SESSION scope.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ import pymysql.cursors
 
 from bench.strategies import cpu_seconds_of
 from harness.mariadb import MariaDBServer
-from serverless_mysql.housekeeping import REFUSALS_SQL, usage_sql
+from serverless_mysql.housekeeping import LIMITS_SQL, REFUSALS_SQL, usage_sql
 
 __all__ = ["main"]
 
 MAX_CONNECTIONS = 60
 HELD = 40
+CROWD = 1000  # the second size: held connections
+
+_GLOBAL_COUNTERS = "SHOW GLOBAL STATUS WHERE Variable_name IN ('Connection_errors_max_connections', 'Aborted_connects')"
 
 
 def _cost(server: MariaDBServer, name: str, fn: Callable[[], object], n: int) -> str:
@@ -71,22 +76,32 @@ def main() -> None:
             with contextlib.suppress(pymysql.err.OperationalError):
                 pymysql.connect(**kw).close()
 
+        def statements(count: int) -> list[str]:
+            return [
+                _cost(server, f"the refusal counters, SESSION scope ({count} connections)", run(REFUSALS_SQL), 2000),
+                _cost(server, f"(before) the counters, GLOBAL scope ({count})", run(_GLOBAL_COUNTERS), 2000),
+                _cost(
+                    server,
+                    f"the housekeeping statement ({count} connections)",
+                    run(usage_sql(with_limits=False), (3,)),
+                    500,
+                ),
+            ]
+
         rows = [
             "| Operation | Server CPU per operation | Operations | Wall |",
             "|---|---:|---:|---:|",
             _cost(server, "`SELECT 1`", run("SELECT 1"), 3000),
             _cost(server, "`SET SESSION wait_timeout = 3`", run("SET SESSION wait_timeout = 3"), 2000),
-            _cost(server, "the refusal counters", run(REFUSALS_SQL), 2000),
-            _cost(
-                server,
-                f"the housekeeping statement ({HELD + 1} connections)",
-                run(usage_sql(with_limits=False), (3,)),
-                2000,
-            ),
+            _cost(server, "the server's limits (`SELECT @@max_connections, ...`)", run(LIMITS_SQL), 2000),
+            *statements(HELD + 1),
             _cost(server, "a login (connect + COM_QUIT)", login, 600),
         ]
         held += [pymysql.connect(**kw) for _ in range(MAX_CONNECTIONS - HELD - 1)]  # full now
         rows.append(_cost(server, "a refused connect (1040)", refused, 600))
+        server.set_global("max_connections", CROWD + 10)
+        held += [pymysql.connect(**kw) for _ in range(CROWD - len(held))]
+        rows += statements(len(held) + 1)
         print("\n".join(rows))
     finally:
         for c in held:

@@ -26,6 +26,7 @@ from .errors import (
 )
 from .housekeeping import (
     HEADROOM,
+    LIMITS_SQL,
     PROCESSLIST_FALLBACK_ERRORS,
     REFUSALS_SQL,
     Housekeeper,
@@ -79,6 +80,7 @@ class HousekeepingIO:
         self._processlist: tuple[str, bool] | None = None  # (server version, read performance_schema.processlist)
         self.short_idle = False  # the session's wait_timeout is pressure_idle_timeout
         self.measured = False  # housekeeping measured on the current connection
+        self._connected_count: int | None = None  # the server's Threads_connected right after this connection
 
     def connected(self, conn: DriverConnection, *, read_counters: bool) -> None:
         """A new connection: its session has the server's idle timeout; read the counters' baseline if asked.
@@ -89,15 +91,21 @@ class HousekeepingIO:
         self.short_idle = False
         _siblings.record(id(self), conn.connection_id, _server(conn))
         self.measured = False
+        self._connected_count = None
         if read_counters:
             # Lost already: the caller's statement reconnects. No time left: the baseline is optional, and the new
             # connection stays in use (its on_connect still runs); the caller's statement meets the deadline.
             with contextlib.suppress(pymysql.MySQLError, DeadlineExceededError):
                 self._read_refusals(conn, busy=False)
 
-    def run(self, conn: DriverConnection, now: float, *, waited: bool) -> tuple[int, bool]:
-        """Measure, decide and kill: how many slots the kills freed, and whether the connection was lost doing it."""
+    def run(self, conn: DriverConnection, now: float, *, waited: bool, first: bool = False) -> tuple[int, bool]:
+        """Measure, decide and kill: how many slots the kills freed, and whether the connection was lost doing it.
+
+        ``first``: the first measurement of a new connection, neither under pressure nor after a wait.
+        """
         cfg, hk, stats = self._cfg, self._housekeeper, self._stats
+        if first and self._count_suffices(conn, now):
+            return 0, False
         with_limits = hk.limits_stale(now)
         # Never zombies: this connection, and those of this environment's other worker processes (busy or not).
         own_ids = frozenset({conn.connection_id}) | _siblings.thread_ids(_server(conn))
@@ -157,6 +165,37 @@ class HousekeepingIO:
                 self._set_idle_timeout(conn, "@@GLOBAL.wait_timeout")
         return freed, False
 
+    def _count_suffices(self, conn: DriverConnection, now: float) -> bool:
+        """Whether the connection count read right after connecting is the whole first measurement.
+
+        A scan walks every connection, and a herd of newcomers (the fleet after a failover: ~1,000 environments at
+        ~2,000 connections) made one each: O(N^2) on the server, its largest cost in the failover drill. So on a
+        server with many connections a newcomer scans only by lot (:meth:`Housekeeper.first_scan`), and without it
+        the count stands for the measurement when it is far below the threshold (under :data:`HEADROOM` of it) and
+        the account has no connection limit of its own: the scan would only confirm that nothing needs killing,
+        and the session keeps the server's idle timeout. Near the threshold, after a wait, or under pressure it
+        always scans.
+        """
+        count, hk = self._connected_count, self._housekeeper
+        if count is None or hk.first_scan(count):
+            return False
+        if hk.limits_stale(now):
+            self._prepare(conn)
+            try:
+                row = conn.run(LIMITS_SQL)[0]
+            finally:
+                self._stats.housekeeping_statements += 1
+            hk.store_limits(now, int(row["max_connections"]), int(row["max_user_connections"]))
+        assert hk.limits is not None
+        usage = Usage(max_connections=hk.limits[0], max_user_connections=hk.limits[1], total=count, user_total=0)
+        if usage.max_user_connections > 0 or usage.utilization >= HEADROOM * self._cfg.conn_utilization:
+            return False  # the account's own connections are counted only by the scan
+        hk.record(now, usage)
+        self.measured = True
+        self._stats.housekeeping_runs += 1
+        logger.debug("housekeeping", extra={"event": "housekeeping", "used": count, "limit": usage.limit})
+        return True
+
     # ------------------------------------------------------------------------------------------ statements
     def _read_refusals(self, conn: DriverConnection, *, busy: bool) -> None:
         """Feed the server's failed-connect counters to the pressure policy (nothing when they are unreadable)."""
@@ -172,6 +211,8 @@ class HousekeepingIO:
         finally:
             self._stats.housekeeping_statements += 1
         refused, aborted = values.get("connection_errors_max_connections"), values.get("aborted_connects")
+        if not busy:  # the reading right after connecting
+            self._connected_count = values.get("threads_connected")
         if refused is not None and aborted is not None:
             self._pressure.counters(self._clock(), refused, aborted, busy=busy)
 

@@ -296,7 +296,7 @@ class ServerlessMySQL(TransactionControl):
             return
         freed = 0
         try:
-            freed, _ = self._housekeeping.run(conn, now, waited=waited)
+            freed, _ = self._housekeeping.run(conn, now, waited=waited, first=first and not (pressed or waited))
         except Exception as exc:
             self._stats.housekeeping_errors += 1
             logger.warning("housekeeping failed: %s", describe(exc), extra={"event": "housekeeping_error"})

@@ -22,7 +22,9 @@ What to do is then decided here, in plain Python (:func:`plan`), with the refere
   at most ``MID_FLEET_RATE`` a second for the whole fleet, bounded by the connections counted), and
   four times a second while the last measurement was over the threshold. The client also measures at every ``end()``
   under pressure and after waiting for a slot (that environment is the one that can kill the zombies holding the
-  others), and at the first ``end()`` of each connection (where its session's idle timeout is decided).
+  others), and at the first ``end()`` of each connection (where its session's idle timeout is decided; on a server
+with many connections, far below the threshold, the connection count read right after connecting stands for that
+measurement, except by lot: :meth:`Housekeeper.first_scan`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ._record import record
 __all__ = [
     "HEADROOM",
     "INFORMATION_SCHEMA_PROCESSLIST",
+    "LIMITS_SQL",
     "PERFORMANCE_SCHEMA_PROCESSLIST",
     "PROCESSLIST_FALLBACK_ERRORS",
     "REFUSALS_SQL",
@@ -211,8 +214,14 @@ def plan(
 # Failed connects: Connection_errors_max_connections counts only refusals for max_connections, but MariaDB 10.11
 # counts a 1040 there only when it refuses before authentication (measured: not while the slot reserved for
 # SUPER is free); Aborted_connects counts every 1040, and also bad passwords, TLS probes and health checks.
-# serverless_mysql.pressure weighs the two.
-REFUSALS_SQL = "SHOW GLOBAL STATUS WHERE Variable_name IN ('Connection_errors_max_connections', 'Aborted_connects')"
+# serverless_mysql.pressure weighs the two. Threads_connected is the server's connection count.
+# SESSION scope: these three have only a global value, which MySQL and MariaDB show in either scope; GLOBAL would
+# first sum every connection's status (O(connections) under a lock, for each of a herd's newcomers).
+REFUSALS_SQL = (
+    "SHOW SESSION STATUS WHERE Variable_name IN ('Connection_errors_max_connections', 'Aborted_connects', "
+    "'Threads_connected')"
+)
+LIMITS_SQL = "SELECT @@max_connections AS max_connections, @@max_user_connections AS max_user_connections"
 
 
 class Housekeeper:
@@ -277,6 +286,15 @@ class Housekeeper:
             interval = max(self.MID_INTERVAL, self.last_used / self.MID_FLEET_RATE)
             return since >= interval or self.rng.random() < self.LOW_CHANCE
         return since >= self.LOW_INTERVAL and self.rng.random() < self.LOW_CHANCE
+
+    # A new connection's first measurement scans by lot on a server with more connections than this: each scan
+    # walks every connection, so a herd's newcomers together walk about FIRST_SCAN_ROWS rows each, however large
+    # the herd (below it, every newcomer scans: the scan is cheap there).
+    FIRST_SCAN_ROWS = 100
+
+    def first_scan(self, connections: int) -> bool:
+        """Whether a new connection that counted ``connections`` right after connecting scans at its first end()."""
+        return connections <= self.FIRST_SCAN_ROWS or self.rng.random() < self.FIRST_SCAN_ROWS / connections
 
     def limits_stale(self, now: float) -> bool:
         """Whether the cached server limits are older than ``max_conns_freq``."""

@@ -139,3 +139,13 @@ def test_from_half_the_threshold_the_fleet_not_each_environment_measures_about_o
     # A small fleet measures as before: at 40 connections, once a second still is every quiet end().
     hk.record(0.0, Usage(max_connections=60, max_user_connections=0, total=40, user_total=40))
     assert share_due(hk, hk.last_utilization or 0.0, period=2.0) == 1.0
+
+
+def test_a_newcomer_scans_every_time_on_a_small_server_and_by_lot_on_a_large_one() -> None:
+    hk = Housekeeper(conn_utilization=0.8, used_conns_freq=None, max_conns_freq=60, rng=random.Random(3))
+    rows = Housekeeper.FIRST_SCAN_ROWS
+    assert all(hk.first_scan(rows) for _ in range(1000))
+    # A herd's newcomers walk about FIRST_SCAN_ROWS rows each, whatever the server's connection count.
+    for connections in (2 * rows, 20 * rows):
+        scans = sum(hk.first_scan(connections) for _ in range(20_000))
+        assert abs(scans * connections / 20_000 - rows) < 0.1 * rows

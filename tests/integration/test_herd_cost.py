@@ -1,0 +1,95 @@
+"""What a herd of newcomers costs the server: no statement that walks every connection for each of them.
+
+After a failover ~1,000 environments reconnect at once to a server holding ~2,000 connections; each new
+connection's first ``end()`` used to scan the processlist (O(connections)) and its counter baseline summed every
+connection's status (``SHOW GLOBAL STATUS``): O(N^2) on the server, its largest cost in the failover drill.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from harness.mariadb import MariaDBServer
+from serverless_mysql.housekeeping import REFUSALS_SQL, Housekeeper
+from tests.conftest import ServerFactory, UserFactory
+from tests.integration.conftest import ClientFactory
+
+pytestmark = pytest.mark.integration
+
+CROWD = 2 * Housekeeper.FIRST_SCAN_ROWS  # more connections than a newcomer scans through unconditionally
+
+
+class Draws(random.Random):
+    """A generator whose ``random()`` always returns ``value`` (which side of a lot the client falls on)."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(7)
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+def selects(server: MariaDBServer) -> int:
+    """The server's SELECT count (the harness's own monitor reads it with SHOW STATUS, not counted there)."""
+    return int(server.status("Com_select") or 0)
+
+
+def newcomer(
+    server: MariaDBServer, make_user: UserFactory, client_factory: ClientFactory, *, draw: float, **options: Any
+) -> tuple[Any, int]:
+    """A new client that connects among ``CROWD`` idle connections, runs one query and ends: (stats, SELECTs)."""
+    app = make_user(server, process=True)
+    server.open_zombies(make_user(server), CROWD)
+    db = client_factory(app, random=Draws(draw), **options)
+    before = selects(server)
+    db.query("SELECT 1")
+    db.end()
+    return db.get_stats(), selects(server) - before
+
+
+@pytest.fixture
+def crowded(server_factory: ServerFactory) -> MariaDBServer:
+    return server_factory(max_connections=4 * CROWD)
+
+
+def test_a_newcomer_far_below_the_threshold_does_not_scan(
+    crowded: MariaDBServer, make_user: UserFactory, client_factory: ClientFactory
+) -> None:
+    stats, ran = newcomer(crowded, make_user, client_factory, draw=0.99)
+    # SELECT 1 and the server's limits (a cold start): no processlist scan. The count read right after connecting
+    # stands for the measurement: ~CROWD of 4 * CROWD.
+    assert ran == 2
+    assert stats.housekeeping_runs == 1 and stats.zombies_killed == 0
+    assert stats.last_utilization is not None and 0.24 <= stats.last_utilization <= 0.3
+
+
+def test_a_newcomer_scans_by_lot(crowded: MariaDBServer, make_user: UserFactory, client_factory: ClientFactory) -> None:
+    stats, ran = newcomer(crowded, make_user, client_factory, draw=0.0)
+    assert ran == 2  # SELECT 1 and the scan (which reads the limits too)
+    assert stats.housekeeping_runs == 1
+
+
+def test_a_newcomer_near_the_threshold_always_scans(
+    server_factory: ServerFactory, make_user: UserFactory, client_factory: ClientFactory
+) -> None:
+    server = server_factory(max_connections=CROWD + 20)  # ~CROWD of CROWD + 20: over HEADROOM * 0.8
+    stats, ran = newcomer(server, make_user, client_factory, draw=0.99)
+    assert ran == 3  # SELECT 1, the limits, then the scan all the same
+    assert stats.last_utilization is not None and stats.last_utilization > 0.8
+
+
+def test_the_counters_read_in_session_scope_are_the_servers(
+    crowded: MariaDBServer, make_user: UserFactory, client_factory: ClientFactory
+) -> None:
+    # The baseline reads SESSION scope (no sum over every connection): these three have only a global value.
+    assert "SHOW SESSION STATUS" in REFUSALS_SQL
+    crowded.open_zombies(make_user(crowded), 5)
+    db = client_factory(make_user(crowded))
+    session = {row["Variable_name"]: row["Value"] for row in db.query(REFUSALS_SQL)}
+    glob = {row["Variable_name"]: row["Value"] for row in db.query(REFUSALS_SQL.replace("SESSION", "GLOBAL"))}
+    assert set(session) == {"Connection_errors_max_connections", "Aborted_connects", "Threads_connected"}
+    assert session == glob
