@@ -24,7 +24,6 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 from bench import OUT_DIR, REPO_ROOT
 from bench.fleet import Env, FakeContext, Fleet, LoadGen, OpenLoop, percentile
 from bench.observe import Sampler
+from bench.strategies import InProcessStrategy
 from harness.mariadb import AppUser, MariaDBServer
 
 HANDLER = REPO_ROOT / "examples" / "handler.py"
@@ -73,7 +73,7 @@ class ExampleEnv:
         self.db.terminate()
 
 
-class ExampleStrategy:
+class ExampleStrategy(InProcessStrategy):
     name = "examples/handler.py"
 
     def __init__(self) -> None:
@@ -83,15 +83,6 @@ class ExampleStrategy:
         env = ExampleEnv(env_id)
         self.envs.append(env)
         return env
-
-    def error_key(self, exc: BaseException) -> str:
-        from bench.strategies import error_key
-
-        return error_key(exc)
-
-    def live_thread_ids(self, envs: Sequence[Env]) -> set[int]:
-        ids = {env.thread_id() for env in envs}
-        return {i for i in ids if i is not None}
 
     def close(self) -> None:
         for env in self.envs:
