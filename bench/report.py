@@ -104,6 +104,15 @@ def _cpu_text(d: dict[str, Any]) -> str:
     return f"{client:.1f}{flag} / {cpu['mariadbd_s']:.1f}"
 
 
+def _chart_line(extras: dict[str, Any], key: str) -> list[str]:
+    """Below a scenario's table: where its chart is, if one was written."""
+    chart = extras.get("charts", {}).get(key)
+    if not chart:
+        return []
+    shown = Path(chart).relative_to(REPO_ROOT) if Path(chart).is_relative_to(REPO_ROOT) else chart
+    return ["", f"Chart: `{shown}` (written by the run, not committed)"]
+
+
 def markdown(results: Sequence[RunResult], scenarios: Sequence[Scenario], extras: dict[str, Any]) -> str:
     """The whole report: machine, method notes, one table per scenario, targets, micro-benchmarks."""
     by_scenario: dict[str, list[RunResult]] = {}
@@ -141,10 +150,7 @@ def markdown(results: Sequence[RunResult], scenarios: Sequence[Scenario], extras
                 f"| {d['connects_per_invocation']:.2f} / {d['connect_attempts_per_invocation']:.2f} "
                 f"| {d['statements_per_invocation']:.2f} | {_cpu_text(d)} |"
             )
-        chart = extras.get("charts", {}).get(sc.key)
-        if chart:
-            shown = Path(chart).relative_to(REPO_ROOT) if Path(chart).is_relative_to(REPO_ROOT) else chart
-            lines += ["", f"Chart: `{shown}` (written by the run, not committed)"]
+        lines += _chart_line(extras, sc.key)
         lines.append("")
     return "\n".join(lines)
 
@@ -398,10 +404,7 @@ def overload_markdown(results: Sequence[RunResult], scenarios: Sequence[Scenario
                 f"| {fmt(lat['p50'])} / {fmt(lat['p99'])} / {fmt(lat['max'])} | {fmt(server_cpu_ms(d), 2)} |"
             )
         lines += all_runs_lines(by_strategy, _run_summary)
-        chart = extras.get("charts", {}).get(sc.key)
-        if chart:
-            shown = Path(chart).relative_to(REPO_ROOT) if Path(chart).is_relative_to(REPO_ROOT) else chart
-            lines += ["", f"Chart: `{shown}` (written by the run, not committed)"]
+        lines += _chart_line(extras, sc.key)
         lines.append("")
     return "\n".join(lines)
 
