@@ -24,7 +24,6 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -32,7 +31,8 @@ from typing import Any
 from bench import OUT_DIR, REPO_ROOT
 from bench.fleet import Env, FakeContext, Fleet, LoadGen, OpenLoop, percentile
 from bench.observe import Sampler
-from harness.mariadb import MariaDBServer
+from bench.strategies import InProcessStrategy
+from harness.mariadb import AppUser, MariaDBServer
 
 HANDLER = REPO_ROOT / "examples" / "handler.py"
 SCHEMA = REPO_ROOT / "examples" / "schema.sql"
@@ -73,7 +73,7 @@ class ExampleEnv:
         self.db.terminate()
 
 
-class ExampleStrategy:
+class ExampleStrategy(InProcessStrategy):
     name = "examples/handler.py"
 
     def __init__(self) -> None:
@@ -83,15 +83,6 @@ class ExampleStrategy:
         env = ExampleEnv(env_id)
         self.envs.append(env)
         return env
-
-    def error_key(self, exc: BaseException) -> str:
-        from bench.strategies import error_key
-
-        return error_key(exc)
-
-    def live_thread_ids(self, envs: Sequence[Env]) -> set[int]:
-        ids = {env.thread_id() for env in envs}
-        return {i for i in ids if i is not None}
 
     def close(self) -> None:
         for env in self.envs:
@@ -116,6 +107,63 @@ def _events(rng: random.Random, max_id: list[int]) -> dict[str, Any]:
         max_id[0] += 1
         return {"action": "create", "customer": f"customer{rng.randint(1, 50)}", "item": "notebook", "quantity": 2}
     return {"action": "list", "customer": f"customer{rng.randint(1, 50)}", "limit": 5}
+
+
+def load_schema(conn: Any) -> None:
+    """The example's tables (``examples/schema.sql``), through a root connection to the app database."""
+    with conn.cursor() as cur:
+        for statement in SCHEMA.read_text().split(";"):
+            sql = "\n".join(x for x in statement.splitlines() if not x.strip().startswith("--")).strip()
+            if sql:
+                cur.execute(sql)
+
+
+def serve_secret(user: AppUser, **env: str) -> Any:
+    """A moto Secrets Manager on loopback holding ``user``'s RDS-format secret, and the example configured to read
+    it (``SERVERLESS_MYSQL_*`` variables, plus ``env``); returns the moto server (the caller stops it)."""
+    secret = {
+        "engine": "mariadb",
+        "username": user.name,
+        "password": user.password,
+        "host": user.host,
+        "port": user.port,
+        "dbname": user.database,
+    }
+    moto = _start_moto(secret)
+    os.environ.update(
+        {
+            "SERVERLESS_MYSQL_SECRET_ID": SECRET_NAME,
+            **env,
+            "SERVERLESS_MYSQL_SIGTERM": "false",  # environments are threads here, not processes
+            "SERVERLESS_MYSQL_CONNECT_ARGS": json.dumps({"ssl_disabled": True}),  # the demo servers have no TLS
+        }
+    )
+    return moto
+
+
+def smoke_invocation() -> None:
+    """One invocation before the load. It also fills Powertools' secret cache, which all environments share here
+    because they are threads of one process: hundreds of them creating boto3 clients at the same moment would
+    measure this process, not the library (on Lambda each environment fetches on its own CPU)."""
+    warm = ExampleEnv(0)
+    print(f"  smoke invocation   {warm.module.handler({'action': 'list', 'customer': 'nobody'}, FakeContext(6))}")
+    warm.db.quit()
+
+
+def example_fleet(
+    strategy: ExampleStrategy, *, concurrency: int, idle_ttl: tuple[float, float], timeout: float
+) -> Fleet:
+    """The fleet of the demos: the example's mix of requests (get, create, list), fixed seeds."""
+    rng = random.Random(5)
+    max_id = [0]
+    return Fleet(
+        strategy,
+        event=lambda: _events(rng, max_id),
+        concurrency=concurrency,
+        idle_ttl=idle_ttl,
+        timeout=timeout,
+        rng=random.Random(6),
+    )
 
 
 def _start_moto(secret: dict[str, Any]) -> Any:
@@ -189,47 +237,15 @@ def main(argv: list[str] | None = None) -> int:
         user = server.create_user()
         conn = server.root(database=server.database)
         try:
-            with conn.cursor() as cur:
-                for statement in SCHEMA.read_text().split(";"):
-                    sql = "\n".join(x for x in statement.splitlines() if not x.strip().startswith("--")).strip()
-                    if sql:
-                        cur.execute(sql)
+            load_schema(conn)
         finally:
             conn.close()
         print(f"  MariaDB {server.host}:{server.port} (max_connections={MAX_CONNECTIONS}), user {user.name}")
-        secret = {
-            "engine": "mariadb",
-            "username": user.name,
-            "password": user.password,
-            "host": server.host,
-            "port": server.port,
-            "dbname": server.database,
-        }
-        moto = _start_moto(secret)
+        moto = serve_secret(user)
         print(f"  moto Secrets Manager {os.environ['AWS_ENDPOINT_URL']} holding secret {SECRET_NAME!r}")
-        os.environ.update(
-            {
-                "SERVERLESS_MYSQL_SECRET_ID": SECRET_NAME,
-                "SERVERLESS_MYSQL_SIGTERM": "false",  # environments are threads here, not processes
-                "SERVERLESS_MYSQL_CONNECT_ARGS": json.dumps({"ssl_disabled": True}),  # the demo server has no TLS
-            }
-        )
-        # One smoke invocation first. It also fills Powertools' secret cache, which all environments share here
-        # because they are threads of one process: hundreds of them creating boto3 clients at the same moment
-        # would measure this process, not the library (on Lambda each environment fetches on its own CPU).
-        warm = ExampleEnv(0)
-        print(f"  smoke invocation   {warm.module.handler({'action': 'list', 'customer': 'nobody'}, FakeContext(6))}")
-        warm.db.quit()
-        rng = random.Random(5)
-        max_id = [0]
-        fleet = Fleet(
-            strategy,
-            event=lambda: _events(rng, max_id),
-            concurrency=60,  # reserved concurrency: 3x the connections
-            idle_ttl=(2.0, 6.0),
-            timeout=6.0,
-            rng=random.Random(6),
-        )
+        smoke_invocation()
+        # reserved concurrency: 3x the connections
+        fleet = example_fleet(strategy, concurrency=60, idle_ttl=(2.0, 6.0), timeout=6.0)
         load = OpenLoop(rate=150, burst_rate=500, burst_every=8, burst_len=2, burst_offset=2)
         loadgen = LoadGen(fleet, load, duration=duration, rng=random.Random(7), max_invocations=100_000)
         sampler = Sampler(server, user.name)

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import os
 import random
 import sys
 import time
@@ -29,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import OUT_DIR, REPO_ROOT
-from bench.demo import HANDLER, SCHEMA, SECRET_NAME, ExampleEnv, ExampleStrategy, _events, _start_moto
-from bench.fleet import FakeContext, Fleet, Invocation, LoadGen, OpenLoop, percentile
+from bench.demo import HANDLER, ExampleStrategy, example_fleet, load_schema, serve_secret, smoke_invocation
+from bench.fleet import Fleet, Invocation, LoadGen, OpenLoop, percentile
 from bench.overload import bucket
 from harness.cluster import LocalCluster
 
@@ -88,44 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         user = cluster.create_user()
         conn = cluster.writer.root(database=user.database)
         try:
-            with conn.cursor() as cur:
-                for statement in SCHEMA.read_text().split(";"):
-                    sql = "\n".join(x for x in statement.splitlines() if not x.strip().startswith("--")).strip()
-                    if sql:
-                        cur.execute(sql)
+            load_schema(conn)
         finally:
             conn.close()
         cluster.wait_replicated()
-        secret = {
-            "engine": "mariadb",
-            "username": user.name,
-            "password": user.password,
-            "host": user.host,  # the cluster endpoint
-            "port": user.port,
-            "dbname": user.database,
-        }
-        moto = _start_moto(secret)
-        os.environ.update(
-            {
-                "SERVERLESS_MYSQL_SECRET_ID": SECRET_NAME,
-                "SERVERLESS_MYSQL_SERVER_ROLE": "writer",
-                "SERVERLESS_MYSQL_SIGTERM": "false",  # environments are threads here, not processes
-                "SERVERLESS_MYSQL_CONNECT_ARGS": json.dumps({"ssl_disabled": True}),
-            }
-        )
-        warm = ExampleEnv(0)
-        print(f"  smoke invocation   {warm.module.handler({'action': 'list', 'customer': 'nobody'}, FakeContext(6))}")
-        warm.db.quit()
-        rng = random.Random(5)
-        max_id = [0]
-        fleet = Fleet(
-            strategy,
-            event=lambda: _events(rng, max_id),
-            concurrency=400,
-            idle_ttl=(600.0, 600.0),
-            timeout=30.0,
-            rng=random.Random(6),
-        )
+        moto = serve_secret(user, SERVERLESS_MYSQL_SERVER_ROLE="writer")  # user.host: the cluster endpoint
+        smoke_invocation()
+        fleet = example_fleet(strategy, concurrency=400, idle_ttl=(600.0, 600.0), timeout=30.0)
         loadgen = LoadGen(fleet, OpenLoop(rate=RATE), duration=duration, rng=random.Random(7), max_invocations=100_000)
         t0 = loadgen.start()
         failover = cluster.failover_later(t0 + FAILOVER_AT, args.variant)

@@ -19,14 +19,13 @@ import contextlib
 import dataclasses
 import itertools
 import math
-import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from bench.fleet import Fleet, Invocation, LoadGen, OpenLoop, percentile
+from bench.fleet import Fleet, Invocation, OpenLoop, percentile
 from bench.overload import bucket, clean_from, counter_per_second, max_per_second
 from bench.scenarios import (
     OVERLOAD_TIMEOUT,
@@ -35,8 +34,9 @@ from bench.scenarios import (
     _client_attempts,
     _FleetWatch,
     _wait_with_progress,
-    library_options,
-    npm_options,
+    fleet_and_load,
+    stop_run,
+    strategy_options,
 )
 from bench.strategies import DbTarget, cpu_seconds_of, make_strategy
 from harness.cluster import FailoverTimes, LocalCluster
@@ -121,15 +121,10 @@ class _CpuWatch(threading.Thread):
 
 
 def _options(strategy_name: str, scenario: Scenario, reader_port: int) -> dict[str, Any] | None:
+    options = strategy_options(strategy_name, scenario)
     if strategy_name == "with_mysql":
-        return {
-            **library_options(scenario),
-            "server_role": "writer",
-            "reader_host": f"127.0.0.1:{reader_port}",
-        }
-    if strategy_name == "npm-serverless-mysql":
-        return npm_options(scenario)
-    return None
+        return {**(options or {}), "server_role": "writer", "reader_host": f"127.0.0.1:{reader_port}"}
+    return options
 
 
 def run_failover(
@@ -170,17 +165,7 @@ def run_failover(
             # commit: for the naive PyMySQL strategies (no autocommit); the libraries autocommit.
             return {"sql": INSERT, "args": [n], "reader_sql": READ, "commit": True}
 
-        fleet = Fleet(
-            strategy,
-            event=event,
-            concurrency=scenario.concurrency,
-            idle_ttl=scenario.idle_ttl,
-            timeout=scenario.timeout,
-            rng=random.Random(scenario.seed * 7919),
-        )
-        loadgen = LoadGen(
-            fleet, scenario.load, duration=scenario.duration, rng=random.Random(scenario.seed), max_invocations=200_000
-        )
+        fleet, loadgen = fleet_and_load(strategy, scenario, event)
         attempts_0 = _client_attempts(strategy, 10.0)
         t0 = loadgen.start()
         watch = _FleetWatch(fleet, strategy, t0, attempts_0)
@@ -242,15 +227,7 @@ def run_failover(
             watch.stop()
         if cpu is not None:
             cpu.stop()
-        if fleet is not None:
-            fleet.shutdown()
-        with contextlib.suppress(Exception):
-            for server in cluster.servers:
-                if server.running:
-                    server.crash()  # SIGKILL: instant, and every client socket gets a reset
-        if strategy is not None:
-            with contextlib.suppress(Exception):
-                strategy.close()
+        stop_run(fleet, cluster.servers, strategy)
         cluster.cleanup()
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.overload import worst_index
+from bench.report_common import Panel, all_runs_lines, fmt, timeline_chart, worst_name, worst_runs
 from bench.scenarios import RunResult, Scenario
 
 __all__ = [
@@ -56,12 +56,6 @@ writer from t=15 s (Aurora's DNS TTL: 5 s); the reader endpoint then names the o
 """
 
 
-def _fmt(value: float | None, digits: int = 0) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:,.{digits}f}"
-
-
 def _key(d: dict[str, Any]) -> tuple[int | None, int, float | None]:
     f = d["failover"]
     return f["errors_after"], int(d["errors"]) + f["lost"] + f["doubled"], f["time_to_clean_s"]
@@ -71,12 +65,7 @@ def reported_failover(
     results: Sequence[RunResult], scenario: str
 ) -> tuple[list[RunResult], dict[str, list[RunResult]]]:
     """One row per strategy (the worst run where there are several) and every strategy's runs."""
-    by_strategy: dict[str, list[RunResult]] = {}
-    for r in results:
-        if r.scenario == scenario and "failover" in r.data:
-            by_strategy.setdefault(r.strategy, []).append(r)
-    rows = [runs[worst_index([_key(r.data) for r in runs])] for runs in by_strategy.values()]
-    return rows, by_strategy
+    return worst_runs(results, scenario, _key, "failover")
 
 
 def _ttc(f: dict[str, Any]) -> str:
@@ -96,8 +85,8 @@ def _run_line(r: RunResult) -> str:
     return (
         f"run {r.run}: {d['errors']} errors ({f['errors_before']} / {f['errors_during']} / {f['errors_after']}), "
         f"clean {_ttc(f)} after the switch, {f['acked']:,} acknowledged, {f['lost']} lost, {f['doubled']} doubled, "
-        f"attempts/inv {_fmt(f['client_attempts_per_invocation'], 2)}, peak {f['peak_busy_envs']} envs, "
-        f"p99 {_fmt(d['latency_ms']['p99'])} ms"
+        f"attempts/inv {fmt(f['client_attempts_per_invocation'], 2)}, peak {f['peak_busy_envs']} envs, "
+        f"p99 {fmt(d['latency_ms']['p99'])} ms"
     )
 
 
@@ -122,20 +111,16 @@ def failover_markdown(results: Sequence[RunResult], scenarios: Sequence[Scenario
         ]
         for r in rows:
             d, f = r.data, r.data["failover"]
-            n_runs = len(by_strategy[r.strategy])
-            name = d["strategy"] + (f" (worst of {n_runs}: run {r.run})" if n_runs > 1 else "")
             lat = d["latency_ms"]
             lines.append(
-                f"| {name} | {d['invocations']:,} | {_errors(d['errors_by_code'])} "
+                f"| {worst_name(r, by_strategy)} | {d['invocations']:,} | {_errors(d['errors_by_code'])} "
                 f"({f['errors_before']} / {f['errors_during']} / {f['errors_after']}) "
                 f"| {f['errors_from_2s_after_switch']:,} | {_ttc(f)} "
                 f"| {f['acked']:,} / {f['rows_on_new_writer']:,} ({f['lost']}, {f['doubled']}) "
-                f"| {f['failed_but_written']} | {_fmt(f['client_attempts_per_invocation'], 2)} "
-                f"| {f['peak_busy_envs']} | {_fmt(lat['p50'])} / {_fmt(lat['p99'])} / {_fmt(lat['max'])} |"
+                f"| {f['failed_but_written']} | {fmt(f['client_attempts_per_invocation'], 2)} "
+                f"| {f['peak_busy_envs']} | {fmt(lat['p50'])} / {fmt(lat['p99'])} / {fmt(lat['max'])} |"
             )
-        for strategy, runs in by_strategy.items():
-            if len(runs) > 1:
-                lines += ["", f"All runs of {strategy}:", "", *[f"- {_run_line(r)}" for r in runs]]
+        lines += all_runs_lines(by_strategy, _run_line)
         lib = next((r for r in rows if r.strategy == LIB), None)
         if lib is not None:
             f = lib.data["failover"]
@@ -183,8 +168,8 @@ def timeline_markdown(rows: Sequence[RunResult], failover_at: float, switch_at: 
             ok = tl["ok"][k] if k < len(tl["ok"]) else 0
             err = tl["errors_by_arrival"][k] if k < len(tl["errors_by_arrival"]) else 0
             busy = tl["busy_envs_max"][k] if k < len(tl["busy_envs_max"]) else None
-            cpu = "-".join(_fmt(_at(tl.get(name, []), k), 1) for name in ("client_cpu", "forwarder_cpu", "servers_cpu"))
-            cells.append(f"{ok} / {err} / {_fmt(busy)} / {cpu}")
+            cpu = "-".join(fmt(_at(tl.get(name, []), k), 1) for name in ("client_cpu", "forwarder_cpu", "servers_cpu"))
+            cells.append(f"{ok} / {err} / {fmt(busy)} / {cpu}")
         mark = " failover" if k == math.floor(failover_at) else (" switch" if k == math.floor(switch_at) else "")
         lines.append(f"| {k}{mark} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -233,13 +218,12 @@ def check_failover_targets(results: Sequence[RunResult]) -> list[tuple[str, bool
 def write_failover_charts(out_dir: Path, results: Sequence[RunResult], scenarios: Sequence[Scenario]) -> dict[str, str]:
     """One PNG per failover scenario: ok/s with the offered load, errors/s by arrival, busy environments and connect
     attempts/s per strategy (the library's reported run bold); the failover-to-switch window shaded."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from bench.report import STRATEGY_COLORS
-
+    panels = [
+        Panel("ok", "ok invocations / s"),
+        Panel("errors_by_arrival", "errors / s (by arrival)"),
+        Panel("busy_envs_max", "busy environments"),
+        Panel("client_attempts", "connect attempts / s (client)", symlog=True),
+    ]
     paths: dict[str, str] = {}
     for sc in scenarios:
         if sc.failover is None:
@@ -247,50 +231,23 @@ def write_failover_charts(out_dir: Path, results: Sequence[RunResult], scenarios
         rows, by_strategy = reported_failover(results, sc.key)
         if not rows:
             continue
-        panels = [
-            ("ok", "ok invocations / s"),
-            ("errors_by_arrival", "errors / s (by arrival)"),
-            ("busy_envs_max", "busy environments"),
-            ("client_attempts", "connect attempts / s (client)"),
-        ]
-        fig, axes = plt.subplots(len(panels), 1, figsize=(11, 9.5), sharex=True)
-        for strategy, runs in by_strategy.items():
-            shown = next(r for r in rows if r.strategy == strategy)
-            for r in runs:
-                tl = r.data["failover"]["timeline"]
-                main = r is shown
-                style = {
-                    "color": STRATEGY_COLORS.get(strategy),
-                    "linewidth": 1.6 if main else 0.7,
-                    "alpha": 1 if main else 0.5,
-                }
-                label = strategy + (f" run {r.run}" if len(runs) > 1 else "") if main or len(runs) > 1 else None
-                for ax, (name, _) in zip(axes, panels, strict=True):
-                    ys = [v if v is not None else math.nan for v in tl[name]]
-                    ax.step(tl["second"], ys, where="post", label=label, **style)
         first = rows[0].data["failover"]
-        axes[0].step(
-            first["timeline"]["second"],
-            first["timeline"]["offered"],
-            where="post",
-            color="black",
-            linewidth=0.8,
-            linestyle="--",
-            label="offered (arrivals / s)",
+
+        def switch_line(axes: Sequence[Any], at: float = first["switch_at_s"]) -> None:
+            for ax in axes:
+                ax.axvline(at, color="purple", linewidth=0.8)
+
+        paths[sc.key] = timeline_chart(
+            out_dir / f"{sc.key}.png",
+            "failover",
+            rows,
+            by_strategy,
+            panels,
+            height=9.5,
+            shade=[(first["failover_at_s"], first["switch_at_s"])],
+            title=f"{sc.title}: {sc.trigger_text}",
+            xlabel="seconds since the start of the load (shaded: failover until the endpoint switch)",
+            legends=[(0, "lower left")],
+            decorate=switch_line,
         )
-        axes[3].set_yscale("symlog", linthresh=10)
-        axes[3].set_ylim(bottom=0)
-        for ax, (_, ylabel) in zip(axes, panels, strict=True):
-            ax.axvspan(first["failover_at_s"], first["switch_at_s"], color="purple", alpha=0.12)
-            ax.axvline(first["switch_at_s"], color="purple", linewidth=0.8)
-            ax.set_ylabel(ylabel, fontsize=8)
-            ax.grid(True, alpha=0.3)
-        axes[0].legend(fontsize=7, loc="lower left", ncol=2)
-        axes[-1].set_xlabel("seconds since the start of the load (shaded: failover until the endpoint switch)")
-        axes[0].set_title(f"{sc.title}: {sc.trigger_text}")
-        fig.tight_layout()
-        path = out_dir / f"{sc.key}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths[sc.key] = str(path)
     return paths

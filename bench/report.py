@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import REPO_ROOT
-from bench.overload import worst_index
+from bench.report_common import STRATEGY_COLORS, Panel, all_runs_lines, fmt, timeline_chart, worst_name, worst_runs
 from bench.scenarios import ZOMBIE_MAX_TIMEOUT, RunResult, Scenario
 
 __all__ = [
@@ -34,12 +34,6 @@ LIB = "with_mysql"
 # A client process above this share of one core was CPU-bound: its numbers say more about this 2-core machine
 # than about the strategy (on Lambda every environment has its own CPU).
 SATURATED = 0.85
-
-
-def _fmt(value: float | None, digits: int = 0) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:,.{digits}f}"
 
 
 def _version(cmd: list[str]) -> str:
@@ -110,6 +104,15 @@ def _cpu_text(d: dict[str, Any]) -> str:
     return f"{client:.1f}{flag} / {cpu['mariadbd_s']:.1f}"
 
 
+def _chart_line(extras: dict[str, Any], key: str) -> list[str]:
+    """Below a scenario's table: where its chart is, if one was written."""
+    chart = extras.get("charts", {}).get(key)
+    if not chart:
+        return []
+    shown = Path(chart).relative_to(REPO_ROOT) if Path(chart).is_relative_to(REPO_ROOT) else chart
+    return ["", f"Chart: `{shown}` (written by the run, not committed)"]
+
+
 def markdown(results: Sequence[RunResult], scenarios: Sequence[Scenario], extras: dict[str, Any]) -> str:
     """The whole report: machine, method notes, one table per scenario, targets, micro-benchmarks."""
     by_scenario: dict[str, list[RunResult]] = {}
@@ -136,7 +139,7 @@ def markdown(results: Sequence[RunResult], scenarios: Sequence[Scenario], extras
         for r in runs:
             d = r.data
             lat = d["latency_ms"]
-            lat_text = " / ".join(_fmt(lat[k]) for k in ("mean", "p50", "p95", "p99", "max"))
+            lat_text = " / ".join(fmt(lat[k]) for k in ("mean", "p50", "p95", "p99", "max"))
             errors = _errors_text(d["errors_by_code"])
             if "errors_after_restart" in d:
                 errors += f" (after restart: **{d['errors_after_restart']}**)"
@@ -147,10 +150,7 @@ def markdown(results: Sequence[RunResult], scenarios: Sequence[Scenario], extras
                 f"| {d['connects_per_invocation']:.2f} / {d['connect_attempts_per_invocation']:.2f} "
                 f"| {d['statements_per_invocation']:.2f} | {_cpu_text(d)} |"
             )
-        chart = extras.get("charts", {}).get(sc.key)
-        if chart:
-            shown = Path(chart).relative_to(REPO_ROOT) if Path(chart).is_relative_to(REPO_ROOT) else chart
-            lines += ["", f"Chart: `{shown}` (written by the run, not committed)"]
+        lines += _chart_line(extras, sc.key)
         lines.append("")
     return "\n".join(lines)
 
@@ -266,15 +266,6 @@ def series_for_json(r: RunResult) -> dict[str, Any]:
     return {"connections": _downsample(r.series, 1500), "latency_cdf": cdf, "events": r.events}
 
 
-STRATEGY_COLORS = {
-    "naive-per-invocation": "tab:gray",
-    "naive-global": "tab:red",
-    "npm-serverless-mysql": "tab:orange",
-    "with_mysql": "tab:blue",
-}
-"""One color per strategy, the same in every chart."""
-
-
 def write_charts(out_dir: Path, results: Sequence[RunResult], scenarios: Sequence[Scenario]) -> dict[str, str]:
     """One PNG per scenario: connections over time against the limit, and the latency CDF per strategy."""
     import matplotlib
@@ -341,12 +332,7 @@ def run_key(d: dict[str, Any]) -> tuple[int | None, int, float | None]:
 def reported(results: Sequence[RunResult], scenario: str) -> tuple[list[RunResult], dict[str, list[RunResult]]]:
     """The rows to report for one scenario: one per strategy (the worst run where there are several, see
     :func:`bench.overload.worst_index`), and every strategy's runs in order."""
-    by_strategy: dict[str, list[RunResult]] = {}
-    for r in results:
-        if r.scenario == scenario:
-            by_strategy.setdefault(r.strategy, []).append(r)
-    rows = [runs[worst_index([run_key(r.data) for r in runs])] for runs in by_strategy.values()]
-    return rows, by_strategy
+    return worst_runs(results, scenario, run_key)
 
 
 def _ttc_text(o: dict[str, Any]) -> str:
@@ -359,7 +345,7 @@ def _ttc_text(o: dict[str, Any]) -> str:
 
 def _attempts_text(o: dict[str, Any]) -> str:
     client = o.get("client_attempts_per_invocation")
-    return f"{o['server_attempts_per_invocation']:.2f} / {_fmt(client, 2)}"
+    return f"{o['server_attempts_per_invocation']:.2f} / {fmt(client, 2)}"
 
 
 def _run_summary(r: RunResult) -> str:
@@ -370,7 +356,7 @@ def _run_summary(r: RunResult) -> str:
         f"run {r.run}: {d['errors']} errors ({during} during, {o['errors_after']} after), clean {_ttc_text(o)}, "
         f"{d['throughput_per_s']:,.0f} inv/s, attempts/inv {_attempts_text(o)}, "
         f"{d['statements_per_invocation']:.2f} stmts/inv, peak {o['peak_busy_envs']} envs, "
-        f"p99 {_fmt(d['latency_ms']['p99'])} ms"
+        f"p99 {fmt(d['latency_ms']['p99'])} ms"
     )
 
 
@@ -406,27 +392,19 @@ def overload_markdown(results: Sequence[RunResult], scenarios: Sequence[Scenario
             d = r.data
             o = d["overload"]
             lat = d["latency_ms"]
-            n_runs = len(by_strategy[r.strategy])
-            name = d["strategy"] + (f" (worst of {n_runs}: run {r.run})" if n_runs > 1 else "")
             during = "-" if o["errors_during"] is None else str(o["errors_during"])
             split = f"({o['errors_before']} / {during} / {o['errors_after']})"
             errors = _errors_text(d["errors_by_code"], limit=2)
             if "errors_after_up" in o:
                 split += f"; arrived after the server was back: {o['errors_after_up']}"
             lines.append(
-                f"| {name} | {d['invocations']:,} | {errors} {split} | {_ttc_text(o)} "
+                f"| {worst_name(r, by_strategy)} | {d['invocations']:,} | {errors} {split} | {_ttc_text(o)} "
                 f"| {d['throughput_per_s']:,.0f} ({d['fraction_of_limit']:.0%}) | {_attempts_text(o)} "
                 f"| {d['statements_per_invocation']:.2f} | {o['peak_busy_envs']} ({o['peak_live_envs']}) "
-                f"| {_fmt(lat['p50'])} / {_fmt(lat['p99'])} / {_fmt(lat['max'])} | {_fmt(server_cpu_ms(d), 2)} |"
+                f"| {fmt(lat['p50'])} / {fmt(lat['p99'])} / {fmt(lat['max'])} | {fmt(server_cpu_ms(d), 2)} |"
             )
-        many = {k: v for k, v in by_strategy.items() if len(v) > 1}
-        for strategy, runs in many.items():
-            lines += ["", f"All runs of {strategy}:", ""]
-            lines += [f"- {_run_summary(r)}" for r in runs]
-        chart = extras.get("charts", {}).get(sc.key)
-        if chart:
-            shown = Path(chart).relative_to(REPO_ROOT) if Path(chart).is_relative_to(REPO_ROOT) else chart
-            lines += ["", f"Chart: `{shown}` (written by the run, not committed)"]
+        lines += all_runs_lines(by_strategy, _run_summary)
+        lines += _chart_line(extras, sc.key)
         lines.append("")
     return "\n".join(lines)
 
@@ -508,13 +486,13 @@ def check_overload_targets(results: Sequence[RunResult]) -> list[tuple[str, bool
                 and p99 <= (peer["latency_ms"]["p99"] or 0)
             )
             versus = (
-                f"per-invocation PyMySQL p50 {_fmt(peer['latency_ms']['p50'])} / p99 {_fmt(peer['latency_ms']['p99'])}"
+                f"per-invocation PyMySQL p50 {fmt(peer['latency_ms']['p50'])} / p99 {fmt(peer['latency_ms']['p99'])}"
             )
         out.append(
             (
                 "seed: 0 errors, >= 95% of the offered load served, p50 and p99 no worse than per-invocation PyMySQL",
                 met,
-                f"{errors} errors, {served:.0%} served, p50 {_fmt(p50)} / p99 {_fmt(p99)} ms (worst of "
+                f"{errors} errors, {served:.0%} served, p50 {fmt(p50)} / p99 {fmt(p99)} ms (worst of "
                 f"{len(runs)}); {versus}",
             )
         )
@@ -541,7 +519,7 @@ def check_overload_targets(results: Sequence[RunResult]) -> list[tuple[str, bool
             (
                 "oversubscription: >= 85% of the physical limit, 0 errors, p99 <= 5 s",
                 met,
-                f"{fraction:.0%} of {runs[0]['physical_limit_per_s']:,.0f} inv/s, {errors} errors, p99 {_fmt(p99)} ms"
+                f"{fraction:.0%} of {runs[0]['physical_limit_per_s']:,.0f} inv/s, {errors} errors, p99 {fmt(p99)} ms"
                 + (f" (the worst of {len(runs)} runs, number by number)" if len(runs) > 1 else ""),
             )
         )
@@ -558,7 +536,7 @@ def check_overload_targets(results: Sequence[RunResult]) -> list[tuple[str, bool
             (
                 f"{key}: <= 2.5 connect attempts per invocation (server-counted), p99 latency <= 2x its mean",
                 worst_attempts is not None and worst_attempts <= 2.5 and max(ratios) <= 2.0,
-                f"{_fmt(worst_attempts, 2)} attempts per invocation, p99 / mean {max(ratios):.1f}"
+                f"{fmt(worst_attempts, 2)} attempts per invocation, p99 / mean {max(ratios):.1f}"
                 + (f" (the worst of {len(runs)} runs, number by number)" if len(runs) > 1 else ""),
             )
         )
@@ -585,7 +563,7 @@ def check_overload_targets(results: Sequence[RunResult]) -> list[tuple[str, bool
             if per_run:
                 values[k] = None if any(v is None for v in per_run) else max(per_run)
         known = {k: v for k, v in values.items() if v is not None}
-        text = ", ".join(f"{k} {_fmt(v, 2)}" for k, v in values.items()) + " (the most of the library's runs)"
+        text = ", ".join(f"{k} {fmt(v, 2)}" for k, v in values.items()) + " (the most of the library's runs)"
         out.append(
             (
                 f"<= 3 connect attempts per invocation in every scenario ({who}-counted)",
@@ -614,12 +592,15 @@ _ORDER = ["spike", "restart", "oversubscription", "crowd", "kill-storm", "bursts
 def write_overload_charts(out_dir: Path, results: Sequence[RunResult], scenarios: Sequence[Scenario]) -> dict[str, str]:
     """One PNG per overload scenario: per-second ok, errors, connections, connect attempts and busy environments,
     one line per strategy (the library's reported run bold, its other runs thin), the triggers shaded."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colors = STRATEGY_COLORS
+    panels = [
+        Panel("ok", "ok invocations / s"),
+        Panel("errors_by_arrival", "errors / s (by arrival)"),
+        Panel("connections_max", "connections (max in the second)"),
+        Panel(
+            "server_attempts", "connect attempts / s", dotted="client_attempts", label_suffix=" (server)", symlog=True
+        ),
+        Panel("busy_envs_max", "busy environments"),
+    ]
     paths: dict[str, str] = {}
     for sc in scenarios:
         if not sc.overload:
@@ -627,59 +608,24 @@ def write_overload_charts(out_dir: Path, results: Sequence[RunResult], scenarios
         rows, by_strategy = reported(results, sc.key)
         if not rows:
             continue
-        panels = [
-            ("ok", "ok invocations / s"),
-            ("errors_by_arrival", "errors / s (by arrival)"),
-            ("connections_max", "connections (max in the second)"),
-            ("attempts", "connect attempts / s"),
-            ("busy_envs_max", "busy environments"),
-        ]
-        fig, axes = plt.subplots(len(panels), 1, figsize=(11, 12), sharex=True)
-        for strategy, runs in by_strategy.items():
-            shown = next(r for r in rows if r.strategy == strategy)
-            for r in runs:
-                tl = r.data["overload"]["timeline"]
-                xs = tl["second"]
-                main = r is shown
-                style = {"color": colors.get(strategy), "linewidth": 1.6 if main else 0.7, "alpha": 1 if main else 0.5}
-                label = strategy + (f" run {r.run}" if len(runs) > 1 else "") if main or len(runs) > 1 else None
-                for ax, (name, _) in zip(axes, panels, strict=True):
-                    if name == "attempts":
-                        ys = [v if v is not None else math.nan for v in tl["server_attempts"]]
-                        ax.step(xs, ys, where="post", label=f"{label} (server)" if label else None, **style)
-                        cs = [v if v is not None else math.nan for v in tl["client_attempts"]]
-                        ax.step(xs, cs, where="post", linestyle=":", **style)
-                    else:
-                        ys = [v if v is not None else math.nan for v in tl.get(name, tl["errors"])]
-                        ax.step(xs, ys, where="post", label=label, **style)
-        first = rows[0].data["overload"]
-        axes[0].step(
-            first["timeline"]["second"],
-            first["timeline"]["offered"],
-            where="post",
-            color="black",
-            linewidth=0.8,
-            linestyle="--",
-            label="offered (arrivals / s)",
-        )
-        axes[2].axhline(sc.max_connections, color="black", linestyle="--", linewidth=0.8, label="max_connections")
-        axes[3].set_yscale("symlog", linthresh=10)
-        axes[3].set_ylim(bottom=0)
         lib_rows = [r for r in rows if r.strategy == LIB]
         windows = (lib_rows[0] if lib_rows else rows[0]).data["overload"]["windows"]
-        for ax, (_, ylabel) in zip(axes, panels, strict=True):
-            for w in windows:
-                ax.axvspan(w["start"], max(w["end"], w["start"] + 0.1), color="purple", alpha=0.12)
-            ax.set_ylabel(ylabel, fontsize=8)
-            ax.grid(True, alpha=0.3)
-        axes[0].legend(fontsize=7, loc="upper right", ncol=2)
-        axes[3].legend(fontsize=7, loc="upper right", ncol=2)
-        axes[3].set_title("solid: server-counted (logins + refused), dotted: client-counted", fontsize=8)
-        axes[-1].set_xlabel("seconds since the start of the load (per-second buckets; shaded: the trigger)")
-        axes[0].set_title(f"{sc.title}: {sc.trigger_text}")
-        fig.tight_layout()
-        path = out_dir / f"{sc.key}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths[sc.key] = str(path)
+
+        def limit_and_key(axes: Sequence[Any], max_connections: int = sc.max_connections) -> None:
+            axes[2].axhline(max_connections, color="black", linestyle="--", linewidth=0.8, label="max_connections")
+            axes[3].set_title("solid: server-counted (logins + refused), dotted: client-counted", fontsize=8)
+
+        paths[sc.key] = timeline_chart(
+            out_dir / f"{sc.key}.png",
+            "overload",
+            rows,
+            by_strategy,
+            panels,
+            height=12,
+            shade=[(w["start"], max(w["end"], w["start"] + 0.1)) for w in windows],
+            title=f"{sc.title}: {sc.trigger_text}",
+            xlabel="seconds since the start of the load (per-second buckets; shaded: the trigger)",
+            legends=[(0, "upper right"), (3, "upper right")],
+            decorate=limit_and_key,
+        )
     return paths

@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -327,6 +327,47 @@ def npm_options(scenario: Scenario) -> dict[str, Any]:
     return {"zombieMaxTimeout": ZOMBIE_MAX_TIMEOUT}
 
 
+def strategy_options(strategy_name: str, scenario: Scenario) -> dict[str, Any] | None:
+    """The options of one of the two libraries (:func:`library_options`, :func:`npm_options`); None for the rest."""
+    if strategy_name == "with_mysql":
+        return library_options(scenario)
+    if strategy_name == "npm-serverless-mysql":
+        return npm_options(scenario)
+    return None
+
+
+def fleet_and_load(
+    strategy: Strategy, scenario: Scenario, event: dict[str, Any] | Callable[[], dict[str, Any]]
+) -> tuple[Fleet, LoadGen]:
+    """The fleet of one run and the load generator that drives it, both seeded from the scenario."""
+    fleet = Fleet(
+        strategy,
+        event=event,
+        concurrency=scenario.concurrency,
+        idle_ttl=scenario.idle_ttl,
+        timeout=scenario.timeout,
+        rng=random.Random(scenario.seed * 7919),
+    )
+    loadgen = LoadGen(
+        fleet, scenario.load, duration=scenario.duration, rng=random.Random(scenario.seed), max_invocations=200_000
+    )
+    return fleet, loadgen
+
+
+def stop_run(fleet: Fleet | None, servers: Sequence[MariaDBServer], strategy: Any) -> None:
+    """The end of every run, whatever happened: the fleet, the servers (SIGKILL: instant, and every client socket
+    gets a reset), then the strategy's host processes."""
+    if fleet is not None:
+        fleet.shutdown()
+    with contextlib.suppress(Exception):
+        for server in servers:
+            if server.running:
+                server.crash()
+    if strategy is not None:
+        with contextlib.suppress(Exception):
+            strategy.close()
+
+
 @dataclass
 class RunResult:
     strategy: str
@@ -373,27 +414,13 @@ def run_one(
         target = DbTarget(server.host, server.port, user.name, user.password, user.database)
         if strategy_factory is not None:
             strategy = strategy_factory(target)
-        elif strategy_name == "with_mysql":
-            strategy = make_strategy(strategy_name, target, library_options(scenario))
-        elif strategy_name == "npm-serverless-mysql":
-            strategy = make_strategy(strategy_name, target, npm_options(scenario))
         else:
-            strategy = make_strategy(strategy_name, target)
+            strategy = make_strategy(strategy_name, target, strategy_options(strategy_name, scenario))
         host_pids: list[int] = list(getattr(strategy, "pids", []))
-        rng_load = random.Random(scenario.seed)
-        rng_fleet = random.Random(scenario.seed * 7919)
-        fleet = Fleet(
-            strategy,
-            event=scenario.event,
-            concurrency=scenario.concurrency,
-            idle_ttl=scenario.idle_ttl,
-            timeout=scenario.timeout,
-            rng=rng_fleet,
-        )
+        fleet, loadgen = fleet_and_load(strategy, scenario, scenario.event)
         sampler = Sampler(server, user.name)
         cpu0 = {"scheduler": _rusage_self(), "client": _cpu_sum(host_pids)}
         db_cpu = _DbCpu(server)
-        loadgen = LoadGen(fleet, scenario.load, duration=scenario.duration, rng=rng_load, max_invocations=200_000)
         client_attempts_0 = _client_attempts(strategy, 10.0)
         sampler.start()
         t0 = loadgen.start()
@@ -466,16 +493,9 @@ def run_one(
             chaos.resume()  # never leave a host process stopped
         if watch is not None:
             watch.stop()
-        if fleet is not None:
-            fleet.shutdown()
         if sampler is not None:
             sampler.close()
-        with contextlib.suppress(Exception):
-            if server.running:
-                server.crash()  # SIGKILL: instant, and every client socket gets a reset
-        if strategy is not None:
-            with contextlib.suppress(Exception):
-                strategy.close()
+        stop_run(fleet, [server], strategy)
         server.cleanup()
 
 

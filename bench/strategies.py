@@ -133,11 +133,23 @@ def _thread_id_of(conn: Connection[Any] | None) -> int | None:
     return int(method())
 
 
+class InProcessStrategy:
+    """What the strategies whose environments live in this process share: error keys, live connection ids."""
+
+    def error_key(self, exc: BaseException) -> str:
+        return error_key(exc)
+
+    def live_thread_ids(self, envs: Sequence[Env]) -> set[int]:
+        ids = {env.thread_id() for env in envs}
+        return {i for i in ids if i is not None}
+
+
 # ---- naive PyMySQL ---------------------------------------------------------------------------------------------
 
 
-class _PyMySQLStrategy:
+class _PyMySQLStrategy(InProcessStrategy):
     name = "?"
+    env_type: Callable[[Any], Env]  # the environment class of the strategy, given the strategy
 
     def __init__(self, target: DbTarget) -> None:
         self.target = target
@@ -155,12 +167,11 @@ class _PyMySQLStrategy:
             **PYMYSQL_CONNECT_ARGS,
         )
 
-    def error_key(self, exc: BaseException) -> str:
-        return error_key(exc)
-
-    def live_thread_ids(self, envs: Sequence[Env]) -> set[int]:
-        ids = {env.thread_id() for env in envs}
-        return {i for i in ids if i is not None}
+    def new_env(self, env_id: int) -> Env:
+        env = self.env_type(self)
+        with self._lock:
+            self.envs.append(env)
+        return env
 
     def close(self) -> None:
         with self._lock:
@@ -206,12 +217,7 @@ class NaivePerInvocation(_PyMySQLStrategy):
     """``conn = pymysql.connect(...)``, query, ``conn.close()`` in every invocation."""
 
     name = "naive-per-invocation"
-
-    def new_env(self, env_id: int) -> Env:
-        env = _PerInvocationEnv(self)
-        with self._lock:
-            self.envs.append(env)
-        return env
+    env_type = _PerInvocationEnv
 
 
 class _GlobalEnv:
@@ -243,12 +249,7 @@ class NaiveGlobal(_PyMySQLStrategy):
     """A module-scope connection per environment, opened on first use and kept forever."""
 
     name = "naive-global"
-
-    def new_env(self, env_id: int) -> Env:
-        env = _GlobalEnv(self)
-        with self._lock:
-            self.envs.append(env)
-        return env
+    env_type = _GlobalEnv
 
 
 # ---- this library ----------------------------------------------------------------------------------------------
@@ -285,7 +286,7 @@ def load_with_mysql() -> Callable[..., Any]:
     return loaded
 
 
-class WithMySQL:
+class WithMySQL(InProcessStrategy):
     """This library: ``with_mysql(**options)(handler)`` built per environment (one client per environment)."""
 
     name = "with_mysql"
@@ -319,13 +320,6 @@ class WithMySQL:
         with self._lock:
             self.envs.append(env)
         return env
-
-    def error_key(self, exc: BaseException) -> str:
-        return error_key(exc)
-
-    def live_thread_ids(self, envs: Sequence[Env]) -> set[int]:
-        ids = {env.thread_id() for env in envs}
-        return {i for i in ids if i is not None}
 
     def close(self) -> None:
         with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,21 @@ ServerFactory = Callable[..., MariaDBServer]
 UserFactory = Callable[..., AppUser]
 
 _SERVER_FIXTURES = frozenset({"mariadb", "server_factory", "app_user", "make_user", "requires_private_server"})
+
+
+def skip_unless_private() -> None:
+    """Skip the test (or the fixture's tests) when running against an external server (SMYSQL_TEST_URL)."""
+    if external_url() is not None:
+        pytest.skip("needs a private MariaDB server (SMYSQL_TEST_URL is set)")
+
+
+def private_server(**server_args: Any) -> Iterator[MariaDBServer]:
+    """The body of a module's own server fixture (``yield from private_server(max_connections=40)``): a private
+    MariaDB started with ``server_args`` (as for :class:`MariaDBServer`), cleaned up after; skipped under
+    SMYSQL_TEST_URL."""
+    skip_unless_private()
+    with MariaDBServer(**server_args) as server:
+        yield server
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -27,8 +43,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("private_server") is not None and external_url() is not None:
-        pytest.skip("needs a private MariaDB server (SMYSQL_TEST_URL is set)")
+    if item.get_closest_marker("private_server") is not None:
+        skip_unless_private()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -53,8 +69,7 @@ def mariadb() -> Iterator[MariaDBServer]:
 @pytest.fixture
 def requires_private_server() -> None:
     """Skip the test when running against an external server (SMYSQL_TEST_URL)."""
-    if external_url() is not None:
-        pytest.skip("needs a private MariaDB server (SMYSQL_TEST_URL is set)")
+    skip_unless_private()
 
 
 @pytest.fixture

@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 
 from harness.faultproxy import FaultProxy
-from harness.mariadb import AppUser, MariaDBServer, external_url
+from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql.errors import (
     ConnectionLostError,
     DeadlineExceededError,
     RetriesExhaustedError,
 )
 from serverless_mysql.lambda_context import LocalLambdaContext
+from tests.conftest import private_server
 from tests.faults.conftest import LeakSink
 from tests.faults.matrix import SLACK, Target
 
@@ -156,10 +157,7 @@ def test_transaction_holds_the_client_exclusively(target: Target) -> None:
 # ================================================================================================ cold starts, full
 @pytest.fixture(scope="module")
 def small_server() -> Iterator[MariaDBServer]:
-    if external_url() is not None:
-        pytest.skip("needs a private MariaDB server (SMYSQL_TEST_URL is set)")
-    with MariaDBServer(max_connections=10) as server:
-        yield server
+    yield from private_server(max_connections=10)
 
 
 @pytest.mark.parametrize("slots_free_up", [False, True], ids=["stays-full", "frees-up"])

@@ -15,7 +15,7 @@ from typing import Any
 import pymysql
 import pytest
 
-from harness.mariadb import AppUser, MariaDBServer, external_url, thread_id
+from harness.mariadb import AppUser, MariaDBServer, thread_id
 from serverless_mysql import ServerlessMySQL
 from serverless_mysql.errors import (
     ConnectError,
@@ -23,6 +23,7 @@ from serverless_mysql.errors import (
     DeadlineExceededError,
     TransactionAbortedError,
 )
+from tests.conftest import private_server
 from tests.faults.conftest import LeakSink
 from tests.faults.matrix import (
     DEADLINE,
@@ -91,10 +92,7 @@ def client_thread_id(db: ServerlessMySQL) -> int:
 # ================================================================================================ crash + restart
 @pytest.fixture(scope="module")
 def crash_server() -> Iterator[MariaDBServer]:
-    if external_url() is not None:
-        pytest.skip("needs a private MariaDB server (SMYSQL_TEST_URL is set)")
-    with MariaDBServer(max_connections=20) as server:
-        yield server
+    yield from private_server(max_connections=20)
 
 
 @pytest.fixture
@@ -295,10 +293,7 @@ def test_wait_timeout(operation: str, target: Target, matrix: Matrix, leaks: Lea
 # ================================================================================================ saturation
 @pytest.fixture(scope="module")
 def full_server() -> Iterator[MariaDBServer]:
-    if external_url() is not None:
-        pytest.skip("needs a private MariaDB server (SMYSQL_TEST_URL is set)")
-    with MariaDBServer(max_connections=10) as server:
-        yield server
+    yield from private_server(max_connections=10)
 
 
 @pytest.fixture

@@ -24,13 +24,14 @@ import pymysql
 import pytest
 
 from harness.faultproxy import FaultProxy
-from harness.mariadb import AppUser, MariaDBServer, external_url
+from harness.mariadb import AppUser, MariaDBServer
 from harness.tls import CertPair, TestPKI
 from serverless_mysql import ServerlessMySQL, with_mysql
 from serverless_mysql._driver import DriverConnection, _DeadlineSocketIO
 from serverless_mysql.errors import ConfigError, ConnectError, ServerlessMySQLError
 from serverless_mysql.iam import IamAuthCredentials
 from serverless_mysql.lambda_context import LocalLambdaContext
+from tests.conftest import private_server
 from tests.faults.conftest import LeakSink
 from tests.support.fake_mysql import FakeMySQLServer
 
@@ -49,10 +50,7 @@ def other_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
 
 @pytest.fixture(scope="module")
 def tls_server(pki: TestPKI) -> Iterator[MariaDBServer]:
-    if external_url() is not None:
-        pytest.skip("needs a private MariaDB server (SMYSQL_TEST_URL is set)")
-    with MariaDBServer(max_connections=20, extra_args=pki.server_args()) as server:
-        yield server
+    yield from private_server(max_connections=20, extra_args=pki.server_args())
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -13,6 +13,7 @@ from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ServerlessMySQL
 
 ClientFactory = Callable[..., ServerlessMySQL]
+Factory = Callable[..., Any]
 
 
 @pytest.fixture
@@ -61,3 +62,34 @@ def later(seconds: float, fn: Callable[[], object]) -> threading.Thread:
 def values(server: MariaDBServer, table: str) -> list[str]:
     """The ``v`` column of ``table``, read through a separate root connection."""
     return [row["v"] for row in server.execute(f"SELECT v FROM {table} ORDER BY id")]
+
+
+class FullServer(NamedTuple):
+    """A private server with ``max_connections=10``, every slot taken by ``hog``'s connections (``held``: pop and
+    close one to free a slot; the rest are closed at teardown), and ``app``, a second user with none."""
+
+    server: MariaDBServer
+    hog: AppUser
+    app: AppUser
+    held: list[Any]
+
+
+@pytest.fixture
+def full_server(server_factory: Factory, make_user: Factory) -> Iterator[FullServer]:
+    """A full private server: see :class:`FullServer`."""
+    server = server_factory(max_connections=10)
+    hog, app = make_user(server), make_user(server)
+    full = FullServer(server, hog, app, fill(server, hog, 10))
+    yield full
+    for conn in full.held:
+        conn.close()
+
+
+def fake_clock_client(client_factory: ClientFactory, user: AppUser, **options: Any) -> ServerlessMySQL:
+    """A client whose clock only its own sleeps advance: a connect wait of many seconds takes none."""
+    fake = [0.0]
+
+    def sleep(seconds: float) -> None:
+        fake[0] += seconds
+
+    return client_factory(user, clock=lambda: fake[0], sleep=sleep, **options)

@@ -11,7 +11,7 @@ import pytest
 
 from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ConnectError, DeadlineExceededError, RetriesExhaustedError, ServerlessMySQL
-from tests.integration.conftest import ClientFactory, fill, later
+from tests.integration.conftest import ClientFactory, FullServer, later
 
 pytestmark = pytest.mark.integration
 
@@ -33,11 +33,9 @@ def test_connect_is_lazy_and_the_connection_is_reused(
 
 
 def test_retries_too_many_connections_until_a_slot_frees(
-    server_factory: Factory, make_user: Factory, client_factory: ClientFactory
+    full_server: FullServer, client_factory: ClientFactory
 ) -> None:
-    server = server_factory(max_connections=10)
-    hog, app = make_user(server), make_user(server)
-    held = fill(server, hog, 10)
+    app, held = full_server.app, full_server.held
     retries: list[tuple[int, float, str]] = []
     db = client_factory(
         app, backoff="full", base=0.002, cap=0.05, on_retry=lambda err, n, delay, kind: retries.append((n, delay, kind))
@@ -50,17 +48,12 @@ def test_retries_too_many_connections_until_a_slot_frees(
     assert [n for n, _, _ in retries] == list(range(1, len(retries) + 1))
     assert all(kind == "full" and 0 <= delay <= 0.05 for _, delay, kind in retries)
     assert db.get_stats().connect_retries == len(retries)
-    for conn in held:
-        conn.close()
 
 
 def test_exhausted_retries_chain_the_last_pymysql_error_and_every_connect_gets_a_full_budget(
-    server_factory: Factory, make_user: Factory, client_factory: ClientFactory
+    full_server: FullServer, client_factory: ClientFactory
 ) -> None:
-    server = server_factory(max_connections=10)
-    hog, app = make_user(server), make_user(server)
-    held = fill(server, hog, 10)
-    db = client_factory(app, max_retries=3, backoff="decorrelated", base=0.001, cap=0.01)
+    db = client_factory(full_server.app, max_retries=3, backoff="decorrelated", base=0.001, cap=0.01)
     for round_ in range(1, 3):
         with pytest.raises(RetriesExhaustedError) as info:
             db.connect()
@@ -73,8 +66,6 @@ def test_exhausted_retries_chain_the_last_pymysql_error_and_every_connect_gets_a
         # serverless-mysql retries zero times after one exhaustion; we retry fully every time.
         assert db.get_stats().connect_attempts == 4 * round_
     assert db.get_error_count() == 8
-    for conn in held:
-        conn.close()
 
 
 @pytest.mark.parametrize(
@@ -113,12 +104,8 @@ def test_refused_connects_are_retried_until_the_server_is_up(
         server.cleanup()
 
 
-def test_deadline_bounds_connect_retries(
-    server_factory: Factory, make_user: Factory, client_factory: ClientFactory
-) -> None:
-    server = server_factory(max_connections=10)
-    hog, app = make_user(server), make_user(server)
-    held = fill(server, hog, 10)
+def test_deadline_bounds_connect_retries(full_server: FullServer, client_factory: ClientFactory) -> None:
+    app = full_server.app
     db = client_factory(app, max_retries=10_000, base=0.002, cap=0.05)
     db.set_deadline(0.5)
     started = time.monotonic()
@@ -129,16 +116,12 @@ def test_deadline_bounds_connect_retries(
     assert info.value.errno == 1040
     assert isinstance(info.value.last_error, pymysql.err.OperationalError)
     assert "deadline reached" in str(info.value) and "Too many connections" in str(info.value)
-    for conn in held:
-        conn.close()
 
 
 def test_concurrent_cold_calls_on_a_full_server_all_finish(
-    server_factory: Factory, make_user: Factory, client_factory: ClientFactory
+    full_server: FullServer, client_factory: ClientFactory
 ) -> None:
-    server = server_factory(max_connections=10)
-    hog, app = make_user(server), make_user(server)
-    held = fill(server, hog, 10)
+    server, app, held = full_server.server, full_server.app, full_server.held
     db = client_factory(app, base=0.002, cap=0.02, max_retries=200)
     outcomes: list[object] = []
 
@@ -157,16 +140,12 @@ def test_concurrent_cold_calls_on_a_full_server_all_finish(
     assert not any(thread.is_alive() for thread in threads), "a caller hung"
     assert outcomes == [[{"one": 1}]] * 8
     assert server.connection_count(app.name) == 1
-    for conn in held:
-        conn.close()
 
 
 def test_concurrent_cold_calls_fail_within_budget_when_no_slot_frees(
-    server_factory: Factory, make_user: Factory, client_factory: ClientFactory
+    full_server: FullServer, client_factory: ClientFactory
 ) -> None:
-    server = server_factory(max_connections=10)
-    hog, app = make_user(server), make_user(server)
-    held = fill(server, hog, 10)
+    app = full_server.app
     db = client_factory(app, base=0.002, cap=0.01, max_retries=5)
     outcomes: list[object] = []
 
@@ -183,8 +162,6 @@ def test_concurrent_cold_calls_fail_within_budget_when_no_slot_frees(
         thread.join(timeout=30)
     assert not any(thread.is_alive() for thread in threads)
     assert len(outcomes) == 6 and all(isinstance(o, RetriesExhaustedError) for o in outcomes)
-    for conn in held:
-        conn.close()
 
 
 def test_caller_statement_errors_pass_through_unchanged(app_user: AppUser, client_factory: ClientFactory) -> None:
@@ -269,25 +246,19 @@ def test_default_tls_setup_is_built_once_per_process(
 
 
 def test_deadline_at_the_top_of_the_connect_loop_names_the_last_error(
-    server_factory: Factory, make_user: Factory, client_factory: ClientFactory
+    full_server: FullServer, client_factory: ClientFactory
 ) -> None:
     """Issue 11 item 6: a backoff sleep overruns the deadline (a loaded machine, a frozen environment), so the next
     turn of the connect loop finds no time left; the error still names the refusal that caused the wait."""
-    server = server_factory(max_connections=10)
-    hog, app = make_user(server), make_user(server)
-    held = fill(server, hog, 10)
-    try:
-        db = client_factory(app, max_retries=100, base=0.002, cap=0.01, sleep=lambda delay: time.sleep(1.1))
-        db.set_deadline(1.0)  # the first attempt (refused at once) has ample time, the sleep overruns the rest
-        with pytest.raises(DeadlineExceededError) as info:
-            db.query("SELECT 1")
-        err = info.value
-        assert "of connecting" in str(err)  # raised by the check at the top of the loop
-        assert "last error: (1040)" in str(err) and "Too many connections" in str(err)
-        assert isinstance(err.last_error, pymysql.err.OperationalError)
-        assert err.__cause__ is err.last_error
-        assert err.errno == 1040
-        assert db.get_stats().connect_attempts == 1
-    finally:
-        for conn in held:
-            conn.close()
+    app = full_server.app
+    db = client_factory(app, max_retries=100, base=0.002, cap=0.01, sleep=lambda delay: time.sleep(1.1))
+    db.set_deadline(1.0)  # the first attempt (refused at once) has ample time, the sleep overruns the rest
+    with pytest.raises(DeadlineExceededError) as info:
+        db.query("SELECT 1")
+    err = info.value
+    assert "of connecting" in str(err)  # raised by the check at the top of the loop
+    assert "last error: (1040)" in str(err) and "Too many connections" in str(err)
+    assert isinstance(err.last_error, pymysql.err.OperationalError)
+    assert err.__cause__ is err.last_error
+    assert err.errno == 1040
+    assert db.get_stats().connect_attempts == 1

@@ -15,7 +15,7 @@ from typing import Any
 import pymysql
 import pytest
 
-from harness.mariadb import AppUser, MariaDBServer, external_url
+from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import (
     Credentials,
     DeadlineExceededError,
@@ -24,6 +24,7 @@ from serverless_mysql import (
     with_mysql,
 )
 from serverless_mysql.lambda_context import LocalLambdaContext
+from tests.conftest import private_server
 from tests.integration.conftest import ClientFactory, later
 
 CLUSTER = "shop.cluster-abc123xyz.eu-west-1.rds.amazonaws.com"
@@ -31,14 +32,7 @@ CLUSTER = "shop.cluster-abc123xyz.eu-west-1.rds.amazonaws.com"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[MariaDBServer]:
-    if external_url() is not None:
-        pytest.skip("needs a private MariaDB server (SMYSQL_TEST_URL is set)")
-    srv = MariaDBServer(max_connections=40)
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.cleanup()
+    yield from private_server(max_connections=40)
 
 
 @pytest.fixture

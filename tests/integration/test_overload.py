@@ -19,7 +19,7 @@ from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import DeadlineExceededError, ServerlessMySQL, with_mysql
 from serverless_mysql.lambda_context import LocalLambdaContext
 from serverless_mysql.pressure import AGED_MEAN
-from tests.integration.conftest import ClientFactory, fill, later
+from tests.integration.conftest import ClientFactory, FullServer, fake_clock_client, fill, later
 
 pytestmark = pytest.mark.integration
 Factory = Any
@@ -144,26 +144,14 @@ def test_two_clients_keep_separate_policy_state(
         conn.close()
 
 
-def test_a_connect_wait_is_bounded_without_a_deadline(
-    server_factory: Factory, make_user: Factory, client_factory: ClientFactory
-) -> None:
-    server = server_factory(max_connections=10)
-    hog, app = make_user(server), make_user(server)
-    held = fill(server, hog, 10)
-    fake = [0.0]
-
-    def sleep(seconds: float) -> None:
-        fake[0] += seconds
-
-    db = client_factory(app, clock=lambda: fake[0], sleep=sleep)  # no deadline, no max_connect_wait: 30 s
+def test_a_connect_wait_is_bounded_without_a_deadline(full_server: FullServer, client_factory: ClientFactory) -> None:
+    db = fake_clock_client(client_factory, full_server.app)  # no deadline, no max_connect_wait: 30 s
     with pytest.raises(DeadlineExceededError) as info:
         db.connect()
     assert 29.0 <= info.value.waited <= 30.0
     assert info.value.errno == 1040 and "Too many connections" in str(info.value)
     attempts = db.get_stats().connect_attempts
     assert 30 <= attempts <= 1.2 * 30 / AGED_MEAN, attempts  # paced: at most ~1 / (AGED_MEAN * cap) a second
-    for conn in held:
-        conn.close()
 
 
 def test_under_pressure_the_server_closes_idle_slots_and_gives_them_back_after(

@@ -18,10 +18,11 @@ from serverless_mysql.decorator import with_mysql
 from serverless_mysql.sqlalchemy import create_engine
 from tests.integration.conftest import ClientFactory, values
 from tests.integration.decorator_fixtures import clean_serverless_env
+from tests.integration.sqlalchemy_fixtures import db, engine
 
 pytestmark = pytest.mark.integration
 Factory = Any
-__all__ = ["clean_serverless_env"]
+__all__ = ["clean_serverless_env", "db", "engine"]  # fixtures
 
 
 class Context:
@@ -84,8 +85,9 @@ def test_import_serverless_mysql_imports_no_sqlalchemy() -> None:
     assert done.stdout.strip() == "[]"
 
 
-def test_one_engine_per_client_and_clear_argument_errors(app_user: AppUser, client_factory: ClientFactory) -> None:
-    db = client_factory(app_user)
+def test_one_engine_per_client_and_clear_argument_errors(
+    app_user: AppUser, db: ServerlessMySQL, client_factory: ClientFactory
+) -> None:
     engine = create_engine(db, echo=False)
     assert create_engine(db, echo=False) is engine
     assert create_engine(client_factory(app_user)) is not engine
@@ -126,11 +128,9 @@ def _url_args(user: AppUser) -> dict[str, Any]:
 
 
 def test_orm_insert_commit_is_seen_from_another_connection(
-    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+    mariadb: MariaDBServer, db: ServerlessMySQL, engine: Engine, table: str
 ) -> None:
     Item = model(table)
-    db = client_factory(app_user)
-    engine = create_engine(db)
     db.connect()
     before = counters(db)
     with Session(engine) as session:
@@ -151,18 +151,15 @@ def test_orm_insert_commit_is_seen_from_another_connection(
     assert not db.in_transaction
 
 
-def test_rollback_leaves_nothing(
-    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
-) -> None:
+def test_rollback_leaves_nothing(mariadb: MariaDBServer, db: ServerlessMySQL, engine: Engine, table: str) -> None:
     Item = model(table)
-    db = client_factory(app_user)
-    with Session(create_engine(db)) as session:
+    with Session(engine) as session:
         session.add(Item(v="gone"))
         session.flush()  # the INSERT reached the server, inside the transaction
         assert mariadb.execute(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"] == 0  # not visible outside
         session.rollback()
     assert values(mariadb, table) == []
-    with create_engine(db).begin() as conn:
+    with engine.begin() as conn:
         conn.execute(text(f"INSERT INTO {table} (v) VALUES ('core')"))
         conn.rollback()
     assert values(mariadb, table) == []
@@ -170,11 +167,9 @@ def test_rollback_leaves_nothing(
 
 
 def test_exception_inside_session_begin_rolls_back(
-    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+    mariadb: MariaDBServer, db: ServerlessMySQL, engine: Engine, table: str
 ) -> None:
     Item = model(table)
-    db = client_factory(app_user)
-    engine = create_engine(db)
     with pytest.raises(KeyError), Session(engine) as session, session.begin():
         session.add(Item(v="x"))
         session.flush()
@@ -190,11 +185,10 @@ def test_exception_inside_session_begin_rolls_back(
 
 
 def test_db_query_inside_an_engine_transaction_is_part_of_it(
-    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+    mariadb: MariaDBServer, db: ServerlessMySQL, engine: Engine, table: str
 ) -> None:
     Item = model(table)
-    db = client_factory(app_user)
-    with Session(create_engine(db)) as session:
+    with Session(engine) as session:
         session.add(Item(v="orm"))
         session.flush()
         db.query(f"INSERT INTO {table} (v) VALUES ('plain')")
@@ -206,11 +200,9 @@ def test_db_query_inside_an_engine_transaction_is_part_of_it(
 
 
 def test_connection_killed_between_invocations_next_session_reconnects_once(
-    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+    mariadb: MariaDBServer, app_user: AppUser, db: ServerlessMySQL, engine: Engine, table: str
 ) -> None:
     Item = model(table)
-    db = client_factory(app_user)
-    engine = create_engine(db)
     with Session(engine) as session, session.begin():
         session.add(Item(v="first"))
     db.end()
@@ -228,11 +220,9 @@ def test_connection_killed_between_invocations_next_session_reconnects_once(
 
 
 def test_connection_lost_inside_an_orm_transaction_is_an_error_and_nothing_is_committed(
-    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+    mariadb: MariaDBServer, app_user: AppUser, db: ServerlessMySQL, engine: Engine, table: str
 ) -> None:
     Item = model(table)
-    db = client_factory(app_user)
-    engine = create_engine(db)
     with pytest.raises(TransactionAbortedError), Session(engine) as session, session.begin():
         session.add(Item(v="A"))
         session.flush()
@@ -255,11 +245,9 @@ def test_connection_lost_inside_an_orm_transaction_is_an_error_and_nothing_is_co
 
 
 def test_one_server_connection_whatever_the_number_of_sessions(
-    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+    mariadb: MariaDBServer, app_user: AppUser, db: ServerlessMySQL, engine: Engine, table: str
 ) -> None:
     Item = model(table)
-    db = client_factory(app_user)
-    engine = create_engine(db)
     sessions = [Session(engine) for _ in range(5)]
     for n, session in enumerate(sessions):
         session.add(Item(v=f"s{n}"))
@@ -277,10 +265,8 @@ def test_one_server_connection_whatever_the_number_of_sessions(
     assert db.get_stats().connects == 1
 
 
-def test_one_transaction_at_a_time(app_user: AppUser, client_factory: ClientFactory, table: str) -> None:
+def test_one_transaction_at_a_time(db: ServerlessMySQL, engine: Engine, table: str) -> None:
     Item = model(table)
-    db = client_factory(app_user)
-    engine = create_engine(db)
     with Session(engine) as session, session.begin():
         session.add(Item(v="x"))
         session.flush()
@@ -291,11 +277,9 @@ def test_one_transaction_at_a_time(app_user: AppUser, client_factory: ClientFact
 
 
 def test_autocommit_isolation_sends_no_transaction_statements(
-    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+    mariadb: MariaDBServer, db: ServerlessMySQL, engine: Engine, table: str
 ) -> None:
     Item = model(table)
-    db = client_factory(app_user)
-    engine = create_engine(db)
     reads = engine.execution_options(isolation_level="AUTOCOMMIT")
     with Session(reads) as session:
         session.execute(select(Item)).all()  # the first use initializes the dialect
@@ -308,18 +292,21 @@ def test_autocommit_isolation_sends_no_transaction_statements(
         session.execute(select(Item)).all()
     assert delta(before, counters(db)) == {"questions": 3, "com_begin": 1, "com_select": 1, "com_rollback": 1}
     before = counters(db)
-    with Session(create_engine(db).execution_options(isolation_level="READ COMMITTED")) as session:
+    with Session(engine.execution_options(isolation_level="READ COMMITTED")) as session:
         session.execute(select(Item)).all()
         session.rollback()
     assert delta(before, counters(db))["questions"] == 4  # SET TRANSACTION ISOLATION LEVEL first
 
 
 def test_savepoints_dispose_and_engine_level_autocommit(
-    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+    mariadb: MariaDBServer,
+    app_user: AppUser,
+    db: ServerlessMySQL,
+    engine: Engine,
+    client_factory: ClientFactory,
+    table: str,
 ) -> None:
     Item = model(table)
-    db = client_factory(app_user)
-    engine = create_engine(db)
     with Session(engine) as session, session.begin():
         session.add(Item(v="outer"))
         with pytest.raises(ValueError), session.begin_nested():  # SAVEPOINT ... ROLLBACK TO SAVEPOINT
@@ -342,10 +329,9 @@ def test_savepoints_dispose_and_engine_level_autocommit(
 
 
 def test_raw_connection_is_a_dbapi_connection_in_autocommit(
-    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+    mariadb: MariaDBServer, db: ServerlessMySQL, engine: Engine, table: str
 ) -> None:
-    db = client_factory(app_user)
-    raw = create_engine(db).raw_connection()
+    raw = engine.raw_connection()
     cur = raw.cursor()
     cur.execute(f"INSERT INTO {table} (v) VALUES (%s)", ("raw",))
     assert cur.lastrowid == 1
@@ -428,10 +414,7 @@ def test_housekeeping_still_kills_zombies_under_pressure(
 
 
 # ---------------------------------------------------------------------------------------------- db.cursor()
-def test_cursor_is_a_dbapi_cursor_with_dict_rows(
-    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
-) -> None:
-    db = client_factory(app_user)
+def test_cursor_is_a_dbapi_cursor_with_dict_rows(mariadb: MariaDBServer, db: ServerlessMySQL, table: str) -> None:
     with db.cursor() as cur:
         assert cur.execute(f"INSERT INTO {table} (v) VALUES (%s)", ("one",)) == 1
         assert cur.lastrowid == 1 and cur.rowcount == 1 and cur.description is None
@@ -452,9 +435,8 @@ def test_cursor_is_a_dbapi_cursor_with_dict_rows(
 
 
 def test_cursor_follows_the_liveness_and_rerun_rules(
-    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+    mariadb: MariaDBServer, app_user: AppUser, db: ServerlessMySQL, table: str
 ) -> None:
-    db = client_factory(app_user)
     cur = db.cursor()
     cur.execute("SELECT 1 AS one")
     mariadb.kill(conn_id(db))
@@ -474,9 +456,7 @@ def test_cursor_follows_the_liveness_and_rerun_rules(
     assert values(mariadb, table) == ["after kill"]
 
 
-def test_cursor_executemany_is_pymysqls(
-    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory
-) -> None:
+def test_cursor_executemany_is_pymysqls(mariadb: MariaDBServer, app_user: AppUser, db: ServerlessMySQL) -> None:
     """Issue 18: the same executemany() calls through PyMySQL's own cursor and db.cursor() send the same statements
     (``%%`` formatted in the INSERT's prefix and ON DUPLICATE part, the same multi-row chunks) with the same results."""
     name = f"{mariadb.database}.`t_pct%{time.monotonic_ns() % 10**9}`"
@@ -515,7 +495,6 @@ def test_cursor_executemany_is_pymysqls(
             expected = transcript(cur, lambda: status(side))
     finally:
         plain.close()
-    db = client_factory(app_user)
     with db.cursor() as ours, db.cursor() as ours_side:
         assert transcript(ours, lambda: status(ours_side)) == expected
     assert expected[3][3] == 2 and expected[-1][:2] == [(1, "a%%e"), (2, "b%")]
@@ -529,12 +508,10 @@ def _later(seconds: float, fn: Callable[[], object]) -> Any:
 
 
 def test_engine_statement_cost_per_invocation(
-    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str, capsys: Any
+    mariadb: MariaDBServer, db: ServerlessMySQL, engine: Engine, table: str, capsys: Any
 ) -> None:
     """The numbers docs/sqlalchemy.md quotes: statements the server sees per warm invocation, by pattern."""
     Item = model(table)
-    db = client_factory(app_user)
-    engine: Engine = create_engine(db)
     mariadb.execute(f"INSERT INTO {table} (v) VALUES ('seed')")
     cold = counters(db) if db.get_client() else None
     assert cold is None

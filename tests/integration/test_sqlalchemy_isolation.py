@@ -11,7 +11,7 @@ from types import FrameType
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.orm import Session
 
 import serverless_mysql
@@ -19,12 +19,13 @@ from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ServerlessMySQL
 from serverless_mysql.decorator import with_mysql
 from serverless_mysql.sqlalchemy import create_engine
-from tests.integration.conftest import ClientFactory, values
+from tests.integration.conftest import values
 from tests.integration.decorator_fixtures import clean_serverless_env
+from tests.integration.sqlalchemy_fixtures import db, engine
 from tests.integration.test_sqlalchemy import Context, counters, delta, model
 
 pytestmark = pytest.mark.integration
-__all__ = ["clean_serverless_env"]
+__all__ = ["clean_serverless_env", "db", "engine"]  # fixtures
 
 
 def trx_isolation(mariadb: MariaDBServer, conn: Connection) -> str:
@@ -39,11 +40,9 @@ def trx_isolation(mariadb: MariaDBServer, conn: Connection) -> str:
 
 
 def test_a_default_connection_begins_real_transactions_while_an_autocommit_one_is_checked_out(
-    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+    mariadb: MariaDBServer, db: ServerlessMySQL, engine: Engine, table: str
 ) -> None:
     Item = model(table)
-    db = client_factory(app_user)
-    engine = create_engine(db)
     reads = engine.execution_options(isolation_level="AUTOCOMMIT")  # what docs/sqlalchemy.md recommends for reads
     with reads.connect() as autocommit:
         autocommit.execute(text(f"SELECT COUNT(*) FROM {table}"))
@@ -62,10 +61,8 @@ def test_a_default_connection_begins_real_transactions_while_an_autocommit_one_i
 
 @pytest.mark.parametrize("inner_level", ["AUTOCOMMIT", None, "READ COMMITTED"])
 def test_an_inner_connection_checked_in_leaves_the_outer_autocommit_one_as_it_was(
-    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str, inner_level: str | None
+    mariadb: MariaDBServer, db: ServerlessMySQL, engine: Engine, table: str, inner_level: str | None
 ) -> None:
-    db = client_factory(app_user)
-    engine = create_engine(db)
     reads = engine.execution_options(isolation_level="AUTOCOMMIT")
     inner_engine = engine if inner_level is None else engine.execution_options(isolation_level=inner_level)
     with reads.connect() as outer:
@@ -80,10 +77,8 @@ def test_an_inner_connection_checked_in_leaves_the_outer_autocommit_one_as_it_wa
 
 
 def test_an_isolation_level_stays_with_its_connection(
-    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+    mariadb: MariaDBServer, db: ServerlessMySQL, engine: Engine, table: str
 ) -> None:
-    db = client_factory(app_user)
-    engine = create_engine(db)
     with engine.connect() as conn:
         conn.execute(text(f"SELECT * FROM {table}"))
         default = trx_isolation(mariadb, conn)
@@ -112,10 +107,8 @@ def test_an_isolation_level_stays_with_its_connection(
 
 @pytest.mark.parametrize("level", ["AUTOCOMMIT", "SERIALIZABLE"])
 def test_threads_do_not_see_each_others_settings(
-    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str, level: str
+    mariadb: MariaDBServer, db: ServerlessMySQL, engine: Engine, table: str, level: str
 ) -> None:
-    db = client_factory(app_user)
-    engine = create_engine(db)
     with engine.connect() as warm:  # the dialect's first-use checks, before the threads start
         warm.execute(text("SELECT 1"))
     checked_out, main_done = threading.Event(), threading.Event()
@@ -229,10 +222,8 @@ def test_a_stale_connection_ending_while_another_thread_begins_drops_no_commit(
 
 
 def test_the_connect_event_runs_per_stand_in_not_per_checkout(
-    mariadb: MariaDBServer, app_user: AppUser, client_factory: ClientFactory, table: str
+    mariadb: MariaDBServer, db: ServerlessMySQL, engine: Engine, table: str
 ) -> None:
-    db = client_factory(app_user)
-    engine = create_engine(db)
     made: list[object] = []
     event.listen(engine, "connect", lambda dbapi_conn, record: made.append(dbapi_conn))
     for _ in range(5):  # warm invocations: no setup statement of the user's runs again

@@ -31,8 +31,9 @@ from typing import Any
 import pymysql
 import pytest
 
-from harness.mariadb import AppUser, MariaDBServer, external_url
+from harness.mariadb import AppUser, MariaDBServer
 from harness.runtime_api import RuntimeApi
+from tests.conftest import private_server
 from tests.layer.conftest import LayerBuild
 
 pytestmark = pytest.mark.slow
@@ -115,14 +116,7 @@ def sandbox(layer_build: LayerBuild, tmp_path_factory: pytest.TempPathFactory) -
 @pytest.fixture(scope="module")
 def server() -> Iterator[MariaDBServer]:
     """A private server of this module: a short wait_timeout, and counters no other test touches."""
-    if external_url() is not None:
-        pytest.skip("needs a private MariaDB server (SMYSQL_TEST_URL is set)")
-    srv = MariaDBServer(max_connections=20, extra_args=[f"--wait-timeout={WAIT_TIMEOUT}"])
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.cleanup()
+    yield from private_server(max_connections=20, extra_args=[f"--wait-timeout={WAIT_TIMEOUT}"])
 
 
 @pytest.fixture
