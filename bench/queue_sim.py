@@ -24,9 +24,10 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from serverless_mysql.pressure import FULL, WINDOW, Pressure
+from serverless_mysql.pressure import AGED_MEAN, DOWN, FULL, WINDOW, Pressure
 
 MakePolicy = Callable[[random.Random], Pressure]
+KEEPERS = True  # an environment not under pressure keeps its connection (False: every invocation gives it back)
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class Case:
     invocations: int | None = None  # each environment invokes this many times back to back
     timeout: float = 30.0  # the Lambda timeout: a wait ends there (an error)
     warmup: float = 3.0  # closed loop: the first seconds are not counted
+    connect: float = 0.0  # seconds a successful connect takes after the server accepted it (part of the hold)
+    lag: float = 0.0  # a sleep overshoots by up to this (a starved host process wakes late)
 
 
 CASES = {
@@ -49,6 +52,10 @@ CASES = {
     "oversub": Case("oversub", 300, 30, 0.11, duration=20.0),
     "crowd": Case("crowd", 500, 25, 0.11, duration=20.0),
     "crowd-slow": Case("crowd-slow", 500, 25, 0.2, duration=20.0),
+    # A starved machine: each successful connect takes 50 ms, every sleep overshoots by up to 30 ms.
+    "oversub-real": Case("oversub-real", 300, 30, 0.15, duration=20.0, connect=0.05, lag=0.03),
+    "crowd-real": Case("crowd-real", 500, 25, 0.15, duration=20.0, connect=0.05, lag=0.03),
+    "probe-real": Case("probe-real", 100, 10, 0.15, duration=20.0, connect=0.05, lag=0.03),
 }
 
 
@@ -64,6 +71,7 @@ class _Env:
     refused: int = 0
     wait_end: float = 0.0
     queued: bool = False
+    waited: bool = False  # its connection was refused before it got its slot (until its first end())
 
 
 @dataclass
@@ -108,6 +116,7 @@ def simulate(case: Case, make: MakePolicy, seed: int = 1) -> Result:
     lo = case.warmup if case.duration is not None else 0.0
     hi = case.duration if case.duration is not None else math.inf
     last_end = 0.0
+    refusals = 0  # the server's refusal counter, which a holder reads
 
     def at(when: float, i: int, what: str) -> None:
         nonlocal seq
@@ -122,7 +131,8 @@ def simulate(case: Case, make: MakePolicy, seed: int = 1) -> Result:
         p = env.pressure
         p.start_wait(now)
         env.queued = now - env.gave_back_at < WINDOW  # Connector.open: it gave its slot back a moment ago
-        at(now + (p.first_wait() if env.queued else 0.0), i, "attempt")
+        first = (p.first_wait() if isinstance(p, Turn) else p.queue_delay(0.0)) if env.queued else 0.0
+        at(now + first + (rng.uniform(0.0, case.lag) if env.queued else 0.0), i, "attempt")
 
     for i in range(case.n):
         at(rng.uniform(0.0, 0.05), i, "start")
@@ -137,7 +147,14 @@ def simulate(case: Case, make: MakePolicy, seed: int = 1) -> Result:
                 out.attempts += 1
             if free > 0:
                 free -= 1
-                env.pressure.learn(now, now - env.started, queued=env.queued or env.refused > 0)
+                p = env.pressure
+                env.waited = env.refused > 0
+                if not p.under_pressure(now):  # client._on_connected: the counters' baseline right after connecting
+                    p.counters(now, refusals, refusals, busy=False)
+                if isinstance(p, Turn):  # the wait until the attempt that got the slot began, not its handshake
+                    p.learn_turn(now + case.connect, now - env.started, slept=env.queued, refused=env.refused > 0)
+                else:  # Connector.open: the wait until connected
+                    p.learn(now + case.connect, now + case.connect - env.started, refused_full=env.refused > 0)
                 hold = case.hold * rng.uniform(0.7, 1.3)
                 if counted:
                     out.waits.append(now - env.inv_start)
@@ -147,6 +164,7 @@ def simulate(case: Case, make: MakePolicy, seed: int = 1) -> Result:
                 at(now + hold, i, "release")
                 continue
             env.refused += 1
+            refusals += 1
             p = env.pressure
             wanted = p.delay(FULL, env.attempt + 1, env.previous, now - env.started)
             delay = p.next_wait(attempt=env.attempt, max_retries=10_000, now=now, delay=wanted, wait_end=env.wait_end)
@@ -159,11 +177,32 @@ def simulate(case: Case, make: MakePolicy, seed: int = 1) -> Result:
                 continue
             env.attempt += 1
             env.previous = delay
-            at(now + delay, i, "attempt")
-        else:  # release: it gives its slot back (under pressure)
+            at(now + delay + rng.uniform(0.0, case.lag), i, "attempt")
+        elif what == "free":  # a kept connection of an environment that is not invoked again: its idle timeout
+            free += 1
+        else:  # end(): it gives its slot back under pressure, else keeps it for its next invocation
+            last_end = max(last_end, now)
+            p = env.pressure
+            if KEEPERS and not p.under_pressure(now):
+                # _housekeeping_io: a busy server's counters are read at the first end() of a connection, after a
+                # wait for the slot, else at most once a second; a refusal since the last reading means pressure.
+                if p.counters_due(now, waited=env.waited):
+                    p.counters(now, refusals, refusals, busy=True)
+                env.waited = False
+                if not p.under_pressure(now):
+                    env.left -= 1
+                    if env.left > 0 and now < hi:  # its next invocation runs on the kept connection
+                        hold = case.hold * rng.uniform(0.7, 1.3)
+                        if lo <= now < hi:
+                            out.waits.append(0.0)
+                            out.invocations += 1
+                        out.busy += max(0.0, min(now + hold, hi) - max(now, lo))
+                        at(now + hold, i, "release")
+                    else:
+                        at(now + 3.0, i, "free")  # pressure_idle_timeout: the server closes it 3 s later
+                    continue
             free += 1
             env.gave_back_at = now
-            last_end = max(last_end, now)
             _next(env, i, now, hi, at)
     out.window = min(hi, last_end) - lo
     out.drain = max(0.0, last_end - hi) if case.duration is not None else last_end
@@ -181,14 +220,68 @@ def paced(rng: random.Random) -> Pressure:
     return Pressure(backoff=None, base=0.05, cap=1.0, rng=rng)
 
 
-POLICIES: dict[str, MakePolicy] = {"library": paced}
+class Turn(Pressure):
+    """The idea tried for issue 20 (better in this model, worse on a real server): sleep until its turn, then poll.
+
+    A connect first sleeps ``turn`` times the wait its previous connect needed (at most ``most`` seconds), then
+    polls every ``AGED_MEAN * cap`` on average, the same rate for every waiter (``pace`` > 0 instead polls every
+    ``pace`` times its learned wait: the waiters that learned short waits then win). A connect that slept and got
+    in at once learns that sleep, shortened by ``turn`` once more for each such connect in a row when ``streak``.
+    """
+
+    __slots__ = ("most", "pace", "slept_streak", "streak", "turn")
+
+    def __init__(
+        self, rng: random.Random, *, turn: float = 0.9, most: float = 4.0, pace: float = 0.0, streak: bool = True
+    ) -> None:
+        super().__init__(backoff=None, base=0.05, cap=1.0, rng=rng)
+        self.turn, self.most, self.pace, self.streak = turn, most, pace, streak
+        self.slept_streak = 0
+
+    def turn_at(self) -> float:
+        """Seconds into a connect at which it polls: ``turn`` of its previous wait, capped (0: none learned)."""
+        return min(self.turn * self.learned_wait, self.most)
+
+    def first_wait(self) -> float:
+        """The sleep before the first attempt of an environment that has just given its slot back."""
+        at = self.turn_at()
+        return max(self.base, at * self.rng.uniform(0.95, 1.05)) if at > 0 else self.queue_delay(0.0)
+
+    def delay(self, kind: str, attempt: int, previous: float, waited: float) -> float:
+        """Until its turn, then the aged rate (or ``pace`` times its learned wait)."""
+        at = self.turn_at()
+        if kind == DOWN or at <= 0:
+            return super().delay(FULL if kind == FULL else DOWN, attempt, previous, waited)
+        if waited < 0.95 * at:
+            return max(self.base, (at - waited) * self.rng.uniform(0.95, 1.05))
+        mean = min(0.5, self.pace * self.learned_wait) if self.pace else AGED_MEAN * self.cap
+        return max(self.base, self.rng.uniform(0.5, 1.5) * mean)
+
+    def learn_turn(self, now: float, waited: float, *, slept: bool, refused: bool) -> None:
+        """What a connect that got its slot after ``waited`` seconds teaches the next one."""
+        self.learned_at = now
+        if refused or not slept:
+            self.slept_streak = 0
+            self.learned_wait = waited if refused else 0.0
+            return
+        self.slept_streak += 1
+        self.learned_wait = waited * (self.turn ** (self.slept_streak - 1) if self.streak else 1.0)
+
+
+POLICIES: dict[str, MakePolicy] = {
+    "library": paced,
+    "turn": Turn,
+    "turn-nostreak": lambda rng: Turn(rng, streak=False),
+    "turn-0.8": lambda rng: Turn(rng, turn=0.8),
+    "turn-own-pace": lambda rng: Turn(rng, pace=0.15, streak=False),
+}
 
 
 def main(argv: list[str] | None = None) -> None:
     """Print one row per (policy, case, seed)."""
     parser = argparse.ArgumentParser(prog="python -m bench.queue_sim", description=__doc__)
     parser.add_argument("--cases", nargs="+", default=["test100", "oversub", "crowd"], choices=sorted(CASES))
-    parser.add_argument("--policies", nargs="+", default=sorted(POLICIES), choices=sorted(POLICIES))
+    parser.add_argument("--policies", nargs="+", default=["library", "turn"], choices=sorted(POLICIES))
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args(argv)
     cols = ["inv", "att/inv", "mean", "p99", "p99/mean", "max", "util", "errors", "drain"]

@@ -91,23 +91,21 @@ class Connector:
         started = self._clock()
         wait_end = self.wait_end(started if waiting_since is None else waiting_since, deadline)
         self._pressure.start_wait(started)
-        queued = False
         if started - gave_back_at < WINDOW:
-            # It gave its slot back a moment ago because others were refused one: it queues behind them (until its
-            # turn, or one paced wait) before its first attempt instead of taking the slot straight back, which would
-            # keep the waiters waiting and fatten the tail.
+            # It gave its slot back a moment ago because others were refused one: it queues behind them (one paced
+            # wait before its first attempt) instead of taking the slot straight back, which would keep the waiters
+            # waiting and fatten the tail.
             pressure = self._pressure
             first = pressure.next_wait(
-                attempt=0, max_retries=1, now=started, delay=pressure.first_wait(), wait_end=wait_end
+                attempt=0, max_retries=1, now=started, delay=pressure.queue_delay(0.0), wait_end=wait_end
             )
             if first is not None:
                 self._sleep(first)
-                queued = True
         conn, kwargs, attempt, full_refusals = self._wait_for_slot(started, wait_end, deadline)
         stats = self._stats
         stats.connects += 1
         now = self._clock()
-        self._pressure.learn(now, now - started, queued=queued or full_refusals > 0)  # the next wait's queue length
+        self._pressure.learn(now, now - started, refused_full=full_refusals > 0)  # the next wait's queue length
         if attempt:
             stats.connect_wait_seconds += now - started
         logger.debug(

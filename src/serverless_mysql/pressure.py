@@ -17,13 +17,9 @@ what it sees itself, at once.
   seen: with 0.2 the aged waiters of a 1,000-environment spike retried so often that the benchmark's host
   processes, starved of CPU, left half-open handshakes holding the server's slots, and the fleet never recovered.
   An environment keeps how long its last connect waited for a full server (for :data:`LEARNED_FRESH` seconds):
-  its next connect first sleeps :data:`TURN` of that (at most ``LEARNED_MAX_SLEEP * cap``), then retries at the
-  aged rate. Each environment thus queues for about as long as the queue was long when it last waited, and
-  polls only near its turn: the earliest waiters are the ones polling, which serves the queue nearly in order,
-  and the attempts per invocation stop growing with the queue's length (issue 20: in a model of 500 environments
-  on 25 slots, 1.5 attempts per invocation instead of 2.7, the 99th percentile wait 2x the mean instead of 3x).
-  The polls after the turn are not paced by the learned wait: an environment that learned a short wait and polled
-  faster would win the slots and keep its short wait, one that learned a long one would keep losing.
+  until it has waited that long again it retries about :data:`LEARNED_RETRIES` times over it (at most every
+  ``LEARNED_MAX_MEAN * cap`` on average), then at the paced rate. The paced rate alone made each waiter's attempts
+  grow with the length of the queue (3.1 per invocation with 100 environments on 10 slots on a loaded machine).
   An environment that has just given its slot back because others are refused waits once before its first
   attempt (it queues behind them instead of taking the slot straight back); that halved the connect attempts
   and the p99 latency of the benchmark's 10x oversubscription.
@@ -80,8 +76,8 @@ __all__ = [
     "FULL",
     "FULL_MEAN",
     "LEARNED_FRESH",
-    "LEARNED_MAX_SLEEP",
-    "TURN",
+    "LEARNED_MAX_MEAN",
+    "LEARNED_RETRIES",
     "WINDOW",
     "Pressure",
 ]
@@ -103,16 +99,14 @@ FINAL_RESERVE = 0.05
 FULL_MEAN = 0.75
 AGED_MEAN = 0.4
 AGING = 3.0
-"""A waiter for a full server waits ``FULL_MEAN * cap`` on average between attempts at first, shrinking to
-``AGED_MEAN * cap`` once it has waited ``AGING`` seconds."""
-TURN = 0.9
-"""The share of its previous wait for a full server that a connect sleeps before polling (see :meth:`Pressure.delay`).
-Below 1 so that a wait that was longer than the queue now needs shrinks from one invocation to the next."""
-LEARNED_MAX_SLEEP = 4.0
-"""That sleep is at most ``LEARNED_MAX_SLEEP * cap``: a queue that has just emptied (the load ended) must not be
-left with free slots while waiters that learned a long wait sleep through them."""
+LEARNED_RETRIES = 2.0
+"""Retries a waiter aims at over the time its previous wait for a full server lasted (see :meth:`Pressure.delay`)."""
+LEARNED_MAX_MEAN = 1.5
+"""The mean wait between retries paced by a learned wait is at most ``LEARNED_MAX_MEAN * cap``."""
 LEARNED_FRESH = 10.0
 """Seconds after which a previous wait no longer says how long the queue is."""
+"""A waiter for a full server waits ``FULL_MEAN * cap`` on average between attempts at first, shrinking to
+``AGED_MEAN * cap`` once it has waited ``AGING`` seconds."""
 
 
 class Pressure:
@@ -165,45 +159,25 @@ class Pressure:
             return self.backoff(attempt, previous)
         if kind == DOWN:
             return self._down(attempt, previous)
-        turn = self.turn()
-        if turn <= 0.0:
-            return self.queue_delay(waited)
-        if waited < 0.95 * turn:
-            # Its previous wait says the queue ahead of it is this long: polling before then would only add refusals
-            # (each waiter's attempts grew with the queue); sleep until its turn.
-            return max(self.base, (turn - waited) * self.rng.uniform(0.95, 1.05))
-        # Its turn: poll at the aged rate, the same for every waiter (a rate paced by its own learned wait would let
-        # the environments that learned short waits win every slot and keep their short waits).
-        return max(self.base, self.rng.uniform(0.5, 1.5) * AGED_MEAN * self.cap)
-
-    def turn(self) -> float:
-        """Seconds into a connect at which its turn comes: :data:`TURN` of its previous wait, capped; 0 if none."""
-        return min(TURN * self.learned_wait, LEARNED_MAX_SLEEP * self.cap)
-
-    def first_wait(self) -> float:
-        """The wait before the first attempt of an environment that has just given its slot back (not a retry).
-
-        It sleeps until its turn if it has learned one (:meth:`turn`), else one paced wait (:meth:`queue_delay`):
-        either way it queues behind the waiters instead of taking the slot straight back.
-        """
-        turn = self.turn()
-        if turn > 0.0:
-            return max(self.base, turn * self.rng.uniform(0.95, 1.05))
-        return self.queue_delay(0.0)
+        learned = self.learned_wait
+        if waited < learned:
+            # It waited this long last time: the queue is long, and retrying at the paced rate until then would
+            # only add refusals (each waiter's attempts grew with the queue). About LEARNED_RETRIES retries until
+            # then, at the paced rate after that: the earliest waiters still try most often.
+            # Bounded: a queue that has just shrunk (the load ended) must not be left with free slots while its
+            # waiters, who learned a long wait, sleep through them.
+            mean = min(learned / LEARNED_RETRIES, LEARNED_MAX_MEAN * self.cap)
+            return max(self.queue_delay(waited), self.rng.uniform(0.5, 1.5) * mean)
+        return self.queue_delay(waited)
 
     def start_wait(self, now: float) -> None:
         """A connect begins: a learned wait older than :data:`LEARNED_FRESH` seconds says nothing about now."""
         if now - self.learned_at > LEARNED_FRESH:
             self.learned_wait = 0.0
 
-    def learn(self, now: float, waited: float, *, queued: bool) -> None:
-        """A connect ended with a slot after ``waited`` seconds; remember it if it queued for a full server.
-
-        ``queued``: a full server refused it, or it slept before its first attempt after giving its slot back. A
-        connect that slept until its turn and got in at once learns that sleep: :data:`TURN` below 1 shortens the
-        next one, so the learned wait follows a queue that shrinks.
-        """
-        self.learned_wait = waited if queued else 0.0
+    def learn(self, now: float, waited: float, *, refused_full: bool) -> None:
+        """A connect ended with a slot after ``waited`` seconds; remember it if a full server made it wait."""
+        self.learned_wait = waited if refused_full else 0.0
         self.learned_at = now
 
     def queue_delay(self, waited: float) -> float:

@@ -8,19 +8,16 @@ import statistics
 import pytest
 from pymysql.err import OperationalError
 
-from bench import queue_sim
 from serverless_mysql.backoff import FullJitter
 from serverless_mysql.errors import connect_failure_kind
 from serverless_mysql.pressure import (
-    AGED_MEAN,
     AGING,
     DOWN,
     FINAL_RESERVE,
     FRESH,
     FULL,
     LEARNED_FRESH,
-    LEARNED_MAX_SLEEP,
-    TURN,
+    LEARNED_MAX_MEAN,
     WINDOW,
     Pressure,
 )
@@ -152,59 +149,25 @@ def test_refusals_are_classified(errno: int, message: str, kind: str | None) -> 
     assert connect_failure_kind(OperationalError(errno, message)) == kind
 
 
-def test_a_waiter_that_learned_a_long_queue_sleeps_until_its_turn_then_polls_at_the_aged_rate() -> None:
+def test_a_waiter_that_learned_a_long_queue_retries_about_twice_over_it_then_at_the_paced_rate() -> None:
     p = paced(cap=1.0)
-    p.learn(0.0, 2.0, queued=True)  # its last connect waited 2.0 s for a full server
+    p.learn(0.0, 2.4, refused_full=True)  # its last connect waited 2.4 s for a full server
     p.start_wait(1.0)
-    first = [p.first_wait() for _ in range(1000)]  # after giving its slot back: no attempt before its turn
-    assert all(0.95 * TURN * 2.0 <= w <= 1.05 * TURN * 2.0 for w in first)
-    # Refused before its turn (it did not sleep first): it sleeps the rest of the way, not a paced retry.
-    rest = [p.delay(FULL, 1, 0.0, waited=0.3) for _ in range(1000)]
-    assert all(0.95 * (1.8 - 0.3) <= d <= 1.05 * (1.8 - 0.3) for d in rest)
-    late = [p.delay(FULL, 5, 0.3, waited=2.5) for _ in range(4000)]
-    assert 0.38 < statistics.mean(late) < 0.42 and max(late) <= 1.5 * AGED_MEAN  # its turn: the aged rate
+    early = [p.delay(FULL, 1, 0.0, waited=0.5) for _ in range(4000)]
+    assert 1.15 < statistics.mean(early) < 1.25  # 2.4 s / LEARNED_RETRIES, where the paced rate made 0.68
+    late = [p.delay(FULL, 5, 2.0, waited=3.5) for _ in range(4000)]
+    assert 0.38 < statistics.mean(late) < 0.42  # past it, the earliest waiters try most often again
     assert all(p.delay(DOWN, 1, 0.0, waited=0.5) <= 1.0 for _ in range(200))  # a down server: unchanged
-
-
-def test_after_their_turn_every_waiter_polls_at_the_same_rate_whatever_it_learned() -> None:
-    # A rate paced by the learned wait lets the environments that learned short waits win the slots and keep their
-    # short waits: the queue is then served far from its order (the model's p99 wait 3x the mean).
-    short, long = paced(1), paced(2)
-    short.learn(0.0, 0.5, queued=True)
-    long.learn(0.0, 3.0, queued=True)
-    polls = [[p.delay(FULL, 3, 0.2, waited=w) for _ in range(4000)] for p, w in ((short, 0.6), (long, 3.0))]
-    assert statistics.mean(polls[0]) == pytest.approx(statistics.mean(polls[1]), rel=0.05)
-
-
-def test_a_connect_that_slept_until_its_turn_and_got_in_at_once_learns_a_shorter_turn() -> None:
-    p = paced(cap=1.0)
-    p.learn(0.0, 2.0, queued=True)
-    waited = p.first_wait()  # it slept, then got in at its first attempt: the queue is no longer than that
-    p.learn(waited, waited, queued=True)
-    assert p.turn() < 0.85 * 2.0  # TURN below 1: the learned wait follows a queue that shrinks
-    p.learn(5.0, 0.0, queued=False)  # it got in at once without queueing: no queue
-    assert p.turn() == 0.0 and 0.375 <= p.first_wait() <= 1.125  # a paced wait behind the others
 
 
 def test_a_learned_wait_is_bounded_and_forgotten() -> None:
     p = paced(cap=1.0)
-    p.learn(0.0, 30.0, queued=True)
+    p.learn(0.0, 30.0, refused_full=True)
     p.start_wait(0.5)
-    assert p.turn() == LEARNED_MAX_SLEEP  # a shrinking queue is not slept through for long
-    assert max(p.first_wait() for _ in range(1000)) <= 1.05 * LEARNED_MAX_SLEEP
+    bounded = [p.delay(FULL, 1, 0.0, waited=1.0) for _ in range(4000)]
+    assert statistics.mean(bounded) < 1.05 * LEARNED_MAX_MEAN  # a shrinking queue is not slept through
     p.start_wait(LEARNED_FRESH + 1.0)  # too old to say how long the queue is now
     assert 0.7 < statistics.mean(p.delay(FULL, 1, 0.0, waited=0.0) for _ in range(4000)) < 0.8
-    p.learn(20.0, 6.0, queued=False)  # it got in at once: no queue
+    p.learn(20.0, 6.0, refused_full=False)  # it got in at once: no queue
     p.start_wait(20.5)
     assert 0.7 < statistics.mean(p.delay(FULL, 1, 0.0, waited=0.0) for _ in range(4000)) < 0.8
-
-
-def test_a_model_fleet_is_served_nearly_in_order_with_attempts_independent_of_the_queue() -> None:
-    # The discrete-event model of bench.queue_sim drives this policy for 500 environments on 25 slots and for 500
-    # on 25 with twice the slot time (a queue twice as long): issue 20's targets, deterministic (seeded).
-    for key, most in (("crowd", 2.0), ("crowd-slow", 2.6)):
-        case = queue_sim.CASES[key]
-        row = queue_sim.simulate(case, queue_sim.POLICIES["library"], seed=1).row(case)
-        assert row["errors"] == 0 and row["util"] >= 0.9, row
-        assert row["att/inv"] <= most, row  # the policy before: 2.7 and 4.5
-        assert row["p99/mean"] <= 2.1, row  # the policy before: 3.1 and 3.0
