@@ -52,6 +52,13 @@ READ = "SELECT @@server_id AS s"
 # 4,000 keeps that under 60%, below where either library's housekeeping starts killing idle connections.
 MAX_CONNECTIONS = 4000
 IDLE_TTL = (600.0, 600.0)  # Lambda keeps idle environments for minutes: none is destroyed within a run
+# Host processes per strategy (the overload scenarios use 2). Here up to 1,000 environments wait at once, each a
+# thread: with 500 threads an interpreter, a Python host spent its CPU waking GIL waiters (perf: half of its samples
+# in the kernel's context switch, ~2% running Python) while the servers sat idle, and a run either drained or
+# stalled for 10 s or more after the switch with nothing completing (bistable, from the same code). On Lambda each
+# environment has a process of its own; 16 hosts (~60 threads each) remove the stall, and every strategy, the peers
+# included, gets the same number.
+HOSTS = 16
 
 
 def failover_scenarios(quick: bool) -> list[Scenario]:
@@ -155,7 +162,9 @@ def run_failover(
         cluster.wait_replicated()
         assert cluster.cluster is not None and cluster.reader is not None
         target = DbTarget(cluster.cluster.host, cluster.cluster.port, user.name, user.password, user.database)
-        strategy = make_strategy(strategy_name, target, _options(strategy_name, scenario, cluster.reader.port))
+        strategy = make_strategy(
+            strategy_name, target, _options(strategy_name, scenario, cluster.reader.port), hosts=HOSTS
+        )
         numbers = itertools.count(1)
         lock = threading.Lock()
 

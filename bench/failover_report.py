@@ -40,7 +40,10 @@ writer from t=15 s (Aurora's DNS TTL: 5 s); the reader endpoint then names the o
   (the fleet's limit) wait through it, each with a writer and a reader connection, and after the switch both kinds
   can land on the promoted server (the reader endpoint named it before); 4,000 keeps that under 60% of the limit,
   below where either library's housekeeping starts killing idle connections.
-- *CPU* in the per-second table: cores used by the strategy's two host processes, by the endpoints' forwarder
+- *Hosts*: each strategy's environments live in 16 host processes here (2 in the overload scenarios): with ~1,000
+  environments waiting at once, 500 threads per Python interpreter spent their CPU waking interpreter-lock
+  waiters, and runs stalled after the switch for reasons that do not exist on Lambda (see `bench/failover.py`).
+- *CPU* in the per-second table: cores used by the strategy's host processes, by the endpoints' forwarder
   process and by the MariaDB servers. The machine has 2 cores, shared with other work: when the sum nears 2, the
   numbers say more about this machine than about the strategy (on Lambda each environment has its own CPU).
 - *Errors before / during / after*: failed invocations by the second they **arrived**: before the failover,
@@ -155,7 +158,7 @@ def timeline_markdown(rows: Sequence[RunResult], failover_at: float, switch_at: 
     header = "| t (s) | " + " | ".join(f"{r.strategy}: ok / err / busy / CPU" for r in rows) + " |"
     lines = [
         "Per second (ok: completed in that second; err: failed, by the second they arrived; busy: environments "
-        "running an invocation, the most seen; CPU: cores used by the strategy's two host processes - the endpoints' "
+        "running an invocation, the most seen; CPU: cores used by the strategy's host processes - the endpoints' "
         "forwarder - the MariaDB servers):",
         "",
         header,
