@@ -25,6 +25,7 @@ from .errors import (
     is_connection_lost,
 )
 from .housekeeping import (
+    COUNT_SQL,
     HEADROOM,
     LIMITS_SQL,
     PROCESSLIST_FALLBACK_ERRORS,
@@ -166,35 +167,44 @@ class HousekeepingIO:
         return freed, False
 
     def _count_suffices(self, conn: DriverConnection, now: float) -> bool:
-        """Whether the connection count read right after connecting is the whole first measurement.
+        """Whether the server's connection count stands for a new connection's first measurement.
 
         A scan walks every connection, and a herd of newcomers (the fleet after a failover: ~1,000 environments at
         ~2,000 connections) made one each: O(N^2) on the server, its largest cost in the failover drill. So on a
-        server with many connections a newcomer scans only by lot (:meth:`Housekeeper.first_scan`), and without it
-        the count stands for the measurement when it is far below the threshold (under :data:`HEADROOM` of it) and
-        the account has no connection limit of its own: the scan would only confirm that nothing needs killing,
-        and the session keeps the server's idle timeout. Near the threshold, after a wait, or under pressure it
-        always scans.
+        server that had more than :attr:`~Housekeeper.FIRST_SCAN_ROWS` connections when this one connected, a
+        newcomer scans only by lot (:meth:`Housekeeper.first_scan`); otherwise it reads the count again (O(1)) and
+        takes it for the measurement when it is under :data:`HEADROOM` of the threshold and the account has no
+        connection limit of its own (whose connections only a scan counts). Zombies past ``zombie_max_timeout``
+        then wait for a later scan. Near the threshold, after a wait for a slot, or under pressure it scans.
         """
-        count, hk = self._connected_count, self._housekeeper
+        # Read right after connecting: used once, so a failed first end() never decides later on a stale count.
+        count, self._connected_count = self._connected_count, None
+        hk = self._housekeeper
         if count is None or hk.first_scan(count):
             return False
         if hk.limits_stale(now):
-            self._prepare(conn)
-            try:
-                row = conn.run(LIMITS_SQL)[0]
-            finally:
-                self._stats.housekeeping_statements += 1
+            row = self._run_one(conn, LIMITS_SQL)
             hk.store_limits(now, int(row["max_connections"]), int(row["max_user_connections"]))
         assert hk.limits is not None
-        usage = Usage(max_connections=hk.limits[0], max_user_connections=hk.limits[1], total=count, user_total=0)
-        if usage.max_user_connections > 0 or usage.utilization >= HEADROOM * self._cfg.conn_utilization:
-            return False  # the account's own connections are counted only by the scan
+        if hk.limits[1] > 0:
+            return False
+        total = int(self._run_one(conn, COUNT_SQL)["Value"])
+        usage = Usage(max_connections=hk.limits[0], max_user_connections=0, total=total, user_total=0)
+        if usage.utilization >= HEADROOM * self._cfg.conn_utilization:
+            return False
         hk.record(now, usage)
         self.measured = True
         self._stats.housekeeping_runs += 1
-        logger.debug("housekeeping", extra={"event": "housekeeping", "used": count, "limit": usage.limit})
+        logger.debug("housekeeping", extra={"event": "housekeeping", "used": total, "limit": usage.limit})
         return True
+
+    def _run_one(self, conn: DriverConnection, sql: str) -> dict[str, Any]:
+        """The one row of a housekeeping statement."""
+        self._prepare(conn)
+        try:
+            return conn.run(sql)[0]
+        finally:
+            self._stats.housekeeping_statements += 1
 
     # ------------------------------------------------------------------------------------------ statements
     def _read_refusals(self, conn: DriverConnection, *, busy: bool) -> None:

@@ -23,8 +23,8 @@ What to do is then decided here, in plain Python (:func:`plan`), with the refere
   four times a second while the last measurement was over the threshold. The client also measures at every ``end()``
   under pressure and after waiting for a slot (that environment is the one that can kill the zombies holding the
   others), and at the first ``end()`` of each connection (where its session's idle timeout is decided; on a server
-with many connections, far below the threshold, the connection count read right after connecting stands for that
-measurement, except by lot: :meth:`Housekeeper.first_scan`).
+  with many connections, except by lot, the connection count stands for that measurement when it is far below the
+  threshold and the account has no connection limit: :meth:`Housekeeper.first_scan`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import random
 from ._record import record
 
 __all__ = [
+    "COUNT_SQL",
     "HEADROOM",
     "INFORMATION_SCHEMA_PROCESSLIST",
     "LIMITS_SQL",
@@ -222,6 +223,7 @@ REFUSALS_SQL = (
     "'Threads_connected')"
 )
 LIMITS_SQL = "SELECT @@max_connections AS max_connections, @@max_user_connections AS max_user_connections"
+COUNT_SQL = "SHOW SESSION STATUS LIKE 'Threads_connected'"  # the server's connection count, O(1) like the above
 
 
 class Housekeeper:

@@ -8,12 +8,16 @@ connection's status (``SHOW GLOBAL STATUS``): O(N^2) on the server, its largest 
 from __future__ import annotations
 
 import random
-from typing import Any
+import time
 
+import pymysql
 import pytest
 
 from harness.mariadb import MariaDBServer
+from serverless_mysql import ServerlessMySQL
+from serverless_mysql import _housekeeping_io as housekeeping_io
 from serverless_mysql.housekeeping import REFUSALS_SQL, Housekeeper
+from serverless_mysql.results import Stats
 from tests.conftest import ServerFactory, UserFactory
 from tests.integration.conftest import ClientFactory
 
@@ -39,16 +43,24 @@ def selects(server: MariaDBServer) -> int:
 
 
 def newcomer(
-    server: MariaDBServer, make_user: UserFactory, client_factory: ClientFactory, *, draw: float, **options: Any
-) -> tuple[Any, int]:
-    """A new client that connects among ``CROWD`` idle connections, runs one query and ends: (stats, SELECTs)."""
+    server: MariaDBServer,
+    make_user: UserFactory,
+    client_factory: ClientFactory,
+    *,
+    draw: float,
+) -> tuple[Stats, int, ServerlessMySQL]:
+    """A new client among ``CROWD`` idle connections of another user, and one zombie of its own past
+    ``zombie_max_timeout`` (a scan kills it; a count does not see it): (stats after one invocation, SELECTs run,
+    zombies left after a second invocation)."""
     app = make_user(server, process=True)
     server.open_zombies(make_user(server), CROWD)
-    db = client_factory(app, random=Draws(draw), **options)
+    server.open_zombies(app, 1)
+    time.sleep(1.1)  # TIME counts whole seconds
+    db = client_factory(app, random=Draws(draw), zombie_min_timeout=1, zombie_max_timeout=1)
     before = selects(server)
     db.query("SELECT 1")
     db.end()
-    return db.get_stats(), selects(server) - before
+    return db.get_stats(), selects(server) - before, db
 
 
 @pytest.fixture
@@ -56,30 +68,46 @@ def crowded(server_factory: ServerFactory) -> MariaDBServer:
     return server_factory(max_connections=4 * CROWD)
 
 
-def test_a_newcomer_far_below_the_threshold_does_not_scan(
+def test_a_newcomer_far_below_the_threshold_counts_instead_of_scanning(
     crowded: MariaDBServer, make_user: UserFactory, client_factory: ClientFactory
 ) -> None:
-    stats, ran = newcomer(crowded, make_user, client_factory, draw=0.99)
-    # SELECT 1 and the server's limits (a cold start): no processlist scan. The count read right after connecting
-    # stands for the measurement: ~CROWD of 4 * CROWD.
+    stats, ran, _ = newcomer(crowded, make_user, client_factory, draw=0.99)
+    # SELECT 1 and the server's limits (a cold start), then the count (SHOW STATUS): no scan, so the expired
+    # zombie is still there for a later one. ~CROWD + 3 connections of 4 * CROWD.
     assert ran == 2
-    assert stats.housekeeping_runs == 1 and stats.zombies_killed == 0
+    assert (stats.housekeeping_runs, stats.housekeeping_statements, stats.zombies_killed) == (1, 3, 0)
     assert stats.last_utilization is not None and 0.24 <= stats.last_utilization <= 0.3
 
 
 def test_a_newcomer_scans_by_lot(crowded: MariaDBServer, make_user: UserFactory, client_factory: ClientFactory) -> None:
-    stats, ran = newcomer(crowded, make_user, client_factory, draw=0.0)
+    stats, ran, _ = newcomer(crowded, make_user, client_factory, draw=0.0)
     assert ran == 2  # SELECT 1 and the scan (which reads the limits too)
-    assert stats.housekeeping_runs == 1
+    assert (stats.housekeeping_runs, stats.zombies_killed) == (1, 1)
 
 
-def test_a_newcomer_near_the_threshold_always_scans(
+def test_a_newcomer_near_the_threshold_scans(
     server_factory: ServerFactory, make_user: UserFactory, client_factory: ClientFactory
 ) -> None:
     server = server_factory(max_connections=CROWD + 20)  # ~CROWD of CROWD + 20: over HEADROOM * 0.8
-    stats, ran = newcomer(server, make_user, client_factory, draw=0.99)
+    stats, ran, _ = newcomer(server, make_user, client_factory, draw=0.99)
     assert ran == 3  # SELECT 1, the limits, then the scan all the same
+    assert stats.zombies_killed == 1
     assert stats.last_utilization is not None and stats.last_utilization > 0.8
+
+
+def test_the_count_read_at_connect_decides_one_end_only(
+    crowded: MariaDBServer, make_user: UserFactory, client_factory: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first end() fails before it measures; the next one must not decide on the count read at connect, which
+    # may be minutes old by then: it scans.
+    monkeypatch.setattr(housekeeping_io, "LIMITS_SQL", "SELECT no_such_column_xyz")
+    stats, _, db = newcomer(crowded, make_user, client_factory, draw=0.99)
+    assert (stats.housekeeping_errors, stats.housekeeping_runs) == (1, 0)
+    monkeypatch.undo()
+    db.query("SELECT 1")
+    db.end()
+    after = db.get_stats()
+    assert (after.housekeeping_runs, after.zombies_killed) == (1, 1)
 
 
 def test_the_counters_read_in_session_scope_are_the_servers(
@@ -87,9 +115,12 @@ def test_the_counters_read_in_session_scope_are_the_servers(
 ) -> None:
     # The baseline reads SESSION scope (no sum over every connection): these three have only a global value.
     assert "SHOW SESSION STATUS" in REFUSALS_SQL
+    app = make_user(crowded)
+    with pytest.raises(pymysql.err.OperationalError):
+        pymysql.connect(**{**app.connect_kwargs(), "password": "wrong"}).close()  # Aborted_connects > 0
     crowded.open_zombies(make_user(crowded), 5)
-    db = client_factory(make_user(crowded))
-    session = {row["Variable_name"]: row["Value"] for row in db.query(REFUSALS_SQL)}
-    glob = {row["Variable_name"]: row["Value"] for row in db.query(REFUSALS_SQL.replace("SESSION", "GLOBAL"))}
+    db = client_factory(app)
+    session = {row["Variable_name"]: int(row["Value"]) for row in db.query(REFUSALS_SQL)}
+    glob = {row["Variable_name"]: int(row["Value"]) for row in db.query(REFUSALS_SQL.replace("SESSION", "GLOBAL"))}
     assert set(session) == {"Connection_errors_max_connections", "Aborted_connects", "Threads_connected"}
-    assert session == glob
+    assert session == glob and session["Aborted_connects"] > 0 and session["Threads_connected"] >= 6
