@@ -59,6 +59,17 @@ def later(seconds: float, fn: Callable[[], object]) -> threading.Thread:
     return thread
 
 
+def conn_id(db: ServerlessMySQL) -> int:
+    """The server's thread id of the client's connection, asked on that connection (connecting if needed)."""
+    return int(db.query("SELECT CONNECTION_ID() AS id")[0]["id"])
+
+
+def kill_and_wait(server: MariaDBServer, user: AppUser, thread_id: int) -> None:
+    """KILL ``thread_id`` from outside and wait until ``user`` has no connection left (the kill took effect)."""
+    server.kill(thread_id)
+    server.wait_for_connection_count(0, user.name)
+
+
 def values(server: MariaDBServer, table: str) -> list[str]:
     """The ``v`` column of ``table``, read through a separate root connection."""
     return [row["v"] for row in server.execute(f"SELECT v FROM {table} ORDER BY id")]

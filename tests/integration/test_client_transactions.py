@@ -13,16 +13,12 @@ import pytest
 
 from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import TransactionAbortedError
-from tests.integration.conftest import ClientFactory, later, values
+from tests.integration.conftest import ClientFactory, conn_id, kill_and_wait, later, values
 from tests.integration.decorator_fixtures import clean_serverless_env
 
 pytestmark = pytest.mark.integration
 Factory = Any
 __all__ = ["clean_serverless_env"]
-
-
-def conn_id(db: Any) -> int:
-    return int(db.query("SELECT CONNECTION_ID() AS id")[0]["id"])
 
 
 @pytest.mark.parametrize("closing", ["end", "quit"])
@@ -111,8 +107,7 @@ def test_connection_lost_inside_a_transaction_aborts_it(
     db = client_factory(app_user)
     with pytest.raises(TransactionAbortedError), db.transaction() as tx:
         tx.query(f"INSERT INTO {table} (v) VALUES ('A')")
-        mariadb.kill(conn_id(db))
-        mariadb.wait_for_connection_count(0, app_user.name)
+        kill_and_wait(mariadb, app_user, conn_id(db))
         tx.query(f"INSERT INTO {table} (v) VALUES ('B')")
     assert values(mariadb, table) == []  # neither A nor B: no autocommit continuation
     assert db.query("SELECT 1 AS one") == [{"one": 1}]
@@ -137,8 +132,7 @@ def test_manual_transaction_lost_while_idle_is_not_continued_in_autocommit(
     db = client_factory(app_user)
     db.query("START TRANSACTION")
     db.query(f"INSERT INTO {table} (v) VALUES ('A')")
-    mariadb.kill(conn_id(db))
-    mariadb.wait_for_connection_count(0, app_user.name)
+    kill_and_wait(mariadb, app_user, conn_id(db))
     with pytest.raises(TransactionAbortedError):
         db.query(f"INSERT INTO {table} (v) VALUES ('B')")
     db.query(f"INSERT INTO {table} (v) VALUES ('C')")  # a new statement, after the caller was told

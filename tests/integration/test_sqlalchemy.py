@@ -16,7 +16,7 @@ from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ConfigError, DeadlineExceededError, ServerlessMySQL, TransactionAbortedError
 from serverless_mysql.decorator import with_mysql
 from serverless_mysql.sqlalchemy import create_engine
-from tests.integration.conftest import ClientFactory, values
+from tests.integration.conftest import ClientFactory, conn_id, kill_and_wait, values
 from tests.integration.decorator_fixtures import clean_serverless_env
 from tests.integration.sqlalchemy_fixtures import db, engine
 
@@ -49,10 +49,6 @@ def model(table: str) -> type[Any]:
         v: Mapped[str] = mapped_column(String(200))
 
     return Item
-
-
-def conn_id(db: ServerlessMySQL) -> int:
-    return int(db.query("SELECT CONNECTION_ID() AS id")[0]["id"])
 
 
 def counters(db: ServerlessMySQL) -> dict[str, int]:
@@ -226,8 +222,7 @@ def test_connection_lost_inside_an_orm_transaction_is_an_error_and_nothing_is_co
     with pytest.raises(TransactionAbortedError), Session(engine) as session, session.begin():
         session.add(Item(v="A"))
         session.flush()
-        mariadb.kill(conn_id(db))
-        mariadb.wait_for_connection_count(0, app_user.name)
+        kill_and_wait(mariadb, app_user, conn_id(db))
         session.add(Item(v="B"))
         session.flush()  # never re-run on a new connection, never in autocommit
     assert values(mariadb, table) == []
@@ -235,8 +230,7 @@ def test_connection_lost_inside_an_orm_transaction_is_an_error_and_nothing_is_co
     with pytest.raises(TransactionAbortedError), Session(engine) as session, session.begin():
         session.add(Item(v="C"))
         session.flush()
-        mariadb.kill(conn_id(db))
-        mariadb.wait_for_connection_count(0, app_user.name)
+        kill_and_wait(mariadb, app_user, conn_id(db))
     assert values(mariadb, table) == []
     assert not db.in_transaction
     with Session(engine) as session, session.begin():  # and the next transaction works again
@@ -439,8 +433,7 @@ def test_cursor_follows_the_liveness_and_rerun_rules(
 ) -> None:
     cur = db.cursor()
     cur.execute("SELECT 1 AS one")
-    mariadb.kill(conn_id(db))
-    mariadb.wait_for_connection_count(0, app_user.name)
+    kill_and_wait(mariadb, app_user, conn_id(db))
     cur.execute(f"INSERT INTO {table} (v) VALUES ('after kill')")  # found dead before use: reconnected first
     assert db.get_stats().reconnects == 1
     own = conn_id(db)
@@ -450,8 +443,7 @@ def test_cursor_follows_the_liveness_and_rerun_rules(
     assert cur.fetchall() == [{"s": 0}] and db.get_stats().reconnects == 2
     with pytest.raises(TransactionAbortedError), db.transaction():
         cur.execute(f"INSERT INTO {table} (v) VALUES ('in tx')")
-        mariadb.kill(conn_id(db))
-        mariadb.wait_for_connection_count(0, app_user.name)
+        kill_and_wait(mariadb, app_user, conn_id(db))
         cur.execute(f"INSERT INTO {table} (v) VALUES ('never')")
     assert values(mariadb, table) == ["after kill"]
 

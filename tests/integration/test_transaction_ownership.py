@@ -12,18 +12,18 @@ import pytest
 
 from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import DeadlineExceededError, ServerlessMySQL, TransactionAbortedError
-from tests.integration.conftest import ClientFactory, values
+from tests.integration.conftest import ClientFactory, kill_and_wait, values
 from tests.integration.decorator_fixtures import clean_serverless_env
 
 pytestmark = pytest.mark.integration
 __all__ = ["clean_serverless_env"]
 
 
-def _kill_own(mariadb: MariaDBServer, user: AppUser, db: ServerlessMySQL) -> None:
+def own_thread(db: ServerlessMySQL) -> int:
+    """The thread id of the client's connection, without a statement on it (it is inside a transaction)."""
     conn = db.get_client()
     assert conn is not None
-    mariadb.kill(conn.thread_id())  # type: ignore[no-untyped-call]
-    mariadb.wait_for_connection_count(0, user.name)
+    return int(conn.thread_id())  # type: ignore[no-untyped-call]
 
 
 def test_connect_inside_a_transaction_does_not_split_it(
@@ -33,7 +33,7 @@ def test_connect_inside_a_transaction_does_not_split_it(
     db = client_factory(app_user)
     with pytest.raises(TransactionAbortedError), db.transaction() as tx:
         tx.query(f"INSERT INTO {table} (v) VALUES ('A')")
-        _kill_own(mariadb, app_user, db)
+        kill_and_wait(mariadb, app_user, own_thread(db))
         db.connect()
         tx.query(f"INSERT INTO {table} (v) VALUES ('B')")
     assert values(mariadb, table) == []  # neither A (rolled back by the server) nor B (autocommitted before)
@@ -53,7 +53,7 @@ def test_raw_connection_server_info_inside_a_transaction_does_not_split_it(
         for call in ("get_server_info", "character_set_name"):
             with pytest.raises(TransactionAbortedError), db.transaction() as tx:
                 tx.query(f"INSERT INTO {table} (v) VALUES ('A')")
-                _kill_own(mariadb, app_user, db)
+                kill_and_wait(mariadb, app_user, own_thread(db))
                 getattr(raw.driver_connection, call)()
                 tx.query(f"INSERT INTO {table} (v) VALUES ('B')")
             assert values(mariadb, table) == []
