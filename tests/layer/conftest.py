@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -99,3 +100,19 @@ def moto_endpoint() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+def link_module(name: str, target_dir: Path, *, skip_if_missing: bool = False) -> None:
+    """Symlink an installed module (package directory or single file) of this test environment into target_dir.
+
+    A module that is not installed fails the test, or skips it with ``skip_if_missing``.
+    """
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        message = f"{name} is not installed in the test environment (pip install -e '.[dev]' installs it)"
+        if skip_if_missing:
+            pytest.skip(message)
+        raise AssertionError(message)
+    origin = Path(spec.origin)
+    source = origin.parent if origin.name == "__init__.py" else origin
+    (target_dir / source.name).symlink_to(source, target_is_directory=source.is_dir())

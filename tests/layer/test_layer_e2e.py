@@ -16,7 +16,6 @@ importable, so a module missing from the layer fails the test.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import secrets
@@ -33,7 +32,7 @@ import boto3
 import pytest
 
 from harness.mariadb import AppUser, MariaDBServer
-from tests.layer.conftest import LayerBuild, find_python
+from tests.layer.conftest import LayerBuild, find_python, link_module
 
 ROOT = Path(__file__).resolve().parents[2]
 # What the Lambda runtime provides (boto3 and its dependency closure) and what AWS's Powertools layer adds.
@@ -56,15 +55,6 @@ class LambdaSandbox:
         return os.pathsep.join(str(p) for p in (self.opt_python, self.powertools, self.runtime))
 
 
-def _link_module(name: str, target_dir: Path) -> None:
-    """Symlink an installed module (package directory or single file) of this test environment into target_dir."""
-    spec = importlib.util.find_spec(name)
-    assert spec is not None and spec.origin is not None, f"{name} is not installed in the test environment"
-    origin = Path(spec.origin)
-    source = origin.parent if origin.name == "__init__.py" else origin
-    (target_dir / source.name).symlink_to(source, target_is_directory=source.is_dir())
-
-
 @pytest.fixture(scope="module")
 def sandbox(layer_build: LayerBuild, tmp_path_factory: pytest.TempPathFactory) -> LambdaSandbox:
     base = tmp_path_factory.mktemp("lambda")
@@ -76,9 +66,9 @@ def sandbox(layer_build: LayerBuild, tmp_path_factory: pytest.TempPathFactory) -
     shutil.copy(ROOT / "examples" / "handler.py", task / "handler.py")
     shutil.copy(Path(__file__).with_name("lambda_runner.py"), task / "lambda_runner.py")
     for name in POWERTOOLS_MODULES:
-        _link_module(name, powertools)
+        link_module(name, powertools)
     for name in RUNTIME_MODULES:
-        _link_module(name, runtime)
+        link_module(name, runtime)
     return LambdaSandbox(task=task, opt_python=opt / "python", powertools=powertools, runtime=runtime)
 
 

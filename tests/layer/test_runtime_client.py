@@ -14,7 +14,6 @@ the runtime runs under that interpreter; ``AWS_EXECUTION_ENV`` says which manage
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import shutil
@@ -34,7 +33,7 @@ import pytest
 from harness.mariadb import AppUser, MariaDBServer
 from harness.runtime_api import RuntimeApi
 from tests.conftest import private_server
-from tests.layer.conftest import LayerBuild
+from tests.layer.conftest import LayerBuild, link_module
 
 pytestmark = pytest.mark.slow
 
@@ -88,15 +87,6 @@ class Sandbox:
     runtime: Path
 
 
-def _link(name: str, target: Path) -> None:
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.origin is None:
-        pytest.skip(f"{name} is not installed (pip install -e '.[dev]' installs awslambdaric)")
-    origin = Path(spec.origin)
-    source = origin.parent if origin.name == "__init__.py" else origin
-    (target / source.name).symlink_to(source, target_is_directory=source.is_dir())
-
-
 @pytest.fixture(scope="module")
 def sandbox(layer_build: LayerBuild, tmp_path_factory: pytest.TempPathFactory) -> Sandbox:
     base = tmp_path_factory.mktemp("awslambdaric")
@@ -109,7 +99,7 @@ def sandbox(layer_build: LayerBuild, tmp_path_factory: pytest.TempPathFactory) -
                 Path(zf.extract(info, opt)).chmod(info.external_attr >> 16 & 0o777 or 0o644)
     (task / "handler.py").write_text(HANDLER, encoding="utf-8")
     for name in RUNTIME_MODULES:
-        _link(name, runtime)
+        link_module(name, runtime, skip_if_missing=True)
     return Sandbox(task, opt, runtime)
 
 
