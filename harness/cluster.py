@@ -175,6 +175,7 @@ class LocalCluster:
         switch_delay: float = DEFAULT_SWITCH_DELAY,
         endpoint_max_connections: int = 512,
         endpoints: Literal["threads", "process"] = "threads",
+        server_args: tuple[str, ...] = (),
     ) -> None:
         if not 1 <= replicas <= 3:
             raise ValueError("a local cluster has 1 to 3 replicas")
@@ -182,7 +183,10 @@ class LocalCluster:
             raise PrivateServerRequired("a local cluster needs private MariaDB servers, but SMYSQL_TEST_URL is set")
         self.switch_delay = switch_delay
         self.servers: list[MariaDBServer] = [
-            MariaDBServer(max_connections=max_connections, extra_args=(f"--server-id={i + 1}", *_REPLICATION_ARGS))
+            MariaDBServer(
+                max_connections=max_connections,
+                extra_args=(f"--server-id={i + 1}", *_REPLICATION_ARGS, *server_args),
+            )
             for i in range(replicas + 1)
         ]
         self.writer: MariaDBServer = self.servers[0]
