@@ -14,7 +14,14 @@ from collections.abc import Callable
 import pymysql
 
 from . import _driver
-from ._cluster import WRITABILITY_FALLBACK_SQL, is_writable, resolve_role, writability_sql
+from ._cluster import (
+    WITHOUT_SUPER_READ_ONLY,
+    is_writable,
+    parse_writability,
+    read_only_variables,
+    resolve_role,
+    writability_sql,
+)
 from ._credentials import time_budget
 from ._events import Events
 from ._record import record
@@ -56,6 +63,7 @@ class Connected:
     conn: _driver.DriverConnection
     host: str
     waited_for_slot: bool  # refused as "full" at least once: its end() measures, kills zombies, reads counters
+    limits: tuple[int, int] | None = None  # (max_connections, max_user_connections), read by the writability check
 
 
 class Connector:
@@ -81,6 +89,7 @@ class Connector:
         self._sleep = sleep
         self.errors = 0  # failed connect attempts (the client's error count includes them)
         self._no_super_read_only: set[str] = set()  # server versions that claimed super_read_only and lacked it
+        self._limits: tuple[int, int] | None = None  # read by the last attempt's writability check
 
     # ------------------------------------------------------------------------------------------ bookkeeping
     def open(self, deadline: float | None, *, gave_back_at: float, waiting_since: float | None = None) -> Connected:
@@ -112,7 +121,7 @@ class Connector:
             "connected",
             extra={"event": "connect", "thread_id": conn.connection_id, "attempts": attempt + 1, "full": full_refusals},
         )
-        return Connected(conn, str(kwargs["host"]), full_refusals > 0)
+        return Connected(conn, str(kwargs["host"]), full_refusals > 0, self._limits)
 
     def wait_end(self, started: float, deadline: float | None) -> float | None:
         """When a connect that began at ``started`` stops waiting: the deadline or ``max_connect_wait``."""
@@ -212,6 +221,7 @@ class Connector:
                 self._deadline_spent(started, last_exc)
             timeout = min(timeout, left)
         self._stats.connect_attempts += 1
+        self._limits = None
         conn = _driver.connect(kwargs, timeout=timeout, deadline=deadline, clock=self._clock)
         cfg = self._cfg
         conn.set_io_limits(cfg.read_timeout, cfg.write_timeout, deadline)  # the statement timeouts from now on
@@ -220,24 +230,30 @@ class Connector:
         return conn
 
     def _check_writable(self, conn: _driver.DriverConnection, endpoint: str) -> None:
-        """One statement: does the server accept writes? A read-only one is closed and refused like a down one."""
+        """One statement: does the server accept writes? A read-only one is closed and refused like a down one.
+
+        The server's limits ride along (kept for housekeeping, see :class:`Connected`).
+        """
         version = conn.version  # from the handshake: MariaDB has no super_read_only, MySQL >= 5.7.8 has
-        sql = WRITABILITY_FALLBACK_SQL if version in self._no_super_read_only else writability_sql(version)
+        names = WITHOUT_SUPER_READ_ONLY if version in self._no_super_read_only else read_only_variables(version)
         try:
             try:
-                rows = conn.run(sql)
+                rows = conn.run(writability_sql(names))
             except pymysql.MySQLError as exc:
-                if error_number(exc) != ER_UNKNOWN_SYSTEM_VARIABLE or sql == WRITABILITY_FALLBACK_SQL:
+                if error_number(exc) != ER_UNKNOWN_SYSTEM_VARIABLE or names == WITHOUT_SUPER_READ_ONLY:
                     raise
                 self._no_super_read_only.add(version)  # once per server version
-                rows = conn.run(WRITABILITY_FALLBACK_SQL)
+                names = WITHOUT_SUPER_READ_ONLY
+                rows = conn.run(writability_sql(names))
+            flags, limits = parse_writability(rows[0]["state"], names)
         except BaseException:
             conn.close_quietly()
             raise
-        if rows and is_writable(rows[0]):
+        if is_writable(flags):
+            self._limits = limits
             return
         conn.close_quietly()  # COM_QUIT: the slot is free at once
-        found = ", ".join(f"{name}={value}" for name, value in (rows[0] if rows else {}).items())
+        found = ", ".join(f"{name}={value}" for name, value in flags.items())
         logger.debug("read-only server at connect", extra={"event": "read_only_server"})
         raise ReadOnlyServerError(
             ER_OPTION_PREVENTS_STATEMENT,

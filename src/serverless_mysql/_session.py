@@ -175,12 +175,15 @@ class Session:
         if self._max_age is not None:
             self._retire_at = connection_retire_at(self._last_used, self._max_age, self._rng)
         self._waited = connected.waited_for_slot  # then its end() measures, kills zombies and reads the counters
-        self._on_connected(conn)
+        self._on_connected(conn, connected.limits)
         self._events.connect(conn)
         return conn
 
-    def _on_connected(self, conn: DriverConnection) -> None:
-        """Hook for what a new connection needs beyond the session's state (the client's housekeeping)."""
+    def _on_connected(self, conn: DriverConnection, limits: tuple[int, int] | None) -> None:
+        """Hook for what a new connection needs beyond the session's state (the client's housekeeping).
+
+        ``limits``: the server's ``(max_connections, max_user_connections)`` when the connect read them.
+        """
 
     def _prepare(self, conn: DriverConnection) -> None:
         """Check that time is left, and bound every socket operation of the next statement by the deadline."""

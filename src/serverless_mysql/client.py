@@ -269,7 +269,9 @@ class ServerlessMySQL(TransactionControl):
         return f"<ServerlessMySQL {self._config.host}:{self._config.port} user={self._config.user!r} {state}>"
 
     # ------------------------------------------------------------------------------------------ housekeeping
-    def _on_connected(self, conn: DriverConnection) -> None:
+    def _on_connected(self, conn: DriverConnection, limits: tuple[int, int] | None) -> None:
+        if limits is not None:
+            self._housekeeper.store_limits(self._clock(), *limits)
         # Under pressure it measures at end() and gives the slot back anyway: no baseline needed then.
         read = self._config.manage_conns and not self._rds_proxy and not self._pressure.under_pressure(self._last_used)
         self._housekeeping.connected(conn, read_counters=read)

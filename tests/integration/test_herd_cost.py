@@ -23,7 +23,7 @@ from tests.integration.conftest import ClientFactory
 
 pytestmark = pytest.mark.integration
 
-CROWD = 2 * Housekeeper.FIRST_SCAN_ROWS  # more connections than a newcomer scans through unconditionally
+CROWD = 2 * Housekeeper.FIRST_SCAN_ALL  # more connections than a newcomer scans through unconditionally
 
 
 class Draws(random.Random):
@@ -72,10 +72,30 @@ def test_a_newcomer_far_below_the_threshold_counts_instead_of_scanning(
     crowded: MariaDBServer, make_user: UserFactory, client_factory: ClientFactory
 ) -> None:
     stats, ran, _ = newcomer(crowded, make_user, client_factory, draw=0.99)
-    # SELECT 1 and the server's limits (a cold start), then the count (SHOW STATUS): no scan, so the expired
-    # zombie is still there for a later one. ~CROWD + 3 connections of 4 * CROWD.
+    # SELECT 1 and the server's limits (a cold start); the count is the one read right after connecting (with the
+    # counters' baseline): no scan, so the expired zombie is still there for a later one. ~CROWD + 3 connections of
+    # 4 * CROWD.
     assert ran == 2
-    assert (stats.housekeeping_runs, stats.housekeeping_statements, stats.zombies_killed) == (1, 3, 0)
+    assert (stats.housekeeping_runs, stats.housekeeping_statements, stats.zombies_killed) == (1, 2, 0)
+    assert stats.last_utilization is not None and 0.24 <= stats.last_utilization <= 0.3
+
+
+def test_a_writer_newcomer_sends_nothing_at_its_first_end(
+    crowded: MariaDBServer, make_user: UserFactory, client_factory: ClientFactory
+) -> None:
+    # The writability check brings the limits along, and the count came with the baseline: in a herd of newcomers
+    # (the drain after a failover) the first end() costs the server no statement at all.
+    app = make_user(crowded)
+    crowded.open_zombies(make_user(crowded), CROWD)
+    db = client_factory(app, random=Draws(0.99), server_role="writer")
+    before = selects(crowded)
+    db.query("SELECT 1")
+    after_query = selects(crowded)
+    db.end()
+    stats = db.get_stats()
+    assert after_query - before == 2  # the writability check (with the limits) and SELECT 1
+    assert selects(crowded) == after_query  # end(): no limits, no scan
+    assert (stats.housekeeping_runs, stats.housekeeping_statements) == (1, 1)  # the baseline (SHOW) only
     assert stats.last_utilization is not None and 0.24 <= stats.last_utilization <= 0.3
 
 

@@ -13,6 +13,8 @@ from serverless_mysql._cluster import (
     connection_retire_at,
     detect_rds_proxy,
     is_writable,
+    parse_writability,
+    read_only_variables,
     reader_endpoint,
     resolve_role,
     split_host_port,
@@ -86,15 +88,25 @@ def test_bad_reader_host_is_a_config_error(value: str) -> None:
 
 # ------------------------------------------------------------------------------------------ writability
 def test_writability_statement_by_server_version() -> None:
-    maria = writability_sql("5.5.5-10.11.6-MariaDB-log")
-    assert "super_read_only" not in maria  # MariaDB has none: asking would fail
-    assert "@@global.read_only" in maria and "@@global.innodb_read_only" in maria
-    assert "super_read_only" in writability_sql("8.0.35")
-    assert "super_read_only" in writability_sql("5.7.12-log")
-    assert "super_read_only" not in writability_sql("5.6.10")
-    assert is_writable({"read_only": 0, "innodb_read_only": 0, "super_read_only": 0})
-    assert not is_writable({"read_only": 0, "innodb_read_only": 1})  # an Aurora reader
-    assert not is_writable({"read_only": 1, "innodb_read_only": 0})  # a demoted writer, an RDS replica
+    maria = read_only_variables("5.5.5-10.11.6-MariaDB-log")
+    assert maria == ("read_only", "innodb_read_only")  # MariaDB has no super_read_only: asking would fail
+    assert "super_read_only" in read_only_variables("8.0.35")
+    assert "super_read_only" in read_only_variables("5.7.12-log")
+    assert "super_read_only" not in read_only_variables("5.6.10")
+    sql = writability_sql(read_only_variables("8.0.35"))
+    assert sql.count("AS") == 1 and "@@global.super_read_only" in sql and "@@max_user_connections" in sql
+    assert is_writable({"read_only": "0", "innodb_read_only": "0", "super_read_only": "0"})
+    assert not is_writable({"read_only": "0", "innodb_read_only": "1"})  # an Aurora reader
+    assert not is_writable({"read_only": "1", "innodb_read_only": "0"})  # a demoted writer, an RDS replica
+    assert not is_writable({"read_only": "ON"})
+
+
+def test_the_writability_answer_is_one_value() -> None:
+    names = ("read_only", "innodb_read_only")
+    assert parse_writability("1,0,151,0", names) == ({"read_only": "1", "innodb_read_only": "0"}, (151, 0))
+    assert parse_writability(b"0,0,4000,25", names) == ({"read_only": "0", "innodb_read_only": "0"}, (4000, 25))
+    with pytest.raises(ValueError, match="writability check"):
+        parse_writability("0,0,151", names)
 
 
 def _error(code: int, text: str) -> pymysql.err.OperationalError:

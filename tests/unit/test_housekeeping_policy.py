@@ -144,8 +144,8 @@ def test_from_half_the_threshold_the_fleet_not_each_environment_measures_about_o
 def test_a_newcomer_scans_every_time_on_a_small_server_and_by_lot_on_a_large_one() -> None:
     hk = Housekeeper(conn_utilization=0.8, used_conns_freq=None, max_conns_freq=60, rng=random.Random(3))
     rows = Housekeeper.FIRST_SCAN_ROWS
-    assert all(hk.first_scan(rows) for _ in range(1000))
+    assert all(hk.first_scan(Housekeeper.FIRST_SCAN_ALL) for _ in range(1000))
     # A herd's newcomers walk about FIRST_SCAN_ROWS rows each, whatever the server's connection count.
-    for connections in (2 * rows, 20 * rows):
+    for connections in (2 * Housekeeper.FIRST_SCAN_ALL, 20 * Housekeeper.FIRST_SCAN_ALL):
         scans = sum(hk.first_scan(connections) for _ in range(20_000))
         assert abs(scans * connections / 20_000 - rows) < 0.1 * rows
