@@ -247,11 +247,11 @@ class Turn(Pressure):
         at = self.turn_at()
         return max(self.base, at * self.rng.uniform(0.95, 1.05)) if at > 0 else self.queue_delay(0.0)
 
-    def delay(self, kind: str, attempt: int, previous: float, waited: float) -> float:
+    def delay(self, kind: str, attempt: int, previous: float, waited: float, *, read_only: bool = False) -> float:
         """Until its turn, then the aged rate (or ``pace`` times its learned wait)."""
         at = self.turn_at()
         if kind == DOWN or at <= 0:
-            return super().delay(FULL if kind == FULL else DOWN, attempt, previous, waited)
+            return super().delay(FULL if kind == FULL else DOWN, attempt, previous, waited, read_only=read_only)
         if waited < 0.95 * at:
             return max(self.base, (at - waited) * self.rng.uniform(0.95, 1.05))
         mean = min(0.5, self.pace * self.learned_wait) if self.pace else AGED_MEAN * self.cap

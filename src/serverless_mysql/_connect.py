@@ -169,10 +169,11 @@ class Connector:
                         elapsed=self._clock() - started,
                     ) from exc
                 now = self._clock()
+                read_only = kind != FULL and is_read_only_refusal(exc)
                 if kind == FULL:
                     full_refusals += 1
                     stats.refused_full += 1
-                elif is_read_only_refusal(exc):
+                elif read_only:
                     stats.refused_read_only += 1
                 else:
                     stats.refused_down += 1
@@ -180,7 +181,7 @@ class Connector:
                 if pressure.wait_over(attempt=attempt, max_retries=cfg.max_retries, now=now, wait_end=wait_end):
                     self._events.connect_error(exc)
                     raise self._retry_failure(attempt, started, exc, deadline, wait_end) from exc
-                wanted = pressure.delay(kind, attempt + 1, previous, now - started)
+                wanted = pressure.delay(kind, attempt + 1, previous, now - started, read_only=read_only)
                 delay = pressure.next_wait(
                     attempt=attempt, max_retries=cfg.max_retries, now=now, delay=wanted, wait_end=wait_end
                 )
