@@ -43,6 +43,9 @@ writer from t=15 s (Aurora's DNS TTL: 5 s); the reader endpoint then names the o
 - *Hosts*: each strategy's environments live in 16 host processes here (2 in the overload scenarios): with ~1,000
   environments waiting at once, 500 threads per Python interpreter spent their CPU waking interpreter-lock
   waiters, and runs stalled after the switch for reasons that do not exist on Lambda (see `bench/failover.py`).
+- *Servers*: `--thread-handling=pool-of-threads` (MariaDB's thread pool): Aurora MySQL multiplexes connections over
+  a pool of its own. With a thread per connection, up to 600 INSERTs ran at once on this machine's two cores after
+  the switch, queued on one B-tree page latch, and one run in three stalled for 5 s.
 - *CPU* in the per-second table: cores used by the strategy's host processes, by the endpoints' forwarder
   process and by the MariaDB servers. The machine has 2 cores, shared with other work: when the sum nears 2, the
   numbers say more about this machine than about the strategy (on Lambda each environment has its own CPU).
