@@ -246,7 +246,10 @@ class Connector:
                 self._no_super_read_only.add(version)  # once per server version
                 names = WITHOUT_SUPER_READ_ONLY
                 rows = conn.run(writability_sql(names))
-            flags, limits = parse_writability(rows[0]["state"], names)
+            try:
+                flags, limits = parse_writability(rows[0]["state"], names)
+            except (IndexError, KeyError, ValueError) as exc:  # not a MySQL-compatible answer: no retry fixes it
+                raise ConnectError(f"cannot connect to {endpoint}: unexpected answer to the writability check") from exc
         except BaseException:
             conn.close_quietly()
             raise

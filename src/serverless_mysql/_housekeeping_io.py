@@ -25,6 +25,8 @@ from .errors import (
     is_connection_lost,
 )
 from .housekeeping import (
+    CONNECT_COUNT_FRESH,
+    COUNT_SQL,
     HEADROOM,
     LIMITS_SQL,
     PROCESSLIST_FALLBACK_ERRORS,
@@ -81,6 +83,7 @@ class HousekeepingIO:
         self.short_idle = False  # the session's wait_timeout is pressure_idle_timeout
         self.measured = False  # housekeeping measured on the current connection
         self._connected_count: int | None = None  # the server's Threads_connected right after this connection
+        self._connected_at = 0.0  # when it was read
 
     def connected(self, conn: DriverConnection, *, read_counters: bool) -> None:
         """A new connection: its session has the server's idle timeout; read the counters' baseline if asked.
@@ -175,7 +178,8 @@ class HousekeepingIO:
         connecting is the measurement when it is under :data:`HEADROOM` of the threshold and the account has no
         connection limit of its own (whose connections only a scan counts). Zombies past ``zombie_max_timeout``
         then wait for a later scan. Near the threshold, after a wait for a slot, or under pressure it scans.
-        The count is not read again here, and a writer client has the limits from its writability check: in the
+        The count is read again only when the first end() comes more than :data:`CONNECT_COUNT_FRESH` seconds after
+        the connect, and a writer client has the limits from its writability check: in the
         failover drill's drain these were two of each newcomer's five housekeeping statements, and without them
         (and with fewer scans by lot) service was clean within 1.8 s of the switch instead of 2.8 s.
         """
@@ -190,7 +194,9 @@ class HousekeepingIO:
         assert hk.limits is not None
         if hk.limits[1] > 0:
             return False
-        total = count
+        # Read at connect, and stands for now only a little later: a herd only grows meanwhile.
+        fresh = now - self._connected_at <= CONNECT_COUNT_FRESH
+        total = count if fresh else int(self._run_one(conn, COUNT_SQL)["Value"])
         usage = Usage(max_connections=hk.limits[0], max_user_connections=0, total=total, user_total=0)
         if usage.utilization >= HEADROOM * self._cfg.conn_utilization:
             return False
@@ -225,6 +231,7 @@ class HousekeepingIO:
         refused, aborted = values.get("connection_errors_max_connections"), values.get("aborted_connects")
         if not busy:  # the reading right after connecting
             self._connected_count = values.get("threads_connected")
+            self._connected_at = self._clock()
         if refused is not None and aborted is not None:
             self._pressure.counters(self._clock(), refused, aborted, busy=busy)
 

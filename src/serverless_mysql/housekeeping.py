@@ -36,6 +36,8 @@ import random
 from ._record import record
 
 __all__ = [
+    "CONNECT_COUNT_FRESH",
+    "COUNT_SQL",
     "HEADROOM",
     "INFORMATION_SCHEMA_PROCESSLIST",
     "LIMITS_SQL",
@@ -222,6 +224,10 @@ REFUSALS_SQL = (
     "'Threads_connected')"
 )
 LIMITS_SQL = "SELECT @@max_connections AS max_connections, @@max_user_connections AS max_user_connections"
+COUNT_SQL = "SHOW SESSION STATUS LIKE 'Threads_connected'"  # the server's connection count, O(1) like the above
+CONNECT_COUNT_FRESH = 5.0
+"""Seconds for which the connection count read right after connecting stands for a new connection's first
+measurement (a longer invocation reads it again at its end)."""
 
 
 class Housekeeper:

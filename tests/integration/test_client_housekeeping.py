@@ -141,8 +141,12 @@ def test_unknown_thread_is_benign(server_factory: Factory, make_user: Factory, c
         # Other environments "get there first" for every zombie still in line: whichever the client planned to kill
         # next (zombies of the same age come in no set order), it finds gone. Killing only "the next one in the
         # list" failed at random under load, when the client's order differed from the list's.
-        for other in alive(server, zombies) - {thread_id}:
+        others = alive(server, zombies) - {thread_id}
+        for other in others:
             server.kill(other)
+        deadline = time.monotonic() + 5.0  # KILL returns before the thread is gone: wait until it is
+        while alive(server, list(others)) and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     db = client_factory(app, zombie_min_timeout=1, on_kill_error=lambda err, t: errors.append(err.args[0]))
     db.query("SELECT 1")

@@ -80,6 +80,16 @@ def test_a_newcomer_far_below_the_threshold_counts_instead_of_scanning(
     assert stats.last_utilization is not None and 0.24 <= stats.last_utilization <= 0.3
 
 
+def test_a_count_read_long_before_the_first_end_is_read_again(
+    crowded: MariaDBServer, make_user: UserFactory, client_factory: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An invocation longer than CONNECT_COUNT_FRESH: the count read at connect no longer stands for now.
+    monkeypatch.setattr(housekeeping_io, "CONNECT_COUNT_FRESH", -1.0)
+    stats, ran, _ = newcomer(crowded, make_user, client_factory, draw=0.99)
+    assert ran == 2  # SELECT 1 and the limits; then the count again (SHOW STATUS), still no scan
+    assert (stats.housekeeping_runs, stats.housekeeping_statements, stats.zombies_killed) == (1, 3, 0)
+
+
 def test_a_writer_newcomer_sends_nothing_at_its_first_end(
     crowded: MariaDBServer, make_user: UserFactory, client_factory: ClientFactory
 ) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pymysql
 import pytest
 
-from serverless_mysql import ConfigError, Credentials, ServerlessMySQL, with_mysql
+from serverless_mysql import ConfigError, ConnectError, Credentials, ServerlessMySQL, with_mysql
 from serverless_mysql._cluster import (
     connection_retire_at,
     detect_rds_proxy,
@@ -20,6 +20,7 @@ from serverless_mysql._cluster import (
     split_host_port,
     writability_sql,
 )
+from serverless_mysql._connect import ReadOnlyServerError
 from serverless_mysql.backoff import make_backoff
 from serverless_mysql.decorator.reader import ReaderCredentials
 from serverless_mysql.errors import connect_failure_kind, is_read_only_refusal
@@ -324,3 +325,59 @@ def test_read_only_reruns_share_one_wait_bound() -> None:
     with pytest.raises((DeadlineExceededError, RetriesExhaustedError)):
         db._connector.open(None, gave_back_at=-math.inf, waiting_since=started - 1.9)
     assert time.monotonic() - started < 1.0  # 0.1 s was left of the 2 s bound, not a fresh 2 s
+
+
+# ------------------------------------------------------------------------------------------ the check itself
+class _CheckedConnection:
+    """What the writability check needs of a connection: its handshake version, statements, COM_QUIT."""
+
+    def __init__(self, version: str, *answers: object) -> None:
+        self.version = version
+        self.answers = list(answers)
+        self.sent: list[str] = []
+        self.closed = False
+
+    def run(self, sql: str) -> object:
+        self.sent.append(sql)
+        answer = self.answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def close_quietly(self) -> None:
+        self.closed = True
+
+
+def _connector() -> Any:
+    return ServerlessMySQL(host="127.0.0.1", user="u", password="p", server_role="writer")._connector
+
+
+def test_a_mysql_writer_checks_super_read_only_and_keeps_the_limits() -> None:
+    connector = _connector()
+    conn = _CheckedConnection("8.0.35", [{"state": "0,0,0,2000,25"}])
+    connector._check_writable(conn, "db:3306")
+    assert "@@global.super_read_only" in conn.sent[0] and not conn.closed
+    assert connector._limits == (2000, 25)
+    demoted = _CheckedConnection("8.0.35", [{"state": "0,0,1,2000,25"}])
+    with pytest.raises(ReadOnlyServerError, match="super_read_only=1"):
+        connector._check_writable(demoted, "db:3306")
+    assert demoted.closed
+
+
+def test_a_server_that_lacks_super_read_only_is_asked_without_it_from_then_on() -> None:
+    connector = _connector()
+    unknown = pymysql.err.OperationalError(1193, "Unknown system variable 'super_read_only'")
+    conn = _CheckedConnection("8.0.35-compatible", unknown, [{"state": "0,0,151,0"}])
+    connector._check_writable(conn, "db:3306")
+    assert "super_read_only" in conn.sent[0] and "super_read_only" not in conn.sent[1]
+    again = _CheckedConnection("8.0.35-compatible", [{"state": "0,0,151,0"}])
+    connector._check_writable(again, "db:3306")
+    assert len(again.sent) == 1 and "super_read_only" not in again.sent[0]  # once per server version
+
+
+@pytest.mark.parametrize("answer", [[], [{"state": "0,0,151"}], [{"state": "0,0,x,0"}], [{"other": 1}]])
+def test_an_unexpected_writability_answer_is_a_connect_error(answer: object) -> None:
+    conn = _CheckedConnection("10.11.6-MariaDB", answer)
+    with pytest.raises(ConnectError, match="unexpected answer to the writability check") as caught:
+        _connector()._check_writable(conn, "db:3306")
+    assert conn.closed and isinstance(caught.value.__cause__, (IndexError, KeyError, ValueError))
