@@ -109,8 +109,8 @@ LEARNED_FRESH = 10.0
 READ_ONLY_CAP = 0.5
 """Seconds: the longest wait between two attempts while only a read-only server answers (``cap`` if lower, ``base``
 if higher). The endpoint moves to the new writer within seconds (Aurora's DNS TTL is 5 s) and each waiter notices
-at its next attempt: with 1 s, service was clean 2.7-2.8 s after the switch in two of nine runs of the failover
-drill; with 0.5 s, in one of six, and in none since (docs/aurora.md)."""
+at its next attempt, so the bound is the longest a waiter stays behind the switch (the failover drill's numbers:
+docs/aurora.md)."""
 """A waiter for a full server waits ``FULL_MEAN * cap`` on average between attempts at first, shrinking to
 ``AGED_MEAN * cap`` once it has waited ``AGING`` seconds."""
 
