@@ -179,9 +179,8 @@ class HousekeepingIO:
         connection limit of its own (whose connections only a scan counts). Zombies past ``zombie_max_timeout``
         then wait for a later scan. Near the threshold, after a wait for a slot, or under pressure it scans.
         The count is read again only when the first end() comes more than :data:`CONNECT_COUNT_FRESH` seconds after
-        the connect, and a writer client has the limits from its writability check: in the
-        failover drill's drain these were two of each newcomer's five housekeeping statements, and without them
-        (and with fewer scans by lot) service was clean within 1.8 s of the switch instead of 2.8 s.
+        the connect, and a writer client has the limits from its writability check: in the failover drill's drain
+        these were two of each newcomer's five housekeeping statements, on a machine whose CPU bounds the drain.
         """
         # Read right after connecting: used once, so a failed first end() never decides later on a stale count.
         count, self._connected_count = self._connected_count, None

@@ -100,6 +100,8 @@ FINAL_RESERVE = 0.05
 FULL_MEAN = 0.75
 AGED_MEAN = 0.4
 AGING = 3.0
+"""A waiter for a full server waits ``FULL_MEAN * cap`` on average between attempts at first, shrinking to
+``AGED_MEAN * cap`` once it has waited ``AGING`` seconds."""
 LEARNED_RETRIES = 2.0
 """Retries a waiter aims at over the time its previous wait for a full server lasted (see :meth:`Pressure.delay`)."""
 LEARNED_MAX_MEAN = 1.5
@@ -111,8 +113,6 @@ READ_ONLY_CAP = 0.5
 if higher). The endpoint moves to the new writer within seconds (Aurora's DNS TTL is 5 s) and each waiter notices
 at its next attempt, so the bound is the longest a waiter stays behind the switch (the failover drill's numbers:
 docs/aurora.md)."""
-"""A waiter for a full server waits ``FULL_MEAN * cap`` on average between attempts at first, shrinking to
-``AGED_MEAN * cap`` once it has waited ``AGING`` seconds."""
 
 
 class Pressure:
