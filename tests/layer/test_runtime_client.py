@@ -198,14 +198,21 @@ def _wait_gone(server: MariaDBServer, user: AppUser, thread: int, timeout: float
     return time.monotonic() - started
 
 
-def _fill(server: MariaDBServer, other: AppUser) -> None:
-    """Take every slot a user without SUPER can get: the next connect is refused with 1040."""
+def _fill(server: MariaDBServer, other: AppUser, user: AppUser) -> list[pymysql.connections.Connection[Any]]:
+    """Take every slot a user without SUPER can get: the next connect is refused with 1040. Close what it returns.
+
+    The slots must stay taken until the invocation connects: the module's server drops idle sessions after
+    WAIT_TIMEOUT, and the runtime's start took longer than that in one CI run (the invocation was served), so each
+    session here lifts its own timeout. ``user``'s connections left by an earlier test must be gone first.
+    """
+    assert server.wait_for_connection_count(0, user.name, timeout=10.0) == 0
+    taken: list[pymysql.connections.Connection[Any]] = []
     for _ in range(server.max_connections + 2):
         try:
-            server.open_zombies(other, 1)
+            taken.append(pymysql.connect(**other.connect_kwargs(), init_command="SET SESSION wait_timeout = 600"))
         except pymysql.err.OperationalError as exc:  # noqa: PERF203 - a few iterations
             assert exc.args[0] == 1040, exc
-            return
+            return taken
     raise AssertionError("the server never refused a connection")
 
 
@@ -249,13 +256,14 @@ def test_deadline_from_the_header_against_a_full_server(
     start: Any, api: RuntimeApi, server: MariaDBServer, user: AppUser
 ) -> None:
     other = server.create_user()
+    taken = _fill(server, other, user)
     try:
-        _fill(server, other)
         start()
         api.wait_for_waiting()
         inv = api.run({}, timeout_ms=1000)
     finally:
-        server.close_zombies()
+        for conn in taken:
+            conn.close()
     assert inv.error is not None, inv.result()
     assert inv.error["errorType"] == "DeadlineExceededError", inv.error
     assert inv.seconds < 1.0, f"reported {inv.seconds:.3f} s after delivery: past Lambda's deadline"
