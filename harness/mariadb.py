@@ -788,6 +788,18 @@ class MariaDBServer:
                 return count
             time.sleep(0.01)
 
+    def wait_listed(self, ids: list[int], expected: set[int], timeout: float = 5.0) -> set[int]:
+        """Poll until exactly ``expected`` of ``ids`` are listed; return the last listed subset.
+
+        KILL only flags a thread; it leaves the processlist when it notices, which on a loaded machine takes a while.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            listed = {row["ID"] for row in self.processlist()} & set(ids)
+            if listed == expected or time.monotonic() >= deadline:
+                return listed
+            time.sleep(0.02)
+
     def set_global(self, name: str, value: object) -> None:
         """``SET GLOBAL name = value`` (``name`` must be a plain identifier)."""
         if not _IDENTIFIER.fullmatch(name):

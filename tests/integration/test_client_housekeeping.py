@@ -21,10 +21,6 @@ pytestmark = pytest.mark.integration
 Factory = Any
 
 
-def alive(server: MariaDBServer, ids: list[int]) -> set[int]:
-    return {row["ID"] for row in server.processlist()} & set(ids)
-
-
 def test_pressure_kills_only_the_users_own_oldest_zombies(
     server_factory: Factory, make_user: Factory, client_factory: ClientFactory
 ) -> None:
@@ -47,8 +43,9 @@ def test_pressure_kills_only_the_users_own_oldest_zombies(
     target = math.floor(HEADROOM * 0.6 * 20)  # zombies die down to the headroom below the threshold: 9
     assert len(killed) == used - target
     assert {t for t, _ in killed} <= set(mine)
-    assert alive(server, others) == set(others)
-    assert alive(server, mine) == set(mine) - {t for t, _ in killed}
+    assert server.wait_listed(others, set(others)) == set(others)
+    survivors = set(mine) - {t for t, _ in killed}
+    assert server.wait_listed(mine, survivors) == survivors
     assert set(mine[:5]) <= {t for t, _ in killed}  # the oldest went first
     assert db.get_client() is not None and db.query("SELECT CONNECTION_ID() AS id")[0]["id"] == own
     stats = db.get_stats()
@@ -141,12 +138,10 @@ def test_unknown_thread_is_benign(server_factory: Factory, make_user: Factory, c
         # Other environments "get there first" for every zombie still in line: whichever the client planned to kill
         # next (zombies of the same age come in no set order), it finds gone. Killing only "the next one in the
         # list" failed at random under load, when the client's order differed from the list's.
-        others = alive(server, zombies) - {thread_id}
+        others = {row["ID"] for row in server.processlist()} & set(zombies) - {thread_id}
         for other in others:
             server.kill(other)
-        deadline = time.monotonic() + 5.0  # KILL returns before the thread is gone: wait until it is
-        while alive(server, list(others)) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        server.wait_listed(list(others), set())
 
     db = client_factory(app, zombie_min_timeout=1, on_kill_error=lambda err, t: errors.append(err.args[0]))
     db.query("SELECT 1")
@@ -190,8 +185,8 @@ def test_zombies_past_max_timeout_die_without_pressure(
     db = client_factory(app, zombie_min_timeout=1, zombie_max_timeout=2)
     db.query("SELECT 1")
     db.end()
-    assert alive(server, old) == set()
-    assert alive(server, young) == set(young)
+    assert server.wait_listed(old, set()) == set()
+    assert server.wait_listed(young, set(young)) == set(young)
 
 
 def test_housekeeping_failure_never_fails_the_caller(

@@ -18,19 +18,6 @@ pytestmark = pytest.mark.integration
 Factory = Any
 
 
-def alive(server: MariaDBServer, ids: list[int], *, wait: float = 5.0) -> set[int]:
-    """Which of ``ids`` the server still lists, after giving killed threads ``wait`` seconds to exit.
-
-    KILL only flags a thread; it leaves the processlist when it notices, which on a loaded machine takes a while.
-    """
-    deadline = time.monotonic() + wait
-    while True:
-        left = {row["ID"] for row in server.processlist()} & set(ids)
-        if not left or time.monotonic() >= deadline:
-            return left
-        time.sleep(0.05)
-
-
 def at_sign_user(server: MariaDBServer, *, max_user_connections: int = 0) -> AppUser:
     """An account whose name contains '@' (``svc@corp``-style), which ``create_user`` does not allow."""
     name, password = f"svc@corp{random.randrange(10**6)}", "pw-" + str(random.randrange(10**9))
@@ -54,7 +41,7 @@ def test_user_name_with_at_sign_gets_its_zombies_counted_and_killed(
         db.end()
         assert db.get_stats().last_utilization == pytest.approx(5 / 10)  # 4 zombies + its own connection
         assert sorted(killed) == sorted(zombies)  # all past zombie_max_timeout
-        assert alive(server, zombies) == set()
+        assert server.wait_listed(zombies, set()) == set()
         assert db.get_stats().zombies_killed == 4
     finally:
         server.close_zombies()
@@ -85,7 +72,7 @@ def measure_and_kill(server: MariaDBServer, app: AppUser, client_factory: Client
     db.end()
     assert db.get_stats().last_utilization == pytest.approx(4 / 10)  # 3 zombies + its own connection
     assert db.get_stats().zombies_killed == 3
-    assert alive(server, zombies) == set()
+    assert server.wait_listed(zombies, set()) == set()
     return db
 
 
