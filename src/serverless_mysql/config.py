@@ -213,8 +213,9 @@ class Config:
     )
     cap: float = option(
         1.0,
-        "Longest wait of a down-server retry (a read-only one's: at most 0.5 s); a full server is retried every "
-        "`0.75 * cap` on average at first, `0.4 * cap` after 3 s of waiting (also the query-retry ceiling).",
+        "Longest wait of a down-server retry (a read-only server's waits are spread evenly up to 2 s instead); a "
+        "full server is retried every `0.75 * cap` on average at first, `0.4 * cap` after 3 s of waiting (also the "
+        "query-retry ceiling).",
         _S,
         env="Longest wait between connect attempts (`paced`: full server waits average `cap`/2 to `cap`/4)",
     )

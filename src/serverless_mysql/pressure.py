@@ -78,7 +78,7 @@ __all__ = [
     "LEARNED_FRESH",
     "LEARNED_MAX_MEAN",
     "LEARNED_RETRIES",
-    "READ_ONLY_CAP",
+    "READ_ONLY_SPREAD",
     "WINDOW",
     "Pressure",
 ]
@@ -108,11 +108,12 @@ LEARNED_MAX_MEAN = 1.5
 """The mean wait between retries paced by a learned wait is at most ``LEARNED_MAX_MEAN * cap``."""
 LEARNED_FRESH = 10.0
 """Seconds after which a previous wait no longer says how long the queue is."""
-READ_ONLY_CAP = 0.5
-"""Seconds: the longest wait between two attempts while only a read-only server answers (``cap`` if lower, ``base``
-if higher). The endpoint moves to the new writer within seconds (Aurora's DNS TTL is 5 s) and each waiter notices
-at its next attempt, so the bound is the longest a waiter stays behind the switch (the failover drill's numbers:
-docs/aurora.md)."""
+READ_ONLY_SPREAD = 2.0
+"""Seconds: while only a read-only server answers, each wait is drawn evenly from ``[base, READ_ONLY_SPREAD]``
+(``cap`` does not apply; a custom backoff does). The endpoint moves within seconds (Aurora's DNS TTL is 5 s) and
+each waiter notices at its next attempt; evenly spread waits turn the waiters into a stream of about
+``waiters / READ_ONLY_SPREAD`` reconnects a second after the switch instead of a herd within half a second, which
+the failover drill drained in about 1 s where the herd took 2-4 s (docs/aurora.md)."""
 
 
 class Pressure:
@@ -160,13 +161,14 @@ class Pressure:
 
         ``previous`` is the delay before this attempt (0 before the first), ``waited`` the seconds this connect
         has waited so far; ``read_only``: the refusal was a read-only server's (a writer client waits for the
-        endpoint to move), polled at most :data:`READ_ONLY_CAP` apart.
+        endpoint to move): a wait spread evenly up to :data:`READ_ONLY_SPREAD`.
         """
         if self.backoff is not None:
             return self.backoff(attempt, previous)
         if kind == DOWN:
-            delay = self._down(attempt, previous)
-            return min(delay, max(self.base, READ_ONLY_CAP)) if read_only else delay
+            if read_only:
+                return self.rng.uniform(self.base, max(self.base, READ_ONLY_SPREAD))
+            return self._down(attempt, previous)
         learned = self.learned_wait
         if waited < learned:
             # It waited this long last time: the queue is long, and retrying at the paced rate until then would
