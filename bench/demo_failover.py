@@ -28,6 +28,7 @@ from typing import Any
 
 from bench import OUT_DIR, REPO_ROOT
 from bench.demo import HANDLER, ExampleStrategy, example_fleet, load_schema, serve_secret, smoke_invocation
+from bench.failover import SERVER_ARGS, TMP_ROOT
 from bench.fleet import Fleet, Invocation, LoadGen, OpenLoop, percentile
 from bench.overload import bucket
 from harness.cluster import LocalCluster
@@ -76,7 +77,14 @@ def main(argv: list[str] | None = None) -> int:
         f"make demo-failover: {HANDLER.relative_to(REPO_ROOT)} through one failover ({args.variant}), {duration:.0f} s"
     )
 
-    cluster = LocalCluster(replicas=1, max_connections=500, switch_delay=SWITCH_DELAY, endpoints="process")
+    cluster = LocalCluster(  # the drill's servers (bench/failover.py)
+        replicas=1,
+        max_connections=500,
+        switch_delay=SWITCH_DELAY,
+        endpoints="process",
+        server_args=SERVER_ARGS,
+        tmp_root=TMP_ROOT,
+    )
     moto: Any = None
     fleet: Fleet | None = None
     strategy = ExampleStrategy()

@@ -45,7 +45,9 @@ writer from t=15 s (Aurora's DNS TTL: 5 s); the reader endpoint then names the o
   waiters, and runs stalled after the switch for reasons that do not exist on Lambda (see `bench/failover.py`).
 - *Servers*: `--thread-handling=pool-of-threads` (MariaDB's thread pool): Aurora MySQL multiplexes connections over
   a pool of its own. With a thread per connection, up to 600 INSERTs ran at once on this machine's two cores after
-  the switch, queued on one B-tree page latch, and one run in three stalled for 5 s.
+  the switch, queued on one B-tree page latch, and one run in three stalled for 5 s. Their datadirs are in memory
+  (`/dev/shm` where it exists; durable settings unchanged, and a SIGKILLed server keeps what it acknowledged): on
+  this VM's shared disk their fsyncs stalled every phase of the drain for 1-1.5 s in a third of the runs.
 - *CPU* in the per-second table: cores used by the strategy's host processes, by the endpoints' forwarder
   process and by the MariaDB servers. The machine has 2 cores, shared with other work: when the sum nears 2, the
   numbers say more about this machine than about the strategy (on Lambda each environment has its own CPU).

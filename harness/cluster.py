@@ -43,6 +43,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, Protocol
 
@@ -176,6 +177,7 @@ class LocalCluster:
         endpoint_max_connections: int = 512,
         endpoints: Literal["threads", "process"] = "threads",
         server_args: tuple[str, ...] = (),
+        tmp_root: Path | None = None,
     ) -> None:
         if not 1 <= replicas <= 3:
             raise ValueError("a local cluster has 1 to 3 replicas")
@@ -186,6 +188,7 @@ class LocalCluster:
             MariaDBServer(
                 max_connections=max_connections,
                 extra_args=(f"--server-id={i + 1}", *_REPLICATION_ARGS, *server_args),
+                tmp_root=tmp_root,
             )
             for i in range(replicas + 1)
         ]

@@ -100,6 +100,7 @@ __all__ = [
     "PrivateServerRequired",
     "external_url",
     "free_ports",
+    "memory_tmp_root",
     "session_server",
     "template_datadir",
     "thread_id",
@@ -436,7 +437,9 @@ class MariaDBServer:
         extra_args: Sequence[str] = (),
         port: int | None = None,
         basedir: Path | None = None,
+        tmp_root: Path | None = None,
     ) -> None:
+        """``basedir``: the caller's (kept); otherwise a new temporary one under ``tmp_root`` (default: $TMPDIR)."""
         if max_connections < MIN_MAX_CONNECTIONS:
             raise ValueError(f"MariaDB's minimum max_connections is {MIN_MAX_CONNECTIONS} (got {max_connections})")
         if isinstance(extra_args, str):
@@ -454,7 +457,7 @@ class MariaDBServer:
         self._resources = _Resources()
         self._finalizer = weakref.finalize(self, self._resources.release)
         if basedir is None:
-            self._basedir = Path(tempfile.mkdtemp(prefix="smysql-server-"))
+            self._basedir = Path(tempfile.mkdtemp(prefix="smysql-server-", dir=tmp_root))
             self._resources.tmpdir = self._basedir
         else:
             self._basedir = Path(basedir)
@@ -1006,6 +1009,16 @@ class ExternalServer(MariaDBServer):
 def external_url() -> str | None:
     """The value of ``SMYSQL_TEST_URL``, or None when tests should use private servers."""
     return os.environ.get(ENV_URL) or None
+
+
+def memory_tmp_root() -> Path | None:
+    """``/dev/shm`` where it is a writable tmpfs directory, else None (the default temporary directory).
+
+    A datadir there survives a SIGKILL of the server (the page cache is the process's disk), and its fsyncs cost
+    nothing, so a benchmark's timeline shows the servers and clients, not this machine's shared disk.
+    """
+    shm = Path("/dev/shm")  # noqa: S108 - a location probed, not a file created there
+    return shm if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None
 
 
 def session_server(max_connections: int = 100) -> MariaDBServer:

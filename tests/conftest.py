@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -74,11 +75,14 @@ def requires_private_server() -> None:
 
 @pytest.fixture
 def server_factory(requires_private_server: None) -> Iterator[ServerFactory]:
-    """``server_factory(max_connections=10, extra_args=()) -> MariaDBServer``: fresh started private servers."""
+    """``server_factory(max_connections=10, extra_args=(), port=None, tmp_root=None) -> MariaDBServer``: fresh
+    started private servers."""
     servers: list[MariaDBServer] = []
 
-    def start(max_connections: int = 10, extra_args: Sequence[str] = (), port: int | None = None) -> MariaDBServer:
-        server = MariaDBServer(max_connections=max_connections, extra_args=extra_args, port=port)
+    def start(
+        max_connections: int = 10, extra_args: Sequence[str] = (), port: int | None = None, tmp_root: Path | None = None
+    ) -> MariaDBServer:
+        server = MariaDBServer(max_connections=max_connections, extra_args=extra_args, port=port, tmp_root=tmp_root)
         servers.append(server)
         server.start()
         return server

@@ -20,6 +20,7 @@ from harness.mariadb import (
     MariaDBStartError,
     PrivateServerRequired,
     free_ports,
+    memory_tmp_root,
     template_datadir,
     thread_id,
 )
@@ -344,8 +345,17 @@ def test_max_user_connections_refuses_with_1226(mariadb: MariaDBServer, make_use
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def test_crash_then_restart_keeps_port_and_data(server_factory: ServerFactory, make_user: UserFactory) -> None:
-    server = server_factory(max_connections=10)
+@pytest.mark.parametrize("where", ["tmpdir", "memory"])
+def test_crash_then_restart_keeps_port_and_data(
+    server_factory: ServerFactory, make_user: UserFactory, where: str
+) -> None:
+    # "memory": the failover drill's servers (bench/failover.py): what a SIGKILLed server acknowledged stays there.
+    tmp_root = memory_tmp_root() if where == "memory" else None
+    if where == "memory" and tmp_root is None:
+        pytest.skip("no writable /dev/shm on this machine")
+    server = server_factory(max_connections=10, tmp_root=tmp_root)
+    if tmp_root is not None:
+        assert server.datadir.is_relative_to(tmp_root)
     user = make_user(server)
     port, datadir, pid = server.port, server.datadir, server.pid
     assert pid is not None
