@@ -106,9 +106,19 @@ class HousekeepingIO:
 
         ``first``: the first measurement of a new connection, neither under pressure nor after a wait.
         """
-        cfg, hk, stats = self._cfg, self._housekeeper, self._stats
+        cfg, hk, stats, pressure = self._cfg, self._housekeeper, self._stats, self._pressure
         if first and self._count_suffices(conn, now):
             return 0, False
+        counted = False
+        # After a wait for its slot, or under pressure: are others refused (the counters), and then, unless a lot
+        # says scan, give the slot back without a scan (Housekeeper.PRESSURE_SCAN_ROWS). Only where the server's
+        # connection count is the account's usage: with an account limit of its own, only a scan counts.
+        if not first and (waited or pressure.under_pressure(now)) and hk.limits is not None and hk.limits[1] == 0:
+            if not pressure.under_pressure(now):
+                self._read_refusals(conn, busy=None)
+                counted = True
+            if pressure.under_pressure(now) and not hk.pressure_scan():
+                return 0, False  # the caller gives the connection back
         with_limits = hk.limits_stale(now)
         # Never zombies: this connection, and those of this environment's other worker processes (busy or not).
         own_ids = frozenset({conn.connection_id}) | _siblings.thread_ids(_server(conn))
@@ -126,11 +136,10 @@ class HousekeepingIO:
         )
         hk.record(now, usage)
         self.measured = True
-        pressure = self._pressure
         busy = usage.utilization >= cfg.conn_utilization
         if usage.max_user_connections > 0 and usage.used >= usage.limit:
             pressure.account_full(now)  # its refusals (1203) are not counted by the server
-        elif busy and not pressure.under_pressure(now) and pressure.counters_due(now, waited=waited):
+        elif busy and not counted and not pressure.under_pressure(now) and pressure.counters_due(now, waited=waited):
             self._read_refusals(conn, busy=True)
         pressed = pressure.under_pressure(now)
         decision = plan(
@@ -214,8 +223,12 @@ class HousekeepingIO:
             self._stats.housekeeping_statements += 1
 
     # ------------------------------------------------------------------------------------------ statements
-    def _read_refusals(self, conn: DriverConnection, *, busy: bool) -> None:
-        """Feed the server's failed-connect counters to the pressure policy (nothing when they are unreadable)."""
+    def _read_refusals(self, conn: DriverConnection, *, busy: bool | None) -> None:
+        """Feed the server's failed-connect counters to the pressure policy (nothing when they are unreadable).
+
+        ``busy``: whether the server was just measured at ``conn_utilization`` or above; ``None``: judged from the
+        connection count read with the counters (an account without a limit of its own, limits known).
+        """
         self._prepare(conn)
         try:
             rows = conn.run(REFUSALS_SQL)
@@ -228,8 +241,13 @@ class HousekeepingIO:
         finally:
             self._stats.housekeeping_statements += 1
         refused, aborted = values.get("connection_errors_max_connections"), values.get("aborted_connects")
-        if not busy:  # the reading right after connecting
-            self._connected_count = values.get("threads_connected")
+        count = values.get("threads_connected")
+        if busy is None:
+            limits = self._housekeeper.limits
+            assert limits is not None
+            busy = count is not None and count >= self._cfg.conn_utilization * limits[0]
+        elif not busy:  # the reading right after connecting
+            self._connected_count = count
             self._connected_at = self._clock()
         if refused is not None and aborted is not None:
             self._pressure.counters(self._clock(), refused, aborted, busy=busy)

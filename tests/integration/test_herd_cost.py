@@ -154,3 +154,42 @@ def test_the_counters_read_in_session_scope_are_the_servers(
     glob = {row["Variable_name"]: int(row["Value"]) for row in db.query(REFUSALS_SQL.replace("SESSION", "GLOBAL"))}
     assert set(session) == {"Connection_errors_max_connections", "Aborted_connects", "Threads_connected"}
     assert session == glob and session["Aborted_connects"] > 0 and session["Threads_connected"] >= 6
+
+
+@pytest.mark.parametrize("draw", [0.1, 0.9])
+def test_a_rotating_end_under_pressure_scans_by_lot(
+    server_factory: ServerFactory, make_user: UserFactory, client_factory: ClientFactory, draw: float
+) -> None:
+    # 40 connections: an end() under pressure scans with probability PRESSURE_SCAN_ROWS / 40 = 0.25. The lot
+    # that scans finds the zombie and kills it in place of its own slot; the other gives its slot back unscanned.
+    limit = 40
+    assert Housekeeper.PRESSURE_SCAN_ROWS / limit == 0.25
+    server = server_factory(max_connections=limit)
+    other, app = make_user(server), make_user(server, process=True)
+    held = [other.connect() for _ in range(limit - 3)]
+    db = client_factory(app, random=Draws(draw), conn_utilization=0.5, zombie_min_timeout=0)
+    db.query("SELECT 1")
+    # Somebody is refused a slot (the server counts it) before the first end(): that end() is under pressure.
+    held += [other.connect() for _ in range(limit - server.connection_count())]
+    with pytest.raises(pymysql.err.OperationalError, match="Too many connections"):
+        other.connect()
+    held.pop().close()
+    db.end()  # the first end() scans whatever the lot: it learns the pressure from the counters it reads there
+    first = db.get_stats()
+    assert first.pressure_quits == 1 and first.housekeeping_runs == 1
+    zombie = server.open_zombies(app, 1)
+    before = selects(server)
+    db.query("SELECT 1")  # reconnects into its own freed slot; still under pressure (2 s)
+    db.end()
+    stats = db.get_stats()
+    if draw < 0.25:  # scanned: killed the zombie in place of its own slot, and keeps its connection
+        assert (stats.housekeeping_runs, stats.zombies_killed, stats.pressure_quits) == (2, 1, 1)
+        assert server.wait_listed(zombie, set()) == set()
+        assert db.get_client() is not None
+    else:  # gave its slot back unscanned: the query was the only SELECT
+        assert (stats.housekeeping_runs, stats.zombies_killed, stats.pressure_quits) == (1, 0, 2)
+        assert selects(server) - before == 1
+        assert server.wait_listed(zombie, set(zombie)) == set(zombie)
+        assert db.get_client() is None
+    for conn in held:
+        conn.close()
