@@ -110,14 +110,14 @@ class HousekeepingIO:
         if first and self._count_suffices(conn, now):
             return 0, False
         counted = False
-        # After a wait for its slot, or under pressure: are others refused (the counters), and then, unless a lot
-        # says scan, give the slot back without a scan (Housekeeper.PRESSURE_SCAN_ROWS). Only where the server's
-        # connection count is the account's usage: with an account limit of its own, only a scan counts.
+        # After a wait for its slot, or under pressure: are others refused (the counters), and then, unless zombies
+        # or a lot call for a scan, give the slot back without one (Housekeeper.pressure_scan). Only where the
+        # server's connection count is the account's usage: with an account limit of its own, only a scan counts.
         if not first and (waited or pressure.under_pressure(now)) and hk.limits is not None and hk.limits[1] == 0:
             if not pressure.under_pressure(now):
                 self._read_refusals(conn, busy=None)
                 counted = True
-            if pressure.under_pressure(now) and not hk.pressure_scan():
+            if pressure.under_pressure(now) and not hk.pressure_scan(now):
                 return 0, False  # the caller gives the connection back
         with_limits = hk.limits_stale(now)
         # Never zombies: this connection, and those of this environment's other worker processes (busy or not).
@@ -135,6 +135,7 @@ class HousekeepingIO:
             zombies=parse_zombies(row["zombies"], own_ids),
         )
         hk.record(now, usage)
+        hk.scanned(now, len(usage.zombies))
         self.measured = True
         busy = usage.utilization >= cfg.conn_utilization
         if usage.max_user_connections > 0 and usage.used >= usage.limit:

@@ -251,6 +251,8 @@ class Housekeeper:
         self.last_used = 0  # connections counted at the last measurement: a bound on the fleet's size
         self.limits: tuple[int, int] | None = None
         self.limits_at = -math.inf
+        self.scanned_at = -math.inf  # this client's last processlist scan, and the zombies it found
+        self.zombies_found = 0
 
     # Adaptive mode, by how close the last measurement was to the threshold (utilization / conn_utilization):
     # over it, every end(); from MID on, at least every MID_INTERVAL seconds; and any end() with LOW_CHANCE. A
@@ -307,15 +309,25 @@ class Housekeeper:
 
     # Under pressure an end() gives its slot back unless it finds zombies to kill in its place; finding them takes a
     # scan of every connection. Every rotated invocation scanning made the scans most of the server's CPU in the
-    # seed load (issue 20: ~0.4 of its ~0.9 ms per served invocation at 90 connections): O(N) per invocation. So on
-    # a server with more than PRESSURE_SCAN_ROWS connections such an end() scans by lot, PRESSURE_SCAN_ROWS /
-    # max_connections, and otherwise gives its slot back unscanned; zombies are still found within a few rotations.
+    # seed load (issue 20: ~0.4 of its ~0.9 ms per served invocation at 90 connections): O(N) per invocation. So
+    # once this client's own scan, less than SCAN_FRESH seconds old, found no zombie, such an end() scans only by
+    # lot, PRESSURE_SCAN_ROWS / max_connections, and otherwise gives its slot back unscanned. A scan that finds
+    # zombies keeps its client scanning at every end() while they last, as a fleet full of zombies needs.
     PRESSURE_SCAN_ROWS = 10
+    SCAN_FRESH = 10.0
 
-    def pressure_scan(self) -> bool:
+    def scanned(self, now: float, zombies: int) -> None:
+        """A scan found ``zombies`` zombies of the user (before killing any)."""
+        self.scanned_at = now
+        self.zombies_found = zombies
+
+    def pressure_scan(self, now: float) -> bool:
         """Whether an ``end()`` under pressure scans for zombies rather than give its slot back unscanned."""
         assert self.limits is not None
-        return self.limits[0] <= self.PRESSURE_SCAN_ROWS or self.rng.random() < self.PRESSURE_SCAN_ROWS / self.limits[0]
+        limit = self.limits[0]
+        if limit <= self.PRESSURE_SCAN_ROWS or self.zombies_found or now - self.scanned_at > self.SCAN_FRESH:
+            return True
+        return self.rng.random() < self.PRESSURE_SCAN_ROWS / limit
 
     def limits_stale(self, now: float) -> bool:
         """Whether the cached server limits are older than ``max_conns_freq``."""

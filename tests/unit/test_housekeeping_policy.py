@@ -141,16 +141,22 @@ def test_from_half_the_threshold_the_fleet_not_each_environment_measures_about_o
     assert share_due(hk, hk.last_utilization or 0.0, period=2.0) == 1.0
 
 
-def test_under_pressure_a_small_server_is_always_scanned_and_a_large_one_by_lot() -> None:
+def test_under_pressure_scans_go_by_lot_only_after_a_fresh_scan_without_zombies() -> None:
     hk = Housekeeper(conn_utilization=0.8, used_conns_freq=None, max_conns_freq=60, rng=random.Random(4))
     rows = Housekeeper.PRESSURE_SCAN_ROWS
-    hk.store_limits(0.0, rows, 0)
-    assert all(hk.pressure_scan() for _ in range(1000))  # the test suite's small servers: as before
-    # Rotating environments walk about PRESSURE_SCAN_ROWS rows each, whatever the server's size.
+    hk.store_limits(0.0, 1000, 0)
+    assert hk.pressure_scan(0.0)  # it never scanned: it scans
+    hk.scanned(0.0, zombies=3)
+    assert all(hk.pressure_scan(1.0) for _ in range(1000))  # zombies seen: it keeps scanning while they last
+    hk.scanned(1.0, zombies=0)
+    assert all(hk.pressure_scan(1.0 + Housekeeper.SCAN_FRESH + 0.1) for _ in range(1000))  # that scan is stale
+    # Rotating environments that found no zombie walk about PRESSURE_SCAN_ROWS rows each, whatever the server's size.
     for limit in (90, 1000):
         hk.store_limits(0.0, limit, 0)
-        scans = sum(hk.pressure_scan() for _ in range(40_000))
+        scans = sum(hk.pressure_scan(2.0) for _ in range(40_000))
         assert abs(scans * limit / 40_000 - rows) < 0.1 * rows
+    hk.store_limits(0.0, rows, 0)
+    assert all(hk.pressure_scan(2.0) for _ in range(1000))  # the test suite's small servers: as before
 
 
 def test_a_newcomer_scans_every_time_on_a_small_server_and_by_lot_on_a_large_one() -> None:
