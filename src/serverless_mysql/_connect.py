@@ -62,7 +62,7 @@ class Connected:
 
     conn: _driver.DriverConnection
     host: str
-    waited_for_slot: bool  # refused as "full" at least once: its end() measures, kills zombies, reads counters
+    waited_for_slot: bool  # refused as "full" at least once: its end() reads the counters, may kill zombies
     limits: tuple[int, int] | None = None  # (max_connections, max_user_connections), read by the writability check
 
 

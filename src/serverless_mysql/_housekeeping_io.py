@@ -187,7 +187,8 @@ class HousekeepingIO:
         newcomer scans only by lot (:meth:`Housekeeper.first_scan`); otherwise the count read right after
         connecting is the measurement when it is under :data:`HEADROOM` of the threshold and the account has no
         connection limit of its own (whose connections only a scan counts). Zombies past ``zombie_max_timeout``
-        then wait for a later scan. Near the threshold, after a wait for a slot, or under pressure it scans.
+        then wait for a later scan. Near the threshold it scans; after a wait for a slot, or under pressure, see
+        :meth:`run`.
         The count is read again only when the first end() comes more than :data:`CONNECT_COUNT_FRESH` seconds after
         the connect, and a writer client has the limits from its writability check: in the failover drill's drain
         these were two of each newcomer's five housekeeping statements, on a machine whose CPU bounds the drain.
@@ -243,6 +244,7 @@ class HousekeepingIO:
             self._stats.housekeeping_statements += 1
         refused, aborted = values.get("connection_errors_max_connections"), values.get("aborted_connects")
         count = values.get("threads_connected")
+        after_connect = busy is False
         if busy is None:
             limits = self._housekeeper.limits
             assert limits is not None
@@ -251,7 +253,7 @@ class HousekeepingIO:
             self._connected_count = count
             self._connected_at = self._clock()
         if refused is not None and aborted is not None:
-            self._pressure.counters(self._clock(), refused, aborted, busy=busy)
+            self._pressure.counters(self._clock(), refused, aborted, busy=busy, after_connect=after_connect)
 
     def _set_idle_timeout(self, conn: DriverConnection, value: str) -> None:
         """Set the session's ``wait_timeout``: short while the server is busy, the server's own otherwise."""

@@ -174,7 +174,7 @@ class Session:
         self._last_used = self._clock()
         if self._max_age is not None:
             self._retire_at = connection_retire_at(self._last_used, self._max_age, self._rng)
-        self._waited = connected.waited_for_slot  # then its end() measures, kills zombies and reads the counters
+        self._waited = connected.waited_for_slot  # then its end() reads the counters and may kill zombies
         self._on_connected(conn, connected.limits)
         self._events.connect(conn)
         return conn

@@ -272,7 +272,7 @@ class ServerlessMySQL(TransactionControl):
     def _on_connected(self, conn: DriverConnection, limits: tuple[int, int] | None) -> None:
         if limits is not None:
             self._housekeeper.store_limits(self._clock(), *limits)
-        # Under pressure it measures at end() and gives the slot back anyway: no baseline needed then.
+        # Under pressure its end() gives the slot back (or kills zombies in its place): no baseline needed then.
         read = self._config.manage_conns and not self._rds_proxy and not self._pressure.under_pressure(self._last_used)
         self._housekeeping.connected(conn, read_counters=read)
 
@@ -286,8 +286,9 @@ class ServerlessMySQL(TransactionControl):
     def _end_housekeeping(self, conn: DriverConnection) -> None:
         """Measure, kill zombies, and give the connection back while someone is refused a slot."""
         now = self._clock()
-        # While someone is refused a slot, and after it had to wait for its own, it measures at every end(): it is
-        # the one who can kill the zombies holding the slots, and it decides whether to give its own back.
+        # While someone is refused a slot, and after it had to wait for its own, housekeeping runs at every end(): it
+        # is the one who can kill the zombies holding the slots (scanning by lot once its own recent scan found
+        # none), and it decides whether to give its own back.
         pressed = self._pressure.under_pressure(now)
         waited, self._waited = self._waited, False
         # A new connection is measured at its first end(): its session has the server's idle timeout until a

@@ -32,13 +32,14 @@ for both kinds.
 **Giving the slot back.** The environment is *under pressure* for :data:`WINDOW` seconds after either of:
 
 - two of its own readings of the server's failed-connect counters, at most :data:`FRESH` seconds apart, show a
-  refusal in between (:meth:`Pressure.counters`; read right after connecting, and at ``end()`` while the server
-  is at ``conn_utilization`` or above: at the first such ``end()`` of a connection and after a wait for a slot,
-  otherwise at most once a second, :meth:`Pressure.counters_due`);
+  refusal in between (:meth:`Pressure.counters`; read right after connecting, at an ``end()`` after a wait for a
+  slot, and at ``end()`` while the server is at ``conn_utilization`` or above: at the first such ``end()`` of a
+  connection, otherwise at most once a second, :meth:`Pressure.counters_due`);
 - the account is at its own ``max_user_connections`` limit (1203 refusals are not counted by the server).
 
 Its own refusals are not a sign by themselves: by the time it gets a slot the burst that refused it may be over.
-But an environment that had to wait measures at its ``end()``, reading the counters, and kills the zombies.
+But an environment that had to wait reads the counters at its ``end()``; under pressure it kills the zombies it
+finds, scanning for them by lot once its own recent scan found none (:meth:`Housekeeper.pressure_scan`).
 
 After an invocation under pressure, ``end()`` kills every zombie it sees and, if that freed nothing, gives its
 own connection back (COM_QUIT) so a waiting environment gets the slot. Giving back cannot lock itself in: it
@@ -224,7 +225,9 @@ class Pressure:
         return wait_end - FINAL_RESERVE - now
 
     # ------------------------------------------------------------------------------------------ signals
-    def counters(self, now: float, refused: int, aborted: int, *, busy: bool) -> bool:
+    def counters(
+        self, now: float, refused: int, aborted: int, *, busy: bool, after_connect: bool | None = None
+    ) -> bool:
         """A reading of the server's failed-connect counters; True when it shows a refusal since a fresh previous one.
 
         ``refused`` is ``Connection_errors_max_connections``, ``aborted`` is ``Aborted_connects``, ``busy`` whether
@@ -232,8 +235,11 @@ class Pressure:
         it refuses before authentication (more than ``max_connections + 1`` connections at that moment), but always
         in the latter, which also counts bad passwords, TLS probes and health checks: growth of ``aborted`` is only
         taken as a refusal while the server is busy, where that noise costs at most one needless reconnect.
+        ``after_connect``: the reading right after connecting (default: ``not busy``, the one reading taken without a
+        measurement).
         """
-        before, self._counters, self._after_connect = self._counters, (now, refused, aborted), not busy
+        after = not busy if after_connect is None else after_connect
+        before, self._counters, self._after_connect = self._counters, (now, refused, aborted), after
         if before is None or now - before[0] > FRESH:
             return False  # a baseline
         grew = refused > before[1] or (busy and aborted > before[2])

@@ -195,3 +195,13 @@ def test_a_learned_wait_is_bounded_and_forgotten() -> None:
     p.learn(20.0, 6.0, refused_full=False)  # it got in at once: no queue
     p.start_wait(20.5)
     assert 0.7 < statistics.mean(p.delay(FULL, 1, 0.0, waited=0.0) for _ in range(4000)) < 0.8
+
+
+def test_a_reading_at_end_on_a_quiet_server_is_not_taken_for_the_one_after_connecting() -> None:
+    # After a wait, end() reads the counters before any scan and judges "busy" from their connection count; a quiet
+    # answer must not make the next end() read them again within the second, as the connect-time reading does.
+    p = paced()
+    p.counters(0.0, 0, 0, busy=False, after_connect=False)
+    assert not p.counters_due(0.5, waited=False)
+    p.counters(1.0, 0, 0, busy=False)  # the reading right after connecting
+    assert p.counters_due(1.5, waited=False)  # the first busy end() of the connection compares against it
