@@ -150,7 +150,7 @@ def simulate(case: Case, make: MakePolicy, seed: int = 1) -> Result:
                 p = env.pressure
                 env.waited = env.refused > 0
                 if not p.under_pressure(now):  # client._on_connected: the counters' baseline right after connecting
-                    p.counters(now, refusals, refusals, busy=False)
+                    p.counters(now, refusals, refusals, busy=False, after_connect=True)
                 if isinstance(p, Turn):  # the wait until the attempt that got the slot began, not its handshake
                     p.learn_turn(now + case.connect, now - env.started, slept=env.queued, refused=env.refused > 0)
                 else:  # Connector.open: the wait until connected

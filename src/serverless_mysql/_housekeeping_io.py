@@ -99,7 +99,7 @@ class HousekeepingIO:
             # Lost already: the caller's statement reconnects. No time left: the baseline is optional, and the new
             # connection stays in use (its on_connect still runs); the caller's statement meets the deadline.
             with contextlib.suppress(pymysql.MySQLError, DeadlineExceededError):
-                self._read_refusals(conn, busy=False)
+                self._read_refusals(conn, after_connect=True)
 
     def run(self, conn: DriverConnection, now: float, *, waited: bool, first: bool = False) -> tuple[int, bool]:
         """Measure, decide and kill: how many slots the kills freed, and whether the connection was lost doing it.
@@ -115,7 +115,7 @@ class HousekeepingIO:
         # server's connection count is the account's usage: with an account limit of its own, only a scan counts.
         if not first and (waited or pressure.under_pressure(now)) and hk.limits is not None and hk.limits[1] == 0:
             if not pressure.under_pressure(now):
-                self._read_refusals(conn, busy=None)
+                self._read_refusals(conn)
                 counted = True
             if pressure.under_pressure(now) and not hk.pressure_scan(now):
                 return 0, False  # the caller gives the connection back
@@ -225,11 +225,13 @@ class HousekeepingIO:
             self._stats.housekeeping_statements += 1
 
     # ------------------------------------------------------------------------------------------ statements
-    def _read_refusals(self, conn: DriverConnection, *, busy: bool | None) -> None:
+    def _read_refusals(self, conn: DriverConnection, *, after_connect: bool = False, busy: bool | None = None) -> None:
         """Feed the server's failed-connect counters to the pressure policy (nothing when they are unreadable).
 
-        ``busy``: whether the server was just measured at ``conn_utilization`` or above; ``None``: judged from the
-        connection count read with the counters (an account without a limit of its own, limits known).
+        ``after_connect``: the baseline right after connecting (the server not judged busy; its connection count kept
+        for the first ``end()``). Otherwise ``busy``: whether the server was just measured at ``conn_utilization`` or
+        above; ``None``: judged from the connection count read with the counters (an account without a limit of its
+        own, limits known).
         """
         self._prepare(conn)
         try:
@@ -244,14 +246,14 @@ class HousekeepingIO:
             self._stats.housekeeping_statements += 1
         refused, aborted = values.get("connection_errors_max_connections"), values.get("aborted_connects")
         count = values.get("threads_connected")
-        after_connect = busy is False
-        if busy is None:
+        if after_connect:
+            busy = False
+            self._connected_count = count
+            self._connected_at = self._clock()
+        elif busy is None:
             limits = self._housekeeper.limits
             assert limits is not None
             busy = count is not None and count >= self._cfg.conn_utilization * limits[0]
-        elif not busy:  # the reading right after connecting
-            self._connected_count = count
-            self._connected_at = self._clock()
         if refused is not None and aborted is not None:
             self._pressure.counters(self._clock(), refused, aborted, busy=busy, after_connect=after_connect)
 

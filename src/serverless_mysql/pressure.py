@@ -225,9 +225,7 @@ class Pressure:
         return wait_end - FINAL_RESERVE - now
 
     # ------------------------------------------------------------------------------------------ signals
-    def counters(
-        self, now: float, refused: int, aborted: int, *, busy: bool, after_connect: bool | None = None
-    ) -> bool:
+    def counters(self, now: float, refused: int, aborted: int, *, busy: bool, after_connect: bool = False) -> bool:
         """A reading of the server's failed-connect counters; True when it shows a refusal since a fresh previous one.
 
         ``refused`` is ``Connection_errors_max_connections``, ``aborted`` is ``Aborted_connects``, ``busy`` whether
@@ -235,11 +233,9 @@ class Pressure:
         it refuses before authentication (more than ``max_connections + 1`` connections at that moment), but always
         in the latter, which also counts bad passwords, TLS probes and health checks: growth of ``aborted`` is only
         taken as a refusal while the server is busy, where that noise costs at most one needless reconnect.
-        ``after_connect``: the reading right after connecting (default: ``not busy``, the one reading taken without a
-        measurement).
+        ``after_connect``: the reading right after connecting, before any measurement.
         """
-        after = not busy if after_connect is None else after_connect
-        before, self._counters, self._after_connect = self._counters, (now, refused, aborted), after
+        before, self._counters, self._after_connect = self._counters, (now, refused, aborted), after_connect
         if before is None or now - before[0] > FRESH:
             return False  # a baseline
         grew = refused > before[1] or (busy and aborted > before[2])

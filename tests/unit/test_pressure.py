@@ -137,7 +137,7 @@ def test_a_waiter_reads_the_counters_at_its_end_others_once_a_second() -> None:
     p.counters(0.0, 0, 0, busy=True)
     assert not p.counters_due(0.5, waited=False) and p.counters_due(1.0, waited=False)
     assert p.counters_due(0.01, waited=True)  # it connected after refusals: were others refused since?
-    p.counters(2.0, 0, 0, busy=False)  # the reading right after a new connection
+    p.counters(2.0, 0, 0, busy=False, after_connect=True)  # the reading right after a new connection
     assert p.counters_due(2.01, waited=False)  # the first busy end() on it compares with that one
 
 
@@ -201,7 +201,7 @@ def test_a_reading_at_end_on_a_quiet_server_is_not_taken_for_the_one_after_conne
     # After a wait, end() reads the counters before any scan and judges "busy" from their connection count; a quiet
     # answer must not make the next end() read them again within the second, as the connect-time reading does.
     p = paced()
-    p.counters(0.0, 0, 0, busy=False, after_connect=False)
+    p.counters(0.0, 0, 0, busy=False)
     assert not p.counters_due(0.5, waited=False)
-    p.counters(1.0, 0, 0, busy=False)  # the reading right after connecting
+    p.counters(1.0, 0, 0, busy=False, after_connect=True)  # the reading right after connecting
     assert p.counters_due(1.5, waited=False)  # the first busy end() of the connection compares against it
