@@ -24,7 +24,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from serverless_mysql.pressure import AGED_MEAN, DOWN, FULL, WINDOW, Pressure
+from serverless_mysql.pressure import DOWN, FULL, WINDOW, Pressure
 
 MakePolicy = Callable[[random.Random], Pressure]
 KEEPERS = True  # an environment not under pressure keeps its connection (False: every invocation gives it back)
@@ -166,7 +166,7 @@ def simulate(case: Case, make: MakePolicy, seed: int = 1) -> Result:
             env.refused += 1
             refusals += 1
             p = env.pressure
-            wanted = p.delay(FULL, env.attempt + 1, env.previous, now - env.started)
+            wanted = p.delay(FULL, env.attempt + 1, env.previous, now - env.started, left=env.wait_end - now)
             delay = p.next_wait(attempt=env.attempt, max_retries=10_000, now=now, delay=wanted, wait_end=env.wait_end)
             if delay is None:
                 if counted:
@@ -220,11 +220,15 @@ def paced(rng: random.Random) -> Pressure:
     return Pressure(backoff=None, base=0.05, cap=1.0, rng=rng)
 
 
+POLL_MEAN = 0.4
+"""``Turn``'s polls after its turn (the library's aged rate when ``Turn`` was tried)."""
+
+
 class Turn(Pressure):
     """The idea tried for issue 20 (better in this model, worse on a real server): sleep until its turn, then poll.
 
     A connect first sleeps ``turn`` times the wait its previous connect needed (at most ``most`` seconds), then
-    polls every ``AGED_MEAN * cap`` on average, the same rate for every waiter (``pace`` > 0 instead polls every
+    polls every ``POLL_MEAN * cap`` on average, the same rate for every waiter (``pace`` > 0 instead polls every
     ``pace`` times its learned wait: the waiters that learned short waits then win). A connect that slept and got
     in at once learns that sleep, shortened by ``turn`` once more for each such connect in a row when ``streak``.
     """
@@ -247,14 +251,24 @@ class Turn(Pressure):
         at = self.turn_at()
         return max(self.base, at * self.rng.uniform(0.95, 1.05)) if at > 0 else self.queue_delay(0.0)
 
-    def delay(self, kind: str, attempt: int, previous: float, waited: float, *, read_only: bool = False) -> float:
+    def delay(
+        self,
+        kind: str,
+        attempt: int,
+        previous: float,
+        waited: float,
+        *,
+        read_only: bool = False,
+        left: float | None = None,
+    ) -> float:
         """Until its turn, then the aged rate (or ``pace`` times its learned wait)."""
         at = self.turn_at()
         if kind == DOWN or at <= 0:
-            return super().delay(FULL if kind == FULL else DOWN, attempt, previous, waited, read_only=read_only)
+            kind_ = FULL if kind == FULL else DOWN
+            return super().delay(kind_, attempt, previous, waited, read_only=read_only, left=left)
         if waited < 0.95 * at:
             return max(self.base, (at - waited) * self.rng.uniform(0.95, 1.05))
-        mean = min(0.5, self.pace * self.learned_wait) if self.pace else AGED_MEAN * self.cap
+        mean = min(0.5, self.pace * self.learned_wait) if self.pace else POLL_MEAN * self.cap
         return max(self.base, self.rng.uniform(0.5, 1.5) * mean)
 
     def learn_turn(self, now: float, waited: float, *, slept: bool, refused: bool) -> None:

@@ -181,7 +181,8 @@ class Connector:
                 if pressure.wait_over(attempt=attempt, max_retries=cfg.max_retries, now=now, wait_end=wait_end):
                     self._events.connect_error(exc)
                     raise self._retry_failure(attempt, started, exc, deadline, wait_end) from exc
-                wanted = pressure.delay(kind, attempt + 1, previous, now - started, read_only=read_only)
+                left = None if wait_end is None else wait_end - now
+                wanted = pressure.delay(kind, attempt + 1, previous, now - started, read_only=read_only, left=left)
                 delay = pressure.next_wait(
                     attempt=attempt, max_retries=cfg.max_retries, now=now, delay=wanted, wait_end=wait_end
                 )

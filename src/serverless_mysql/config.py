@@ -214,10 +214,11 @@ class Config:
     cap: float = option(
         1.0,
         "Longest wait of a down-server retry (a read-only server's waits are spread evenly up to 2 s instead); a "
-        "full server is retried every `0.75 * cap` on average at first, `0.4 * cap` after 3 s of waiting (also the "
-        "query-retry ceiling).",
+        "full server is retried after `0.75 * cap` on average at first, then after half the time waited so far, "
+        "up to `1.5 * cap`, and at most 15% of the time left before the deadline (not under `0.4 * cap`); also "
+        "the query-retry ceiling.",
         _S,
-        env="Longest wait between connect attempts (`paced`: full server waits average `cap`/2 to `cap`/4)",
+        env="Longest wait between connect attempts (`paced`: a full server's waits average `0.4 * cap` to `1.5 * cap`)",
     )
     max_retries: int = option(
         10_000,

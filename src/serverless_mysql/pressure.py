@@ -9,13 +9,21 @@ what it sees itself, at once.
 - *server down*: decorrelated jitter from ``base`` up to ``cap``: a restarting server is found within about ``cap``
   seconds of coming back, and a server that is down only costs the client (refused TCP connects never reach it);
 - *server full*: a slot frees only when another client gives one back, so retrying faster than that only adds
-  refused connects the server must handle. Each retry waits ``uniform(0.5, 1.5) * m`` with a mean ``m`` of
-  ``0.75 * cap`` that *shrinks* as this invocation keeps waiting (to ``0.4 * cap`` after :data:`AGING` seconds):
-  the earliest waiters try most often, so newcomers cannot starve them (plain exponential backoff does the
-  opposite: its per-waiter rate keeps falling, so the longest waiters try least). Every waiter's rate is bounded
-  (on average at most ``1 / (0.4 * cap)``, 2.5 attempts per second with the default ``cap``), whatever it has
-  seen: with 0.2 the aged waiters of a 1,000-environment spike retried so often that the benchmark's host
-  processes, starved of CPU, left half-open handshakes holding the server's slots, and the fleet never recovered.
+  refused connects that the server must handle and CPU that the waiting environments burn. Each retry waits
+  ``uniform(0.5, 1.5) * m``; the mean ``m`` is ``0.75 * cap`` at first and then *grows* with the time this
+  invocation has waited (:data:`GROWTH` of it, up to :data:`LONGEST_MEAN` ``* cap`` after 3 s): a queue that
+  lasts polls less, not more (a 30 s wait makes about 22 attempts with the default ``cap``, 30 if it runs into
+  its deadline, where the policy before made about 70). The policy before did the opposite
+  (the mean shrank to ``0.4 * cap`` after 3 s, so that the earliest waiters tried most often): in a
+  1,000-environment spike the waiters' polls then took the CPU that the environments holding the slots needed, half
+  of the server's slots were held by handshakes their clients had no CPU to finish, and the fleet stayed in that
+  state until the load ended (6 of 11 benchmark runs on 2026-12-06; docs/overload.md). The price is fairness:
+  newcomers poll more often than the longest waiters, whose gaps are bounded by ``LONGEST_MEAN * cap``. Close to
+  the end of its wait (the deadline or ``max_connect_wait``) a waiter polls more often again: the mean is at most
+  :data:`LEFT_SHARE` of the time left, but not below :data:`SHORTEST_MEAN` ``* cap`` (the policy before's
+  fastest rate). Among waiters that share a timeout the oldest are the closest to it, so they get part of the
+  fairness back: with growing waits alone, 10 s invocations of 100 environments on 10 slots ran into their
+  timeout in 4 of 6 runs.
   An environment keeps how long its last connect waited for a full server (for :data:`LEARNED_FRESH` seconds):
   until it has waited that long again it retries about :data:`LEARNED_RETRIES` times over it (at most every
   ``LEARNED_MAX_MEAN * cap`` on average), then at the paced rate. The paced rate alone made each waiter's attempts
@@ -68,18 +76,20 @@ if TYPE_CHECKING:
     from typing import Literal
 
 __all__ = [
-    "AGED_MEAN",
-    "AGING",
     "COUNTER_INTERVAL",
     "DOWN",
     "FINAL_RESERVE",
     "FRESH",
     "FULL",
     "FULL_MEAN",
+    "GROWTH",
     "LEARNED_FRESH",
     "LEARNED_MAX_MEAN",
     "LEARNED_RETRIES",
+    "LEFT_SHARE",
+    "LONGEST_MEAN",
     "READ_ONLY_SPREAD",
+    "SHORTEST_MEAN",
     "WINDOW",
     "Pressure",
 ]
@@ -99,10 +109,15 @@ FRESH = 5.0
 FINAL_RESERVE = 0.05
 """Seconds before the end of a wait at which its final attempt is made."""
 FULL_MEAN = 0.75
-AGED_MEAN = 0.4
-AGING = 3.0
-"""A waiter for a full server waits ``FULL_MEAN * cap`` on average between attempts at first, shrinking to
-``AGED_MEAN * cap`` once it has waited ``AGING`` seconds."""
+GROWTH = 0.5
+LONGEST_MEAN = 1.5
+LEFT_SHARE = 0.15
+SHORTEST_MEAN = 0.4
+"""A waiter for a full server waits ``FULL_MEAN * cap`` on average between attempts at first, then ``GROWTH`` times
+the time it has waited so far, at most ``LONGEST_MEAN * cap`` (with the default ``cap``: 0.75 s until it has waited
+1.5 s, 1.5 s from 3 s on), but never more than ``LEFT_SHARE`` of the time left before the end of its wait, nor less
+than ``SHORTEST_MEAN * cap`` for that reason: a waiter close to its deadline polls again as often as every waiter
+did before the waits grew."""
 LEARNED_RETRIES = 2.0
 """Retries a waiter aims at over the time its previous wait for a full server lasted (see :meth:`Pressure.delay`)."""
 LEARNED_MAX_MEAN = 1.5
@@ -158,12 +173,22 @@ class Pressure:
         self.learned_at = -math.inf  # when that connect ended
 
     # ------------------------------------------------------------------------------------------ waiting
-    def delay(self, kind: Kind, attempt: int, previous: float, waited: float, *, read_only: bool = False) -> float:
+    def delay(
+        self,
+        kind: Kind,
+        attempt: int,
+        previous: float,
+        waited: float,
+        *,
+        read_only: bool = False,
+        left: float | None = None,
+    ) -> float:
         """Seconds to wait before connect attempt ``attempt + 1`` after a refusal of ``kind``.
 
         ``previous`` is the delay before this attempt (0 before the first), ``waited`` the seconds this connect
         has waited so far; ``read_only``: the refusal was a read-only server's (a writer client waits for the
-        endpoint to move): a wait spread evenly up to :data:`READ_ONLY_SPREAD`.
+        endpoint to move): a wait spread evenly up to :data:`READ_ONLY_SPREAD`; ``left``: the seconds until the
+        wait ends (the deadline or ``max_connect_wait``; ``None``: no end).
         """
         if self.backoff is not None:
             return self.backoff(attempt, previous)
@@ -172,15 +197,12 @@ class Pressure:
                 return self.rng.uniform(self.base, max(self.base, READ_ONLY_SPREAD))
             return self._down(attempt, previous)
         learned = self.learned_wait
-        if waited < learned:
-            # It waited this long last time: the queue is long, and retrying at the paced rate until then would
-            # only add refusals (each waiter's attempts grew with the queue). About LEARNED_RETRIES retries until
-            # then, at the paced rate after that: the earliest waiters still try most often.
-            # Bounded: a queue that has just shrunk (the load ended) must not be left with free slots while its
-            # waiters, who learned a long wait, sleep through them.
-            mean = min(learned / LEARNED_RETRIES, LEARNED_MAX_MEAN * self.cap)
-            return max(self.queue_delay(waited), self.rng.uniform(0.5, 1.5) * mean)
-        return self.queue_delay(waited)
+        # It waited this long last time: the queue is long, and retrying at the paced rate until then would only
+        # add refusals (each waiter's attempts grew with the queue). About LEARNED_RETRIES retries until then, at
+        # the paced rate after that. Bounded: a queue that has just shrunk (the load ended) must not be left with
+        # free slots while its waiters, who learned a long wait, sleep through them.
+        at_least = min(learned / LEARNED_RETRIES, LEARNED_MAX_MEAN * self.cap) if waited < learned else 0.0
+        return self._paced(waited, left, at_least)
 
     def start_wait(self, now: float) -> None:
         """A connect begins: a learned wait older than :data:`LEARNED_FRESH` seconds says nothing about now."""
@@ -198,7 +220,16 @@ class Pressure:
         Also the wait before the first attempt of an environment that has just given its slot back: that is not a
         retry, so a custom ``backoff`` callable is not asked for it.
         """
-        mean = self.cap * (FULL_MEAN - (FULL_MEAN - AGED_MEAN) * min(waited, AGING) / AGING)
+        return self._paced(waited, None, 0.0)
+
+    def _paced(self, waited: float, left: float | None, at_least: float) -> float:
+        """A paced wait whose mean grows with ``waited`` (not below ``at_least``), cut near the end of the wait."""
+        cap = self.cap
+        mean = max(min(max(FULL_MEAN * cap, GROWTH * waited), LONGEST_MEAN * cap), at_least)
+        if left is not None:
+            # Close to its deadline a waiter polls more often again (the oldest waiters of a queue whose members
+            # share a timeout are the closest to it), but never faster than the bound on every waiter's rate.
+            mean = min(mean, max(LEFT_SHARE * left, SHORTEST_MEAN * cap))
         return max(self.base, self.rng.uniform(0.5, 1.5) * mean)
 
     @staticmethod

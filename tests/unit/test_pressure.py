@@ -11,14 +11,17 @@ from pymysql.err import OperationalError
 from serverless_mysql.backoff import FullJitter
 from serverless_mysql.errors import connect_failure_kind
 from serverless_mysql.pressure import (
-    AGING,
     DOWN,
     FINAL_RESERVE,
     FRESH,
     FULL,
+    GROWTH,
     LEARNED_FRESH,
     LEARNED_MAX_MEAN,
+    LEFT_SHARE,
+    LONGEST_MEAN,
     READ_ONLY_SPREAD,
+    SHORTEST_MEAN,
     WINDOW,
     Pressure,
 )
@@ -62,25 +65,50 @@ def test_read_only_waits_are_spread_evenly_whatever_the_cap() -> None:
     assert max(chain(True, custom)) > READ_ONLY_SPREAD  # a backoff strategy of the user's own is theirs
 
 
-def test_server_full_waits_are_long_at_first_and_shrink_with_the_wait() -> None:
+def test_server_full_waits_grow_with_the_wait_up_to_a_bound() -> None:
     p = paced()
     fresh = [p.delay(FULL, 1, 0.0, waited=0.0) for _ in range(4000)]
-    aged = [p.delay(FULL, 9, 0.2, waited=AGING + 10) for _ in range(4000)]
+    grown = [p.delay(FULL, 5, 0.2, waited=2.4) for _ in range(4000)]
+    longest = [p.delay(FULL, 9, 0.2, waited=100.0) for _ in range(4000)]
     assert 0.7 < statistics.mean(fresh) < 0.8  # 0.75 * cap
-    assert 0.38 < statistics.mean(aged) < 0.42  # 0.4 * cap: the earliest waiters try most often
-    assert min(fresh) >= 0.375 and max(fresh) <= 1.125 and min(aged) >= 0.05
-    # Not a falling rate: the delay never grows with the attempt number or the previous delay.
-    assert p.delay(FULL, 50, 5.0, waited=1.0) <= 1.5 * p.cap
+    assert 1.15 < statistics.mean(grown) < 1.25  # GROWTH of the 2.4 s waited: the longer the queue, the fewer polls
+    assert 1.45 < statistics.mean(longest) < 1.55  # LONGEST_MEAN * cap: where the policy before polled every 0.4 s
+    assert min(fresh) >= 0.375 and max(fresh) <= 1.125 and max(longest) <= 1.5 * LONGEST_MEAN
+    # Time waited, not the attempt number or the previous delay, sets the wait.
+    assert p.delay(FULL, 50, 5.0, waited=1.0) <= 1.5 * 0.75 * p.cap
+    assert paced(cap=2.0).delay(FULL, 1, 0.0, waited=100.0) >= 0.5 * LONGEST_MEAN * 2.0  # scaled by cap
 
 
-def test_a_waiters_attempt_rate_is_bounded_however_long_it_waits() -> None:
+def test_a_waiters_attempts_grow_with_the_log_of_its_wait_not_with_the_wait() -> None:
+    def attempts(seconds: float, seed: int, *, until_the_end: bool) -> int:
+        p = paced(seed, cap=1.0)
+        t, n, previous = 0.0, 0, 0.0
+        while t < seconds:
+            left = seconds - t if until_the_end else None
+            previous = p.delay(FULL, n + 1, previous, waited=t, left=left)
+            t += previous
+            n += 1
+        return n
+
+    short = statistics.mean(attempts(6.0, seed, until_the_end=False) for seed in range(200))
+    long = statistics.mean(attempts(30.0, seed, until_the_end=False) for seed in range(200))
+    to_the_end = statistics.mean(attempts(30.0, seed, until_the_end=True) for seed in range(200))
+    assert 5 < short < 8  # 0.75 s apart, then GROWTH of the time waited
+    assert 19 < long < 26  # 1.5 s apart from 3 s on: the policy before made about 70 attempts in 30 s
+    assert 27 < to_the_end < 34  # a wait that runs to its deadline polls faster in its last 10 s
+    assert GROWTH * 30.0 > LONGEST_MEAN  # the bound, not the growth, paces the middle of a long wait
+
+
+def test_close_to_the_end_of_its_wait_a_waiter_polls_more_often_but_never_faster_than_the_bound() -> None:
     p = paced(cap=1.0)
-    t, attempts, previous = 0.0, 0, 0.0
-    while t < 60.0:
-        previous = p.delay(FULL, attempts + 1, previous, waited=t)
-        t += previous
-        attempts += 1
-    assert attempts / 60.0 < 2.7  # at most about 1 / (0.4 * cap) per second, never faster
+
+    def mean(left: float | None) -> float:
+        return statistics.mean(p.delay(FULL, 9, 0.2, waited=20.0, left=left) for _ in range(4000))
+
+    assert 1.45 < mean(None) < 1.55 and 1.45 < mean(20.0) < 1.55  # far from the end: the grown wait
+    assert 0.95 < mean(1.0 / LEFT_SHARE) < 1.05  # LEFT_SHARE of the time left
+    assert 0.38 < mean(0.5) < 0.42  # SHORTEST_MEAN * cap: the rate every waiter had before, not a hammering
+    assert LEFT_SHARE * 0.5 < SHORTEST_MEAN
 
 
 def test_the_floor_is_base() -> None:
@@ -180,7 +208,7 @@ def test_a_waiter_that_learned_a_long_queue_retries_about_twice_over_it_then_at_
     early = [p.delay(FULL, 1, 0.0, waited=0.5) for _ in range(4000)]
     assert 1.15 < statistics.mean(early) < 1.25  # 2.4 s / LEARNED_RETRIES, where the paced rate made 0.68
     late = [p.delay(FULL, 5, 2.0, waited=3.5) for _ in range(4000)]
-    assert 0.38 < statistics.mean(late) < 0.42  # past it, the earliest waiters try most often again
+    assert 1.45 < statistics.mean(late) < 1.55  # past it, the paced wait (LONGEST_MEAN * cap after 3.5 s)
     assert all(p.delay(DOWN, 1, 0.0, waited=0.5) <= 1.0 for _ in range(200))  # a down server: unchanged
 
 
