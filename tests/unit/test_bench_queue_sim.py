@@ -11,11 +11,12 @@ def run(policy: str, key: str, seed: int = 1) -> dict[str, float]:
 
 
 def test_the_model_drives_the_library_policy_and_shows_issue_20() -> None:
-    # 500 environments on 25 slots on a starved machine: the library's paced waits cost about as many attempts per
-    # invocation, with as long a tail, as the benchmark measured (2.99-3.24 attempts, p99 2.7-3.3x the mean).
+    # 500 environments on 25 slots on a starved machine: the library's waits, which grow with the wait, cost fewer
+    # attempts per invocation than the shrinking waits before them (3.4 here) but leave a longer tail, as the
+    # benchmark measured (2.24-2.29 attempts, p99 4.6-4.7x the mean; before: 2.74-2.87 and about 3x).
     row = run("library", "crowd-real")
     assert row["errors"] == 0 and row["util"] > 0.9, row
-    assert row["att/inv"] > 3.0 and row["p99/mean"] > 2.8, row
+    assert 2.2 < row["att/inv"] < 3.0 and row["p99/mean"] > 3.5, row
 
 
 def test_in_the_model_sleeping_until_its_turn_halves_the_attempts_and_the_tail() -> None:
