@@ -11,13 +11,13 @@ what it sees itself, at once.
 - *server full*: a slot frees only when another client gives one back, so retrying faster than that only adds
   refused connects that the server must handle and CPU that the waiting environments burn. Each retry waits
   ``uniform(0.5, 1.5) * m``; the mean ``m`` is ``0.75 * cap`` at first and then *grows* with the time this
-  invocation has waited (:data:`GROWTH` of it, up to :data:`LONGEST_MEAN` ``* cap`` after 3 s): a queue that
-  lasts polls less, not more (a 30 s wait makes about 22 attempts with the default ``cap``, 30 if it runs into
-  its deadline, where the policy before made about 70). The policy before did the opposite
-  (the mean shrank to ``0.4 * cap`` after 3 s, so that the earliest waiters tried most often): in a
+  invocation has waited (:data:`GROWTH` of it, up to :data:`LONGEST_MEAN` ``* cap``, reached after 3 s with the
+  default ``cap``): a queue that lasts polls less, not more (a 30 s wait makes about 22 attempts with the default
+  ``cap``, 30 if it runs into its deadline, where the policy before made about 70). The policy before did the
+  opposite (the mean shrank to ``0.4 * cap`` after 3 s, so that the earliest waiters tried most often): in a
   1,000-environment spike the waiters' polls then took the CPU that the environments holding the slots needed, half
   of the server's slots were held by handshakes their clients had no CPU to finish, and the fleet stayed in that
-  state until the load ended (6 of 11 benchmark runs on 2026-12-06; docs/overload.md). The price is fairness:
+  state until the load ended (7 of 13 benchmark runs on 2026-12-06; docs/overload.md). The price is fairness:
   newcomers poll more often than the longest waiters, whose gaps are bounded by ``LONGEST_MEAN * cap``. Close to
   the end of its wait (the deadline or ``max_connect_wait``) a waiter polls more often again: the mean is at most
   :data:`LEFT_SHARE` of the time left, but not below :data:`SHORTEST_MEAN` ``* cap`` (the policy before's

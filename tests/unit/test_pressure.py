@@ -79,7 +79,7 @@ def test_server_full_waits_grow_with_the_wait_up_to_a_bound() -> None:
     assert paced(cap=2.0).delay(FULL, 1, 0.0, waited=100.0) >= 0.5 * LONGEST_MEAN * 2.0  # scaled by cap
 
 
-def test_a_waiters_attempts_grow_with_the_log_of_its_wait_not_with_the_wait() -> None:
+def test_a_long_wait_makes_a_third_to_a_half_of_the_attempts_that_shrinking_waits_made() -> None:
     def attempts(seconds: float, seed: int, *, until_the_end: bool) -> int:
         p = paced(seed, cap=1.0)
         t, n, previous = 0.0, 0, 0.0
