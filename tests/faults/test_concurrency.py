@@ -69,6 +69,8 @@ def test_threads_share_one_client(proxied: tuple[Target, FaultProxy], with_reset
 
     def work(i: int) -> None:
         for k in range(per_thread):
+            if with_resets and i == 0 and k == per_thread // 2:
+                proxy.reset()  # at least one reset mid-run: a fast machine finished before the resetter's first
             kind = ("read", "write", "tx")[(i + k) % 3]
             with lock:
                 op = Op(kind, (next(ids),) if kind == "write" else (next(ids), next(ids)) if kind == "tx" else ())
