@@ -117,6 +117,7 @@ def simulate(case: Case, make: MakePolicy, seed: int = 1) -> Result:
     hi = case.duration if case.duration is not None else math.inf
     last_end = 0.0
     refusals = 0  # the server's refusal counter, which a holder reads
+    tries = 0  # the server's connect counter (logins and refusals)
 
     def at(when: float, i: int, what: str) -> None:
         nonlocal seq
@@ -131,7 +132,7 @@ def simulate(case: Case, make: MakePolicy, seed: int = 1) -> Result:
         p = env.pressure
         p.start_wait(now)
         env.queued = now - env.gave_back_at < WINDOW  # Connector.open: it gave its slot back a moment ago
-        first = (p.first_wait() if isinstance(p, Turn) else p.queue_delay(0.0)) if env.queued else 0.0
+        first = (p.first_wait() if isinstance(p, Turn) else p.queue_delay(now)) if env.queued else 0.0
         at(now + first + (rng.uniform(0.0, case.lag) if env.queued else 0.0), i, "attempt")
 
     for i in range(case.n):
@@ -143,18 +144,19 @@ def simulate(case: Case, make: MakePolicy, seed: int = 1) -> Result:
             start(i, now)
         elif what == "attempt":
             counted = lo <= env.inv_start < hi
+            tries += 1
             if counted:
                 out.attempts += 1
             if free > 0:
                 free -= 1
                 p = env.pressure
                 env.waited = env.refused > 0
-                if not p.under_pressure(now):  # client._on_connected: the counters' baseline right after connecting
-                    p.counters(now, refusals, refusals, busy=False, after_connect=True)
                 if isinstance(p, Turn):  # the wait until the attempt that got the slot began, not its handshake
                     p.learn_turn(now + case.connect, now - env.started, slept=env.queued, refused=env.refused > 0)
                 else:  # Connector.open: the wait until connected
                     p.learn(now + case.connect, now + case.connect - env.started, refused_full=env.refused > 0)
+                if not p.under_pressure(now) and not env.waited:  # client._on_connected: the counters' baseline
+                    p.counters(now, refusals, refusals, busy=False, after_connect=True, connects=tries)
                 hold = case.hold * rng.uniform(0.7, 1.3)
                 if counted:
                     out.waits.append(now - env.inv_start)
@@ -187,7 +189,7 @@ def simulate(case: Case, make: MakePolicy, seed: int = 1) -> Result:
                 # _housekeeping_io: a busy server's counters are read at the first end() of a connection, after a
                 # wait for the slot, else at most once a second; a refusal since the last reading means pressure.
                 if p.counters_due(now, waited=env.waited):
-                    p.counters(now, refusals, refusals, busy=True)
+                    p.counters(now, refusals, refusals, busy=True, waited=env.waited, connects=tries)
                 env.waited = False
                 if not p.under_pressure(now):
                     env.left -= 1
@@ -249,7 +251,7 @@ class Turn(Pressure):
     def first_wait(self) -> float:
         """The sleep before the first attempt of an environment that has just given its slot back."""
         at = self.turn_at()
-        return max(self.base, at * self.rng.uniform(0.95, 1.05)) if at > 0 else self.queue_delay(0.0)
+        return max(self.base, at * self.rng.uniform(0.95, 1.05)) if at > 0 else self._paced(0.0, None, 0.0)
 
     def delay(
         self,

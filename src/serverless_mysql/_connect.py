@@ -106,7 +106,7 @@ class Connector:
             # waiting and fatten the tail.
             pressure = self._pressure
             first = pressure.next_wait(
-                attempt=0, max_retries=1, now=started, delay=pressure.queue_delay(0.0), wait_end=wait_end
+                attempt=0, max_retries=1, now=started, delay=pressure.queue_delay(started), wait_end=wait_end
             )
             if first is not None:
                 self._sleep(first)

@@ -115,7 +115,7 @@ class HousekeepingIO:
         # server's connection count is the account's usage: with an account limit of its own, only a scan counts.
         if not first and (waited or pressure.under_pressure(now)) and hk.limits is not None and hk.limits[1] == 0:
             if not pressure.under_pressure(now):
-                self._read_refusals(conn)
+                self._read_refusals(conn, waited=waited)
                 counted = True
             if pressure.under_pressure(now) and not hk.pressure_scan(now):
                 return 0, False  # the caller gives the connection back
@@ -141,7 +141,7 @@ class HousekeepingIO:
         if usage.max_user_connections > 0 and usage.used >= usage.limit:
             pressure.account_full(now)  # its refusals (1203) are not counted by the server
         elif busy and not counted and not pressure.under_pressure(now) and pressure.counters_due(now, waited=waited):
-            self._read_refusals(conn, busy=True)
+            self._read_refusals(conn, busy=True, waited=waited)
         pressed = pressure.under_pressure(now)
         decision = plan(
             usage,
@@ -225,13 +225,15 @@ class HousekeepingIO:
             self._stats.housekeeping_statements += 1
 
     # ------------------------------------------------------------------------------------------ statements
-    def _read_refusals(self, conn: DriverConnection, *, after_connect: bool = False, busy: bool | None = None) -> None:
+    def _read_refusals(
+        self, conn: DriverConnection, *, after_connect: bool = False, busy: bool | None = None, waited: bool = False
+    ) -> None:
         """Feed the server's failed-connect counters to the pressure policy (nothing when they are unreadable).
 
         ``after_connect``: the baseline right after connecting (the server not judged busy; its connection count kept
         for the first ``end()``). Otherwise ``busy``: whether the server was just measured at ``conn_utilization`` or
         above; ``None``: judged from the connection count read with the counters (an account without a limit of its
-        own, limits known).
+        own, limits known). ``waited``: see :meth:`~serverless_mysql.pressure.Pressure.counters`.
         """
         self._prepare(conn)
         try:
@@ -255,7 +257,15 @@ class HousekeepingIO:
             assert limits is not None
             busy = count is not None and count >= self._cfg.conn_utilization * limits[0]
         if refused is not None and aborted is not None:
-            self._pressure.counters(self._clock(), refused, aborted, busy=busy, after_connect=after_connect)
+            self._pressure.counters(
+                self._clock(),
+                refused,
+                aborted,
+                busy=busy,
+                after_connect=after_connect,
+                waited=waited,
+                connects=values.get("connections"),
+            )
 
     def _set_idle_timeout(self, conn: DriverConnection, value: str) -> None:
         """Set the session's ``wait_timeout``: short while the server is busy, the server's own otherwise."""

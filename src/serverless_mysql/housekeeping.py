@@ -222,7 +222,7 @@ def plan(
 # first sum every connection's status (O(connections) under a lock, for each of a herd's newcomers).
 REFUSALS_SQL = (
     "SHOW SESSION STATUS WHERE Variable_name IN ('Connection_errors_max_connections', 'Aborted_connects', "
-    "'Threads_connected')"
+    "'Connections', 'Threads_connected')"
 )
 LIMITS_SQL = "SELECT @@max_connections AS max_connections, @@max_user_connections AS max_user_connections"
 COUNT_SQL = "SHOW SESSION STATUS LIKE 'Threads_connected'"  # the server's connection count, O(1) like the above

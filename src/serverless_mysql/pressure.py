@@ -29,29 +29,42 @@ what it sees itself, at once.
   ``LEARNED_MAX_MEAN * cap`` on average), then at the paced rate. The paced rate alone made each waiter's attempts
   grow with the length of the queue (3.1 per invocation with 100 environments on 10 slots on a loaded machine).
   An environment that has just given its slot back because others are refused waits once before its first
-  attempt (it queues behind them instead of taking the slot straight back); that halved the connect attempts
-  and the p99 latency of the benchmark's 10x oversubscription.
+  attempt (it queues behind them instead of taking the slot straight back; that halved the connect attempts
+  and the p99 latency of the benchmark's 10x oversubscription). How long depends on the share of the server's
+  connects that were refused between its last two readings of the counters: ``FULL_MEAN * cap`` on average from
+  :data:`QUEUE_SHARE` on, less in proportion below it, :data:`QUEUE_DELAY_MIN` at least (and without a fresh
+  share). Where few are refused that wait is only latency: with 0.75 s after every give-back, the seed's fleet
+  stayed at the limit between its bursts, every rotated invocation 0.75 s slower (:meth:`Pressure.queue_delay`).
 
 A wait ends at the deadline (the Lambda's remaining time minus ``deadline_margin``), or ``max_connect_wait``
 seconds after it began, whichever comes first, with a final attempt just before; ``max_retries`` is only a
 safety bound. ``"full"``, ``"decorrelated"`` or a callable keep the serverless-mysql behaviour: the same delays
 for both kinds.
 
-**Giving the slot back.** The environment is *under pressure* for :data:`WINDOW` seconds after either of:
+**Giving the slot back.** The environment is *under pressure* for :data:`WINDOW` seconds after any of:
 
 - two of its own readings of the server's failed-connect counters, at most :data:`FRESH` seconds apart, show a
-  refusal in between (:meth:`Pressure.counters`; read right after connecting, at an ``end()`` after a wait for a
-  slot, and at ``end()`` while the server is at ``conn_utilization`` or above: at the first such ``end()`` of a
-  connection, otherwise at most once a second, :meth:`Pressure.counters_due`);
+  refusal in between (:meth:`Pressure.counters`; read right after connecting, and at ``end()`` while the server
+  is at ``conn_utilization`` or above: at the first such ``end()`` of a connection, otherwise at most once a
+  second, :meth:`Pressure.counters_due`);
+- the ``end()`` of an invocation whose connect was refused a slot finds the server (the connection count read
+  with the counters) at ``conn_utilization`` or above: the queue it waited in is still there. Its own refusals
+  alone are no sign (by the time it gets a slot the burst that refused it may be over), and the counters are
+  none either then (its own refusals grew them; a queue of a few slow pollers refuses nobody in the tenth of a
+  second between a connect and its ``end()``, so when a closed loop's load ended its last waiters waited behind
+  holders that saw no refusal and kept their slots idle);
 - the account is at its own ``max_user_connections`` limit (1203 refusals are not counted by the server).
 
-Its own refusals are not a sign by themselves: by the time it gets a slot the burst that refused it may be over.
-But an environment that had to wait reads the counters at its ``end()``; under pressure it kills the zombies it
-finds, scanning for them by lot once its own recent scan found none (:meth:`Housekeeper.pressure_scan`).
+A connect that gets its slot without a refusal ends the pressure: nobody was ahead of it (a sign lasted the whole
+window before, and an environment invoked every few milliseconds reconnected on every one of its invocations
+meanwhile: hundreds of logins a second, without a refusal, between the seed's bursts). Under pressure ``end()``
+kills the zombies it finds, scanning for them by lot once its own recent scan found none
+(:meth:`Housekeeper.pressure_scan`).
 
 After an invocation under pressure, ``end()`` kills every zombie it sees and, if that freed nothing, gives its
 own connection back (COM_QUIT) so a waiting environment gets the slot. Giving back cannot lock itself in: it
-lasts only while the server counts refusals, and an environment that sees none keeps its connection again.
+lasts only while the server counts refusals or stays full behind a wait, and an environment that sees neither,
+or gets its next slot at once, keeps its connection again.
 
 **Slots held by idle or destroyed environments.** ``end()`` only runs in an invoked environment, so it cannot
 free slots that frozen or destroyed environments hold when no environment with a connection is invoked. When an
@@ -88,6 +101,8 @@ __all__ = [
     "LEARNED_RETRIES",
     "LEFT_SHARE",
     "LONGEST_MEAN",
+    "QUEUE_DELAY_MIN",
+    "QUEUE_SHARE",
     "READ_ONLY_SPREAD",
     "SHORTEST_MEAN",
     "WINDOW",
@@ -124,6 +139,10 @@ LEARNED_MAX_MEAN = 1.5
 """The mean wait between retries paced by a learned wait is at most ``LEARNED_MAX_MEAN * cap``."""
 LEARNED_FRESH = 10.0
 """Seconds after which a previous wait no longer says how long the queue is."""
+QUEUE_SHARE = 0.25
+"""The share of refused connects from which the wait of :meth:`Pressure.queue_delay` is longest."""
+QUEUE_DELAY_MIN = 0.1
+"""Seconds: the smallest mean of :meth:`Pressure.queue_delay`."""
 READ_ONLY_SPREAD = 2.0
 """Seconds: while only a read-only server answers, each wait is drawn evenly from ``[base, READ_ONLY_SPREAD]``
 (``cap`` does not apply; a custom backoff does). The endpoint moves within seconds (Aurora's DNS TTL is 5 s) and
@@ -157,6 +176,7 @@ class Pressure:
         "learned_at",
         "learned_wait",
         "pressure_until",
+        "refused_share",
         "rng",
     )
 
@@ -167,10 +187,11 @@ class Pressure:
         self.rng = rng
         self._down = DecorrelatedJitter(base, cap, rng)  # a down server: serverless-mysql's decorrelated jitter
         self.pressure_until = -math.inf
-        self._counters: tuple[float, int, int] | None = None  # (time, refused, aborted) at the last reading
+        self._counters: tuple[float, int, int, int | None] | None = None  # (time, refused, aborted, connects)
         self._after_connect = False  # the last reading was the one taken right after connecting
         self.learned_wait = 0.0  # seconds its last connect waited for a full server's slot (0: it was not refused)
         self.learned_at = -math.inf  # when that connect ended
+        self.refused_share = (-math.inf, 0.0)  # (when, share): refused connects / connects between two readings
 
     # ------------------------------------------------------------------------------------------ waiting
     def delay(
@@ -213,14 +234,23 @@ class Pressure:
         """A connect ended with a slot after ``waited`` seconds; remember it if a full server made it wait."""
         self.learned_wait = waited if refused_full else 0.0
         self.learned_at = now
+        if not refused_full:
+            # Nobody was ahead of it: the pressure that made it give its slot back is over (a sign lasted WINDOW
+            # seconds, and a warm environment invoked every few milliseconds reconnected on every invocation of
+            # them: the seed's fleet did hundreds of logins a second between its bursts without a refusal).
+            self.pressure_until = min(self.pressure_until, now)
 
-    def queue_delay(self, waited: float) -> float:
-        """The paced wait for a full server after ``waited`` seconds of waiting (never the ``backoff`` option's).
+    def queue_delay(self, now: float) -> float:
+        """The wait before the first attempt of an environment that has just given its slot back.
 
-        Also the wait before the first attempt of an environment that has just given its slot back: that is not a
-        retry, so a custom ``backoff`` callable is not asked for it.
+        Not a retry, so a custom ``backoff`` callable is not asked for it. Its mean grows with the share of the
+        server's connects that it refused between this client's last two readings (``FULL_MEAN * cap`` from
+        :data:`QUEUE_SHARE` on), from :data:`QUEUE_DELAY_MIN`; without a fresh share, the least.
         """
-        return self._paced(waited, None, 0.0)
+        at, share = self.refused_share
+        scale = min(1.0, share / QUEUE_SHARE) if now - at <= FRESH + WINDOW else 0.0
+        mean = max(FULL_MEAN * self.cap * scale, QUEUE_DELAY_MIN)
+        return max(self.base, self.rng.uniform(0.5, 1.5) * mean)
 
     def _paced(self, waited: float, left: float | None, at_least: float) -> float:
         """A paced wait whose mean grows with ``waited`` (not below ``at_least``), cut near the end of the wait."""
@@ -256,7 +286,17 @@ class Pressure:
         return wait_end - FINAL_RESERVE - now
 
     # ------------------------------------------------------------------------------------------ signals
-    def counters(self, now: float, refused: int, aborted: int, *, busy: bool, after_connect: bool = False) -> bool:
+    def counters(
+        self,
+        now: float,
+        refused: int,
+        aborted: int,
+        *,
+        busy: bool,
+        after_connect: bool = False,
+        waited: bool = False,
+        connects: int | None = None,
+    ) -> bool:
         """A reading of the server's failed-connect counters; True when it shows a refusal since a fresh previous one.
 
         ``refused`` is ``Connection_errors_max_connections``, ``aborted`` is ``Aborted_connects``, ``busy`` whether
@@ -264,12 +304,24 @@ class Pressure:
         it refuses before authentication (more than ``max_connections + 1`` connections at that moment), but always
         in the latter, which also counts bad passwords, TLS probes and health checks: growth of ``aborted`` is only
         taken as a refusal while the server is busy, where that noise costs at most one needless reconnect.
-        ``after_connect``: the reading right after connecting, before any measurement.
+        ``after_connect``: the reading right after connecting, before any measurement. ``waited``: the ``end()``
+        reading of a connection that was refused a slot before it got one, taken without a reading right after
+        connecting: the server still busy is the sign then (the queue it waited in is still there), whatever the
+        counters did. Its own refusals grew them, and a queue of a few slow pollers refuses nobody in the tenth
+        of a second between a connect and its ``end()``: when a closed loop's load ended, its last waiters were
+        still waiting 5 s later behind slots that holders, seeing no refusal, kept idle.
         """
-        before, self._counters, self._after_connect = self._counters, (now, refused, aborted), after_connect
-        if before is None or now - before[0] > FRESH:
+        before, self._counters, self._after_connect = self._counters, (now, refused, aborted, connects), after_connect
+        if before is not None and now - before[0] <= FRESH and connects is not None and before[3] is not None:
+            tried = connects - before[3]
+            if tried > 0:
+                self.refused_share = (now, min(1.0, max(refused - before[1], aborted - before[2]) / tried))
+        if waited:
+            grew = busy
+        elif before is None or now - before[0] > FRESH:
             return False  # a baseline
-        grew = refused > before[1] or (busy and aborted > before[2])
+        else:
+            grew = refused > before[1] or (busy and aborted > before[2])
         if grew:
             self.pressure_until = max(self.pressure_until, now + WINDOW)
         return grew

@@ -8,6 +8,7 @@ connection's status (``SHOW GLOBAL STATUS``): O(N^2) on the server, its largest 
 from __future__ import annotations
 
 import random
+import threading
 import time
 
 import pymysql
@@ -143,7 +144,7 @@ def test_the_count_read_at_connect_decides_one_end_only(
 def test_the_counters_read_in_session_scope_are_the_servers(
     crowded: MariaDBServer, make_user: UserFactory, client_factory: ClientFactory
 ) -> None:
-    # The baseline reads SESSION scope (no sum over every connection): these three have only a global value.
+    # The baseline reads SESSION scope (no sum over every connection): these four have only a global value.
     assert "SHOW SESSION STATUS" in REFUSALS_SQL
     app = make_user(crowded)
     with pytest.raises(pymysql.err.OperationalError):
@@ -152,7 +153,7 @@ def test_the_counters_read_in_session_scope_are_the_servers(
     db = client_factory(app)
     session = {row["Variable_name"]: int(row["Value"]) for row in db.query(REFUSALS_SQL)}
     glob = {row["Variable_name"]: int(row["Value"]) for row in db.query(REFUSALS_SQL.replace("SESSION", "GLOBAL"))}
-    assert set(session) == {"Connection_errors_max_connections", "Aborted_connects", "Threads_connected"}
+    assert set(session) == {"Connection_errors_max_connections", "Aborted_connects", "Connections", "Threads_connected"}
     assert session == glob and session["Aborted_connects"] > 0 and session["Threads_connected"] >= 6
 
 
@@ -178,8 +179,13 @@ def test_a_rotating_end_under_pressure_scans_by_lot(
     first = db.get_stats()
     assert first.pressure_quits == 1 and first.housekeeping_runs == 1
     zombie = server.open_zombies(app, 1)
+    held += [other.connect() for _ in range(limit - server.connection_count())]
+    threading.Timer(2.0, held.pop().close).start()  # after its wait before a first attempt (<= 1.125 s)
     before = selects(server)
-    db.query("SELECT 1")  # reconnects into its own freed slot; still under pressure (2 s)
+    # It reconnects after a refusal (a connect that got its slot at once would end its pressure), into a server
+    # that is full again: its end() is under pressure from the start.
+    db.query("SELECT 1")
+    assert db.get_stats().refused_full >= 1
     db.end()
     stats = db.get_stats()
     if draw < 0.25:  # scanned: killed the zombie in place of its own slot, and keeps its connection

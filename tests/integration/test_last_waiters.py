@@ -104,3 +104,31 @@ def test_a_holder_that_reconnects_into_a_full_server_measures_it(
     assert waiter_is_served(server, waiter) < SERVED_WITHIN
     for conn in held:
         conn.close()
+
+
+def test_a_holder_that_waited_gives_its_slot_back_while_the_server_stays_full(
+    server_factory: Factory, make_user: Factory, client_factory: ClientFactory
+) -> None:
+    # Issue 20: when a closed loop's load ended, its last few waiters polled too rarely for a holder to see one of
+    # them refused between its connect and its end(); the holders kept their slots and the waiters starved until
+    # the idle timeout. Having waited itself, a holder that finds the server still full gives its slot back.
+    server = server_factory(max_connections=10)
+    hog, app = make_user(server), make_user(server, process=True)
+    held = fill(server, hog, 10 - server.connection_count())
+    holder = client_factory(app, max_connect_wait=10)
+    thread = threading.Thread(target=holder.connect)
+    thread.start()
+    time.sleep(0.3)  # refused at least once
+    close_until(server, held, server.connection_count() - 1)
+    thread.join(10)
+    assert holder.get_client() is not None and holder.get_stats().refused_full >= 1
+    refused = int(server.status("Aborted_connects") or 0)
+    holder.query("SELECT 1")
+    holder.end()  # the server is full (the holder took the last slot), and nobody was refused since it connected
+    assert int(server.status("Aborted_connects") or 0) == refused
+    assert holder.get_client() is None and holder.get_stats().pressure_quits == 1
+    holder.query("SELECT 1")  # its next invocation finds the slot free (no waiter took it): it keeps it again
+    holder.end()
+    assert holder.get_client() is not None and holder.get_stats().pressure_quits == 1
+    for conn in held:
+        conn.close()

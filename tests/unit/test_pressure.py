@@ -20,6 +20,8 @@ from serverless_mysql.pressure import (
     LEARNED_MAX_MEAN,
     LEFT_SHARE,
     LONGEST_MEAN,
+    QUEUE_DELAY_MIN,
+    QUEUE_SHARE,
     READ_ONLY_SPREAD,
     SHORTEST_MEAN,
     WINDOW,
@@ -233,3 +235,51 @@ def test_a_reading_at_end_on_a_quiet_server_is_not_taken_for_the_one_after_conne
     assert not p.counters_due(0.5, waited=False)
     p.counters(1.0, 0, 0, busy=False, after_connect=True)  # the reading right after connecting
     assert p.counters_due(1.5, waited=False)  # the first busy end() of the connection compares against it
+
+
+def test_after_a_wait_for_its_slot_the_server_still_busy_is_the_sign_whatever_the_counters_did() -> None:
+    # A queue of a few slow pollers refuses nobody in the tenth of a second between a connect and its end(): the
+    # closed loop's last waiters waited behind holders that saw no refusal and kept their slots (issue 20).
+    p = paced()
+    assert p.counters(0.0, 0, 0, busy=True, waited=True) and p.under_pressure(0.0)  # no baseline needed
+    q = paced()
+    q.counters(0.0, 0, 0, busy=True)
+    assert not q.counters(0.1, 0, 9, busy=False, waited=True)  # the queue it waited in is gone: keep the slot
+    assert not q.under_pressure(0.1)
+    assert not q.counters(0.2, 0, 9, busy=True)  # and that reading is the next one's baseline
+
+
+def test_a_connect_that_gets_its_slot_at_once_ends_the_pressure() -> None:
+    # A sign lasted WINDOW seconds, and an environment invoked every few milliseconds reconnected on every one of
+    # its invocations meanwhile, without being refused: hundreds of logins a second between the seed's bursts.
+    p = paced()
+    p.counters(0.0, 0, 0, busy=True)
+    p.counters(0.5, 1, 1, busy=True)
+    p.learn(0.6, 0.3, refused_full=True)  # it waited behind others: the pressure goes on
+    assert p.under_pressure(0.7)
+    p.learn(0.8, 0.0, refused_full=False)  # nobody was ahead of it
+    assert not p.under_pressure(0.8)
+
+
+def give_back_wait(p: Pressure, now: float) -> float:
+    return statistics.mean(p.queue_delay(now) for _ in range(4000))
+
+
+def test_the_wait_after_giving_the_slot_back_grows_with_the_share_of_refused_connects() -> None:
+    # Behind a long queue it waits before its first attempt (the freed slot goes to a waiter, and its own first
+    # attempt is not a refusal); where few are refused that wait is only latency (the seed's p99).
+    cap = 1.0
+    busy = paced(cap=cap)
+    busy.counters(0.0, 0, 100, busy=True, connects=1_000)
+    busy.counters(1.0, 0, 160, busy=True, connects=1_200)  # 60 of 200 connects refused: 30 %
+    assert 0.72 < give_back_wait(busy, 1.5) < 0.78  # 0.75 * cap from QUEUE_SHARE on
+    light = paced(cap=cap)
+    light.counters(0.0, 0, 100, busy=True, connects=1_000)
+    light.counters(1.0, 0, 110, busy=True, connects=1_200)  # 5 %: a fifth of the longest wait
+    assert 0.95 * 0.75 * cap * 0.05 / QUEUE_SHARE < give_back_wait(light, 1.5) < 1.05 * 0.75 * cap * 0.05 / QUEUE_SHARE
+    few = paced(cap=cap)
+    few.counters(0.0, 0, 100, busy=True, connects=1_000)
+    few.counters(1.0, 0, 101, busy=True, connects=1_200)  # 0.5 %: the floor
+    assert QUEUE_DELAY_MIN * 0.95 < give_back_wait(few, 1.5) < QUEUE_DELAY_MIN * 1.05
+    assert QUEUE_DELAY_MIN * 0.95 < give_back_wait(busy, 1.0 + FRESH + WINDOW + 0.1) < QUEUE_DELAY_MIN * 1.05  # stale
+    assert QUEUE_DELAY_MIN * 0.95 < give_back_wait(paced(), 0.0) < QUEUE_DELAY_MIN * 1.05  # never read
