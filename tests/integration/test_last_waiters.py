@@ -46,6 +46,18 @@ def close_until(server: MariaDBServer, held: list[Any], count: int) -> None:
     assert server.wait_for_connection_count(count) == count
 
 
+def connect_after_a_wait(server: MariaDBServer, held: list[Any], clients: list[ServerlessMySQL]) -> None:
+    """Connect ``clients`` into the full server: each is refused at least once, then gets a slot that ``held`` frees."""
+    threads = [threading.Thread(target=db.connect) for db in clients]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)  # each is refused at least once
+    close_until(server, held, server.connection_count() - len(clients))
+    for thread in threads:
+        thread.join(10)
+    assert all(db.get_client() is not None and db.get_stats().refused_full >= 1 for db in clients)
+
+
 def waiter_is_served(server: MariaDBServer, waiter: ServerlessMySQL) -> float:
     """The seconds a new environment waits for a slot of the full server (it fails after max_connect_wait)."""
     started = time.monotonic()
@@ -60,14 +72,7 @@ def test_holders_that_waited_for_their_slot_let_the_server_close_it(
     hog, app = make_user(server), make_user(server, process=True)
     held = fill(server, hog, 10 - server.connection_count())
     holders = [client_factory(app, pressure_idle_timeout=IDLE, max_connect_wait=10) for _ in range(3)]
-    threads = [threading.Thread(target=db.connect) for db in holders]
-    for thread in threads:
-        thread.start()
-    time.sleep(0.3)  # each is refused at least once
-    close_until(server, held, server.connection_count() - 3)
-    for thread in threads:
-        thread.join(10)
-    assert all(db.get_client() is not None and db.get_stats().refused_full >= 1 for db in holders)
+    connect_after_a_wait(server, held, holders)
     close_until(server, held, 6)  # a few slots just closed: the holders measure the server under the threshold
     free = 10 - server.connection_count()
     for db in holders:
@@ -116,12 +121,7 @@ def test_a_holder_that_waited_gives_its_slot_back_while_the_server_stays_full(
     hog, app = make_user(server), make_user(server, process=True)
     held = fill(server, hog, 10 - server.connection_count())
     holder = client_factory(app, max_connect_wait=10)
-    thread = threading.Thread(target=holder.connect)
-    thread.start()
-    time.sleep(0.3)  # refused at least once
-    close_until(server, held, server.connection_count() - 1)
-    thread.join(10)
-    assert holder.get_client() is not None and holder.get_stats().refused_full >= 1
+    connect_after_a_wait(server, held, [holder])
     refused = int(server.status("Aborted_connects") or 0)
     holder.query("SELECT 1")
     holder.end()  # the server is full (the holder took the last slot), and nobody was refused since it connected
