@@ -260,9 +260,8 @@ class Housekeeper:
     # (not also one end() in ten: in the benchmark's bursts, 150-450/s on 90 connections, those were two thirds of
     # the scans and 1.19-1.22 statements per invocation, 1.13 without them); under MID, one end() in ten. A whole
     # fleet measuring, each environment once a second, notices a climb within a fraction of a second. Measuring on
-    # every end() already *near*
-    # the threshold doubled the work per invocation exactly when the server was busiest: in the benchmark's burst
-    # scenario that tipped the fleet into collapse.
+    # every end() already *near* the threshold doubled the work per invocation exactly when the server was busiest:
+    # in the benchmark's burst scenario that tipped the fleet into collapse.
     # Far below it (under MID), also not more than once every LOW_INTERVAL seconds: a hot environment (thousands
     # of invocations a second) would otherwise pay a processlist scan - ten times a SELECT 1 - hundreds of times a
     # second to learn what ten readings a second tell it. Environments invoked less than 1 / (LOW_CHANCE *
