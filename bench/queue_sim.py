@@ -187,7 +187,8 @@ def simulate(case: Case, make: MakePolicy, seed: int = 1) -> Result:
             p = env.pressure
             if KEEPERS and not p.under_pressure(now):
                 # _housekeeping_io: a busy server's counters are read at the first end() of a connection, after a
-                # wait for the slot, else at most once a second; a refusal since the last reading means pressure.
+                # wait for the slot, else at most once a second; a refusal since the last reading means pressure,
+                # and so does the server still busy after a wait for the slot (here it always is).
                 if p.counters_due(now, waited=env.waited):
                     p.counters(now, refusals, refusals, busy=True, waited=env.waited, connects=tries)
                 env.waited = False

@@ -235,9 +235,9 @@ class Pressure:
         self.learned_wait = waited if refused_full else 0.0
         self.learned_at = now
         if not refused_full:
-            # Nobody was ahead of it: the pressure that made it give its slot back is over (a sign lasted WINDOW
-            # seconds, and a warm environment invoked every few milliseconds reconnected on every invocation of
-            # them: the seed's fleet did hundreds of logins a second between its bursts without a refusal).
+            # Nobody was ahead of it: the pressure that made it give its slot back is over (while a sign lasted its
+            # WINDOW seconds, a warm environment invoked every few milliseconds reconnected on every invocation:
+            # the seed's fleet did hundreds of logins a second between its bursts without a refusal).
             self.pressure_until = min(self.pressure_until, now)
 
     def queue_delay(self, now: float) -> float:
@@ -305,21 +305,19 @@ class Pressure:
         in the latter, which also counts bad passwords, TLS probes and health checks: growth of ``aborted`` is only
         taken as a refusal while the server is busy, where that noise costs at most one needless reconnect.
         ``after_connect``: the reading right after connecting, before any measurement. ``waited``: the ``end()``
-        reading of a connection that was refused a slot before it got one, taken without a reading right after
-        connecting: the server still busy is the sign then (the queue it waited in is still there), whatever the
-        counters did. Its own refusals grew them, and a queue of a few slow pollers refuses nobody in the tenth
-        of a second between a connect and its ``end()``: when a closed loop's load ended, its last waiters were
-        still waiting 5 s later behind slots that holders, seeing no refusal, kept idle.
+        reading of a connection that was refused a slot before it got one (no reading was taken right after that
+        connect): ``busy`` is the sign then, whatever the counters did (the module docstring says why).
+        ``connects`` (``Connections``, refused connects included) gives :meth:`queue_delay` its refused share.
         """
         before, self._counters, self._after_connect = self._counters, (now, refused, aborted, connects), after_connect
-        if before is not None and now - before[0] <= FRESH and connects is not None and before[3] is not None:
-            tried = connects - before[3]
-            if tried > 0:
-                self.refused_share = (now, min(1.0, max(refused - before[1], aborted - before[2]) / tried))
+        if before is not None and now - before[0] > FRESH:
+            before = None  # too old to say anything about now: this reading is a baseline
+        if before is not None and connects is not None and before[3] is not None and connects > before[3]:
+            self.refused_share = (now, min(1.0, max(refused - before[1], aborted - before[2]) / (connects - before[3])))
         if waited:
             grew = busy
-        elif before is None or now - before[0] > FRESH:
-            return False  # a baseline
+        elif before is None:
+            return False
         else:
             grew = refused > before[1] or (busy and aborted > before[2])
         if grew:
