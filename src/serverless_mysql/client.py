@@ -289,8 +289,8 @@ class ServerlessMySQL(TransactionControl):
         """Measure, kill zombies, and give the connection back while someone is refused a slot."""
         now = self._clock()
         # While someone is refused a slot, and after it had to wait for its own, housekeeping runs at every end(): it
-        # is the one who can kill the zombies holding the slots (scanning by lot once its own recent scan found
-        # none), and it decides whether to give its own back.
+        # is the one who can kill the zombies holding the slots (scanning by lot unless its own recent scan found
+        # some), and it decides whether to give its own back.
         pressed = self._pressure.under_pressure(now)
         waited, self._waited = self._waited, False
         # A new connection is measured at its first end(): its session has the server's idle timeout until a

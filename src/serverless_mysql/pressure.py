@@ -58,7 +58,7 @@ for both kinds.
 A connect that gets its slot without a refusal ends the pressure: nobody was ahead of it (a sign lasted the whole
 window before, and an environment invoked every few milliseconds reconnected on every one of its invocations
 meanwhile: hundreds of logins a second, without a refusal, between the seed's bursts). Under pressure ``end()``
-kills the zombies it finds, scanning for them by lot once its own recent scan found none
+kills the zombies it finds, scanning for them by lot unless its own recent scan found some
 (:meth:`Housekeeper.pressure_scan`).
 
 After an invocation under pressure, ``end()`` kills every zombie it sees and, if that freed nothing, gives its

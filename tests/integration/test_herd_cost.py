@@ -199,3 +199,29 @@ def test_a_rotating_end_under_pressure_scans_by_lot(
         assert db.get_client() is None
     for conn in held:
         conn.close()
+
+
+def test_a_cold_start_that_waited_reads_the_limits_not_a_scan(
+    server_factory: ServerFactory, make_user: UserFactory, client_factory: ClientFactory
+) -> None:
+    # A cold environment of a herd (it does not know the server's limits yet) gets its slot after a refusal, into a
+    # server that stays full: its first end() reads the limits (a SELECT of two variables), then the counters, and
+    # gives its slot back unscanned when the lot says so. It used to scan for the limits: a fifth of the spike's scans.
+    limit = 40
+    server = server_factory(max_connections=limit)
+    other, app = make_user(server), make_user(server, process=True)
+    zombie = server.open_zombies(app, 1)
+    held = [other.connect() for _ in range(limit - server.connection_count())]
+    db = client_factory(app, random=Draws(0.9), conn_utilization=0.5, zombie_min_timeout=0)
+    threading.Timer(1.0, held.pop().close).start()
+    before = selects(server)
+    db.query("SELECT 1")
+    assert db.get_stats().refused_full >= 1
+    db.end()
+    stats = db.get_stats()
+    assert (stats.housekeeping_runs, stats.zombies_killed, stats.pressure_quits) == (0, 0, 1)
+    assert selects(server) - before == 2  # the query and the limits
+    assert server.wait_listed(zombie, set(zombie)) == set(zombie)  # not scanned: the zombie waits for a lot
+    assert db.get_client() is None
+    for conn in held:
+        conn.close()
