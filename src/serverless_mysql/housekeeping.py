@@ -18,10 +18,10 @@ What to do is then decided here, in plain Python (:func:`plan`), with the refere
   over the threshold with nothing to kill; when the connections over the threshold belong to the same warm fleet,
   that only hands the slot to another environment of the fleet, which pays a reconnect on every invocation.
 - It runs adaptively (:meth:`Housekeeper.due`): on a client's first ``end()`` (a cold start: the fleet is
-  growing), then on one ``end()`` in ten, also once a second from half the threshold on, and four times a second
-  while the last measurement was over the threshold (per environment, but in every band at most ``FLEET_RATE`` a
-  second for the whole fleet, ``LOW_FLEET_RATE`` far below the threshold, bounded by the connections counted). The
-  client also runs housekeeping at every ``end()`` under pressure and after waiting for a slot (that environment is
+  growing), then on one ``end()`` in ten, also once a second from half the threshold on (per environment, but
+  at most ``MID_FLEET_RATE`` a second for the whole fleet, bounded by the connections counted), and
+  four times a second while the last measurement was over the threshold. The client also runs housekeeping at every
+  ``end()`` under pressure and after waiting for a slot (that environment is
   the one that can kill the zombies holding the others; it scans by lot unless its own recent scan found some:
   :meth:`Housekeeper.pressure_scan`), and
   at the first ``end()`` of each connection (where its session's idle timeout is decided; on a server with many
@@ -257,27 +257,28 @@ class Housekeeper:
         self.zombies_found = 0
 
     # Adaptive mode, by how close the last measurement was to the threshold (utilization / conn_utilization):
-    # over it, every OVER_INTERVAL seconds; from MID on, every MID_INTERVAL seconds; under MID, one end() in ten
-    # (LOW_CHANCE), at most every LOW_INTERVAL seconds (a hot environment, thousands of invocations a second, would
-    # otherwise pay a processlist scan - ten times a SELECT 1 - hundreds of times a second). A whole fleet
-    # measuring notices a climb within a fraction of a second. Measuring on every end() already *near* the
-    # threshold doubled the work per invocation exactly when the server was busiest: in the benchmark's burst
-    # scenario that tipped the fleet into collapse.
+    # over it, every OVER_INTERVAL seconds and any end() with LOW_CHANCE; from MID on, every MID_INTERVAL seconds
+    # (not also one end() in ten: in the benchmark's bursts, 150-450/s on 90 connections, those were two thirds of
+    # the scans and 1.19-1.22 statements per invocation, 1.13 without them); under MID, one end() in ten. A whole
+    # fleet measuring, each environment once a second, notices a climb within a fraction of a second. Measuring on
+    # every end() already *near* the threshold doubled the work per invocation exactly when the server was busiest:
+    # in the benchmark's burst scenario that tipped the fleet into collapse.
+    # Far below it (under MID), also not more than once every LOW_INTERVAL seconds: a hot environment (thousands
+    # of invocations a second) would otherwise pay a processlist scan - ten times a SELECT 1 - hundreds of times a
+    # second to learn what ten readings a second tell it. Environments invoked less than 1 / (LOW_CHANCE *
+    # LOW_INTERVAL) = 100 times a second (every fleet scenario of the benchmark) measure as often as without it.
     LOW_CHANCE = 0.1
     LOW_INTERVAL = 0.1
     MID = 0.5
     MID_INTERVAL = 1.0
     OVER_INTERVAL = 0.25
-    # In every band the interval is per *fleet* as well: every environment holding a connection may measure, so
-    # the last measurement's connection count bounds the fleet, and each one waits at least used / FLEET_RATE
-    # seconds (LOW_FLEET_RATE under MID). Per environment, the fleet's scans grew with its size while each scan
-    # walks every connection: O(N^2) on the server. In the failover benchmark ~1,000 environments at 2,000-3,000
-    # connections scanned on nearly every end() (~8 ms per scan on MariaDB at 2,500 connections), while the server
-    # also had to serve the backlog of the failover. Over the threshold, four times a second per environment made
-    # a quarter of the scans in the spike, restart and stall scenarios, and one end() in ten far below it most of
-    # the scans in the bursts (issue 20): below MID nothing is near the limit, so the fleet's scans there are few.
-    FLEET_RATE = 20.0
-    LOW_FLEET_RATE = 5.0
+    # From MID on, "once a second per environment" is per *fleet* at most MID_FLEET_RATE measurements a second:
+    # every environment holding a connection may measure, so the last measurement's connection count bounds the
+    # fleet, and each one waits at least used / MID_FLEET_RATE seconds. Per environment, the fleet's scans grew
+    # with its size while each scan walks every connection: O(N^2) on the server. In the failover benchmark
+    # ~1,000 environments at 2,000-3,000 connections scanned on nearly every end() (~8 ms per scan on MariaDB at
+    # 2,500 connections), while the server also had to serve the backlog of the failover.
+    MID_FLEET_RATE = 20.0
 
     def due(self, now: float) -> bool:
         """Whether this ``end()`` should measure utilization (the client also measures under pressure)."""
@@ -288,11 +289,14 @@ class Housekeeper:
         closeness = self.last_utilization / self.conn_utilization
         since = now - self.last_run
         if closeness > 1.0:
-            return since >= max(self.OVER_INTERVAL, self.last_used / self.FLEET_RATE)
+            # Over the threshold, four times a second (and one end() in ten): a waiter's refusal reaches every
+            # end() through the pressure state anyway (which always measures), so measuring each end() only
+            # re-decided the zombie kills, and cost S1's bursts 1.22 statements per invocation.
+            return since >= self.OVER_INTERVAL or self.rng.random() < self.LOW_CHANCE
         if closeness >= self.MID:
-            return since >= max(self.MID_INTERVAL, self.last_used / self.FLEET_RATE)
-        interval = max(self.LOW_INTERVAL, self.last_used / self.LOW_FLEET_RATE)
-        return since >= interval and self.rng.random() < self.LOW_CHANCE
+            interval = max(self.MID_INTERVAL, self.last_used / self.MID_FLEET_RATE)
+            return since >= interval
+        return since >= self.LOW_INTERVAL and self.rng.random() < self.LOW_CHANCE
 
     # A new connection's first measurement scans by lot on a server with more connections than FIRST_SCAN_ALL (up
     # to there every newcomer scans: the scan is cheap): each scan walks every connection, so a herd's newcomers
