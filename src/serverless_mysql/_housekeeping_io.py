@@ -113,8 +113,8 @@ class HousekeepingIO:
         # After a wait for its slot, or under pressure: are others refused (the counters), and then, unless zombies
         # or a lot call for a scan, give the slot back without one (Housekeeper.pressure_scan). Only where the
         # server's connection count is the account's usage: with an account limit of its own, only a scan counts.
-        # A client that does not know the limits yet reads them alone (a cold start's first end() is usually such
-        # a one in a herd: scanning for them made a fifth of the scans in the spike).
+        # A client that does not know the limits yet reads them alone: in a herd most cold starts' first end() comes
+        # after a wait, and scanning there only to learn the limits made a fifth of the spike's scans.
         rotating = not first and (waited or pressure.under_pressure(now))
         if rotating and hk.limits_stale(now):
             self._read_limits(conn, now)

@@ -21,9 +21,8 @@ What to do is then decided here, in plain Python (:func:`plan`), with the refere
   growing), then on one ``end()`` in ten, also once a second from half the threshold on (per environment, but
   at most ``MID_FLEET_RATE`` a second for the whole fleet, bounded by the connections counted), and
   four times a second while the last measurement was over the threshold. The client also runs housekeeping at every
-  ``end()`` under pressure and after waiting for a slot (that environment is
-  the one that can kill the zombies holding the others; it scans by lot unless its own recent scan found some:
-  :meth:`Housekeeper.pressure_scan`), and
+  ``end()`` under pressure and after waiting for a slot (that environment is the one that can kill the zombies
+  holding the others; it scans by lot unless its own recent scan found some: :meth:`Housekeeper.pressure_scan`), and
   at the first ``end()`` of each connection (where its session's idle timeout is decided; on a server with many
   connections, except by lot, the connection count stands for that measurement when it is far below the threshold
   and the account has no connection limit: :meth:`Housekeeper.first_scan`).
