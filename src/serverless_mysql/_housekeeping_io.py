@@ -116,8 +116,8 @@ class HousekeepingIO:
         # A client that does not know the limits yet reads them alone: in a herd most cold starts' first end() comes
         # after a wait, and scanning there only to learn the limits made a fifth of the spike's scans.
         rotating = not first and (waited or pressure.under_pressure(now))
-        if rotating and hk.limits_stale(now):
-            self._read_limits(conn, now)
+        if rotating and hk.limits is None:
+            self._read_limits(conn, now)  # stale ones stand until a scan refreshes them, as before
         if rotating and hk.limits is not None and hk.limits[1] == 0:
             if not pressure.under_pressure(now):
                 self._read_refusals(conn, waited=waited)
