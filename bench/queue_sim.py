@@ -72,6 +72,7 @@ class _Env:
     wait_end: float = 0.0
     queued: bool = False
     waited: bool = False  # its connection was refused before it got its slot (until its first end())
+    first: bool = False  # its connection has not seen an end() yet
 
 
 @dataclass
@@ -151,12 +152,11 @@ def simulate(case: Case, make: MakePolicy, seed: int = 1) -> Result:
                 free -= 1
                 p = env.pressure
                 env.waited = env.refused > 0
+                env.first = True
                 if isinstance(p, Turn):  # the wait until the attempt that got the slot began, not its handshake
                     p.learn_turn(now + case.connect, now - env.started, slept=env.queued, refused=env.refused > 0)
                 else:  # Connector.open: the wait until connected
                     p.learn(now + case.connect, now + case.connect - env.started, refused_full=env.refused > 0)
-                if not p.under_pressure(now) and not env.waited:  # client._on_connected: the counters' baseline
-                    p.counters(now, refusals, refusals, busy=False, after_connect=True, connects=tries)
                 hold = case.hold * rng.uniform(0.7, 1.3)
                 if counted:
                     out.waits.append(now - env.inv_start)
@@ -186,12 +186,20 @@ def simulate(case: Case, make: MakePolicy, seed: int = 1) -> Result:
             last_end = max(last_end, now)
             p = env.pressure
             if KEEPERS and not p.under_pressure(now):
-                # _housekeeping_io: a busy server's counters are read at the first end() of a connection, after a
-                # wait for the slot, else at most once a second; a refusal since the last reading means pressure,
-                # and so does the server still busy after a wait for the slot (here it always is).
-                if p.counters_due(now, waited=env.waited):
-                    p.counters(now, refusals, refusals, busy=True, waited=env.waited, connects=tries)
-                env.waited = False
+                # _housekeeping_io: the counters are read at the first end() of a connection, after a wait for the
+                # slot, else at most once a second while the server is busy; a refusal since the last fresh reading
+                # means pressure, and so does the server still busy after a wait for the slot (here it always is).
+                if env.first or p.counters_due(now, waited=env.waited):
+                    p.counters(
+                        now,
+                        refusals,
+                        refusals,
+                        busy=True,
+                        waited=env.waited,
+                        first=0 if env.first else None,
+                        connects=tries,
+                    )
+                env.waited = env.first = False
                 if not p.under_pressure(now):
                     env.left -= 1
                     if env.left > 0 and now < hi:  # its next invocation runs on the kept connection

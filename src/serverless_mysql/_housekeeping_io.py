@@ -6,7 +6,6 @@ What to do is decided by the pure policies (:mod:`~serverless_mysql.housekeeping
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -20,13 +19,10 @@ from .config import Config
 from .errors import (
     ER_KILL_DENIED_ERROR,
     ER_NO_SUCH_THREAD,
-    DeadlineExceededError,
     error_number,
     is_connection_lost,
 )
 from .housekeeping import (
-    CONNECT_COUNT_FRESH,
-    COUNT_SQL,
     HEADROOM,
     LIMITS_SQL,
     PROCESSLIST_FALLBACK_ERRORS,
@@ -82,24 +78,14 @@ class HousekeepingIO:
         self._processlist: tuple[str, bool] | None = None  # (server version, read performance_schema.processlist)
         self.short_idle = False  # the session's wait_timeout is pressure_idle_timeout
         self.measured = False  # housekeeping measured on the current connection
-        self._connected_count: int | None = None  # the server's Threads_connected right after this connection
-        self._connected_at = 0.0  # when it was read
+        self._read_on_conn = False  # the refusal counters were read on the current connection
 
-    def connected(self, conn: DriverConnection, *, read_counters: bool) -> None:
-        """A new connection: its session has the server's idle timeout; read the counters' baseline if asked.
-
-        The baseline lets the first ``end()`` tell whether anyone was refused meanwhile; otherwise a cold start's
-        first reading is only a baseline, and in a herd every lucky newcomer would keep its slot.
-        """
+    def connected(self, conn: DriverConnection) -> None:
+        """A new connection: its session has the server's idle timeout, and it is not measured yet."""
         self.short_idle = False
         _siblings.record(id(self), conn.connection_id, _server(conn))
         self.measured = False
-        self._connected_count = None
-        if read_counters:
-            # Lost already: the caller's statement reconnects. No time left: the baseline is optional, and the new
-            # connection stays in use (its on_connect still runs); the caller's statement meets the deadline.
-            with contextlib.suppress(pymysql.MySQLError, DeadlineExceededError):
-                self._read_refusals(conn, after_connect=True)
+        self._read_on_conn = False
 
     def run(self, conn: DriverConnection, now: float, *, waited: bool, first: bool = False) -> tuple[int, bool]:
         """Measure, decide and kill: how many slots the kills freed, and whether the connection was lost doing it.
@@ -107,19 +93,19 @@ class HousekeepingIO:
         ``first``: the first measurement of a new connection, neither under pressure nor after a wait.
         """
         cfg, hk, stats, pressure = self._cfg, self._housekeeper, self._stats, self._pressure
-        if first and self._count_suffices(conn, now):
+        counted = first
+        if first and self._first_reading(conn, now):
             return 0, False
-        counted = False
         # After a wait for its slot, or under pressure: are others refused (the counters), and then, unless zombies
         # or a lot call for a scan, give the slot back without one (Housekeeper.pressure_scan). Only where the
         # server's connection count is the account's usage: with an account limit of its own, only a scan counts.
         # A client that does not know the limits yet reads them alone: in a herd most cold starts' first end() comes
         # after a wait, and scanning there only to learn the limits made a fifth of the spike's scans.
-        rotating = not first and (waited or pressure.under_pressure(now))
+        rotating = waited or pressure.under_pressure(now)
         if rotating and hk.limits is None:
             self._read_limits(conn, now)  # stale ones stand until a scan refreshes them, as before
         if rotating and hk.limits is not None and hk.limits[1] == 0:
-            if not pressure.under_pressure(now):
+            if not counted and not pressure.under_pressure(now):
                 self._read_refusals(conn, waited=waited)
                 counted = True
             if pressure.under_pressure(now) and not hk.pressure_scan(now):
@@ -183,41 +169,39 @@ class HousekeepingIO:
                 self._set_idle_timeout(conn, "@@GLOBAL.wait_timeout")
         return freed, False
 
-    def _count_suffices(self, conn: DriverConnection, now: float) -> bool:
-        """Whether the server's connection count stands for a new connection's first measurement.
+    def _first_reading(self, conn: DriverConnection, now: float) -> bool:
+        """The first ``end()`` of a new connection reads the counters; whether their connection count suffices.
 
-        A scan walks every connection, and a herd of newcomers (the fleet after a failover: ~1,000 environments at
-        ~2,000 connections) made one each: O(N^2) on the server, its largest cost in the failover drill. So on a
-        server that had more than :attr:`~Housekeeper.FIRST_SCAN_ALL` connections when this one connected, a
-        newcomer scans only by lot (:meth:`Housekeeper.first_scan`); otherwise the count read right after
-        connecting is the measurement when it is under :data:`HEADROOM` of the threshold and the account has no
-        connection limit of its own (whose connections only a scan counts). Zombies past ``zombie_max_timeout``
-        then wait for a later scan. Near the threshold it scans; after a wait for a slot, or under pressure, see
-        :meth:`run`.
-        The count is read again only when the first end() comes more than :data:`CONNECT_COUNT_FRESH` seconds after
-        the connect, and a writer client has the limits from its writability check: in the failover drill's drain
-        these were two of each newcomer's five housekeeping statements, on a machine whose CPU bounds the drain.
+        The reading feeds the pressure policy (against this client's previous reading, if fresh: were others refused
+        since? Without one, the server busy with connects after this one's is the sign:
+        :meth:`~serverless_mysql.pressure.Pressure.counters`) and carries the server's connection count. Under
+        pressure :meth:`run` goes on as for any pressed ``end()``. A scan walks every connection, and a herd of
+        newcomers (the fleet after a failover: ~1,000 environments at ~2,000 connections) made one each: O(N^2) on
+        the server, its largest cost in the failover drill. So on a server with more than
+        :attr:`~Housekeeper.FIRST_SCAN_ALL` connections a newcomer scans only by lot (:meth:`Housekeeper.first_scan`);
+        otherwise the count is the measurement when it is under :data:`HEADROOM` of the threshold and the account
+        has no connection limit of its own (whose connections only a scan counts). Zombies past
+        ``zombie_max_timeout`` then wait for a later scan. Near the threshold it scans.
+
+        The reading used to be taken right after connecting, as a baseline for this one: a statement more for every
+        connection (a fifth of the statements in the benchmark's pressured scenarios).
         """
-        # Read right after connecting: used once, so a failed first end() never decides later on a stale count.
-        count, self._connected_count = self._connected_count, None
         hk = self._housekeeper
-        if count is None or hk.first_scan(count):
-            return False
         if hk.limits_stale(now):
-            self._read_limits(conn, now)
+            self._read_limits(conn, now)  # "busy" needs them
+        count = self._read_refusals(conn)
+        if count is None or self._pressure.under_pressure(now) or hk.first_scan(count):
+            return False
         assert hk.limits is not None
         if hk.limits[1] > 0:
             return False
-        # Read at connect, and stands for now only a little later: a herd only grows meanwhile.
-        fresh = now - self._connected_at <= CONNECT_COUNT_FRESH
-        total = count if fresh else int(self._run_one(conn, COUNT_SQL)["Value"])
-        usage = Usage(max_connections=hk.limits[0], max_user_connections=0, total=total, user_total=0)
+        usage = Usage(max_connections=hk.limits[0], max_user_connections=0, total=count, user_total=0)
         if usage.utilization >= HEADROOM * self._cfg.conn_utilization:
             return False
         hk.record(now, usage)
         self.measured = True
         self._stats.housekeeping_runs += 1
-        logger.debug("housekeeping", extra={"event": "housekeeping", "used": total, "limit": usage.limit})
+        logger.debug("housekeeping", extra={"event": "housekeeping", "used": count, "limit": usage.limit})
         return True
 
     def _read_limits(self, conn: DriverConnection, now: float) -> None:
@@ -234,15 +218,14 @@ class HousekeepingIO:
             self._stats.housekeeping_statements += 1
 
     # ------------------------------------------------------------------------------------------ statements
-    def _read_refusals(
-        self, conn: DriverConnection, *, after_connect: bool = False, busy: bool | None = None, waited: bool = False
-    ) -> None:
-        """Feed the server's failed-connect counters to the pressure policy (nothing when they are unreadable).
+    def _read_refusals(self, conn: DriverConnection, *, busy: bool | None = None, waited: bool = False) -> int | None:
+        """Feed the server's failed-connect counters to the pressure policy; the server's connection count.
 
-        ``after_connect``: the baseline right after connecting (the server not judged busy; its connection count kept
-        for the first ``end()``). Otherwise ``busy``: whether the server was just measured at ``conn_utilization`` or
-        above; ``None``: judged from the connection count read with the counters (an account without a limit of its
-        own, limits known). ``waited``: see :meth:`~serverless_mysql.pressure.Pressure.counters`.
+        ``busy``: whether the server was just measured at ``conn_utilization`` or above; ``None``: judged from the
+        connection count read with the counters (not busy while the limits are unknown). ``waited``: see
+        :meth:`~serverless_mysql.pressure.Pressure.counters`; the first reading on a connection passes its id as
+        ``first`` there.
+        Nothing is fed, and ``None`` returned, when the counters are unreadable.
         """
         self._prepare(conn)
         try:
@@ -252,29 +235,27 @@ class HousekeepingIO:
             if is_connection_lost(exc):
                 raise
             logger.debug("cannot read the refusal counters", extra={"event": "housekeeping", "errno": exc.args[0]})
-            return
+            return None
         finally:
             self._stats.housekeeping_statements += 1
+        first = None if self._read_on_conn else conn.connection_id
+        self._read_on_conn = True
         refused, aborted = values.get("connection_errors_max_connections"), values.get("aborted_connects")
         count = values.get("threads_connected")
-        if after_connect:
-            busy = False
-            self._connected_count = count
-            self._connected_at = self._clock()
-        elif busy is None:
+        if busy is None:
             limits = self._housekeeper.limits
-            assert limits is not None
-            busy = count is not None and count >= self._cfg.conn_utilization * limits[0]
+            busy = count is not None and limits is not None and count >= self._cfg.conn_utilization * limits[0]
         if refused is not None and aborted is not None:
             self._pressure.counters(
                 self._clock(),
                 refused,
                 aborted,
                 busy=busy,
-                after_connect=after_connect,
                 waited=waited,
+                first=first,
                 connects=values.get("connections"),
             )
+        return count
 
     def _set_idle_timeout(self, conn: DriverConnection, value: str) -> None:
         """Set the session's ``wait_timeout``: short while the server is busy, the server's own otherwise."""

@@ -272,11 +272,7 @@ class ServerlessMySQL(TransactionControl):
     def _on_connected(self, conn: DriverConnection, limits: tuple[int, int] | None) -> None:
         if limits is not None:
             self._housekeeper.store_limits(self._clock(), *limits)
-        # No baseline is needed under pressure (its end() gives the slot back or kills zombies in its place), nor
-        # after a wait for the slot (its end() judges by the server's load then: Pressure.counters).
-        cfg, pressed = self._config, self._pressure.under_pressure(self._last_used)
-        read = cfg.manage_conns and not self._rds_proxy and not pressed and not self._waited
-        self._housekeeping.connected(conn, read_counters=read)
+        self._housekeeping.connected(conn)
 
     def _alive_at_end(self, conn: DriverConnection) -> bool:
         """The liveness check before end() sends anything; a dead connection is dropped (never replaced here)."""

@@ -37,8 +37,6 @@ import random
 from ._record import record
 
 __all__ = [
-    "CONNECT_COUNT_FRESH",
-    "COUNT_SQL",
     "HEADROOM",
     "INFORMATION_SCHEMA_PROCESSLIST",
     "LIMITS_SQL",
@@ -225,10 +223,6 @@ REFUSALS_SQL = (
     "'Connections', 'Threads_connected')"
 )
 LIMITS_SQL = "SELECT @@max_connections AS max_connections, @@max_user_connections AS max_user_connections"
-COUNT_SQL = "SHOW SESSION STATUS LIKE 'Threads_connected'"  # the server's connection count, O(1) like the above
-CONNECT_COUNT_FRESH = 5.0
-"""Seconds for which the connection count read right after connecting stands for a new connection's first
-measurement (a longer invocation reads it again at its end)."""
 
 
 class Housekeeper:
@@ -306,7 +300,7 @@ class Housekeeper:
     FIRST_SCAN_ROWS = 25
 
     def first_scan(self, connections: int) -> bool:
-        """Whether a new connection that counted ``connections`` right after connecting scans at its first end()."""
+        """Whether a new connection whose first ``end()`` counted ``connections`` on the server scans there."""
         return connections <= self.FIRST_SCAN_ALL or self.rng.random() < self.FIRST_SCAN_ROWS / connections
 
     # Under pressure an end() gives its slot back unless it finds zombies to kill in its place; finding them takes a

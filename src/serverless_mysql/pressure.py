@@ -44,9 +44,17 @@ for both kinds.
 **Giving the slot back.** The environment is *under pressure* for :data:`WINDOW` seconds after any of:
 
 - two of its own readings of the server's failed-connect counters, at most :data:`FRESH` seconds apart, show a
-  refusal in between (:meth:`Pressure.counters`; read right after connecting, and at ``end()`` while the server
-  is at ``conn_utilization`` or above: at the first such ``end()`` of a connection, otherwise at most once a
-  second, :meth:`Pressure.counters_due`);
+  refusal in between (:meth:`Pressure.counters`; read at the first ``end()`` of a connection, and at ``end()``
+  while the server is at ``conn_utilization`` or above at most once a second, :meth:`Pressure.counters_due`);
+- the first ``end()`` of a connection finds the server at ``conn_utilization`` or above, others connected after
+  it (the server's ``Connections`` counter is past its own connection id, which MariaDB draws from that counter),
+  and the client has no reading of the last :data:`FRESH` seconds to compare with (a cold start, or a client idle
+  for a while): a herd's newcomers that got in at once see the server full behind them. The counters used to be
+  read right after connecting as a baseline for that ``end()``: a statement per connection, a fifth of the
+  statements in the benchmark's pressured scenarios; without either sign those newcomers kept their slots (the
+  spike's p99 4.3-4.7 s instead of 1.8-2.8). Where connection ids do not follow that counter (MySQL may number
+  its own threads too), the sign fires more or less often than it should; the next reading, a second later at
+  most, corrects it;
 - the ``end()`` of an invocation whose connect was refused a slot finds the server (the connection count read
   with the counters) at ``conn_utilization`` or above: the queue it waited in is still there. Its own refusals
   alone are no sign (by the time it gets a slot the burst that refused it may be over), and the counters are
@@ -167,7 +175,6 @@ class Pressure:
     """
 
     __slots__ = (
-        "_after_connect",
         "_counters",
         "_down",
         "backoff",
@@ -188,7 +195,6 @@ class Pressure:
         self._down = DecorrelatedJitter(base, cap, rng)  # a down server: serverless-mysql's decorrelated jitter
         self.pressure_until = -math.inf
         self._counters: tuple[float, int, int, int | None] | None = None  # (time, refused, aborted, connects)
-        self._after_connect = False  # the last reading was the one taken right after connecting
         self.learned_wait = 0.0  # seconds its last connect waited for a full server's slot (0: it was not refused)
         self.learned_at = -math.inf  # when that connect ended
         self.refused_share = (-math.inf, 0.0)  # (when, share): refused connects / connects between two readings
@@ -293,8 +299,8 @@ class Pressure:
         aborted: int,
         *,
         busy: bool,
-        after_connect: bool = False,
         waited: bool = False,
+        first: int | None = None,
         connects: int | None = None,
     ) -> bool:
         """A reading of the server's failed-connect counters; True when it shows a refusal since a fresh previous one.
@@ -304,22 +310,24 @@ class Pressure:
         it refuses before authentication (more than ``max_connections + 1`` connections at that moment), but always
         in the latter, which also counts bad passwords, TLS probes and health checks: growth of ``aborted`` is only
         taken as a refusal while the server is busy, where that noise costs at most one needless reconnect.
-        ``after_connect``: the reading right after connecting, before any measurement. ``waited``: the ``end()``
-        reading of a connection that was refused a slot before it got one (no reading was taken right after that
-        connect): ``busy`` is the sign then, whatever the counters did (the module docstring says why).
+        ``waited``: the ``end()`` reading of a connection that was refused a slot before it got one: ``busy`` is the
+        sign then, whatever the counters did (the module docstring says why). ``first``: the first ``end()`` reading
+        of a new connection, whose connect was the server's connection number ``first`` (its connection id): without
+        a fresh reading to compare with, ``busy`` with ``connects`` past that number is the sign (the module
+        docstring).
         ``connects`` (``Connections``, refused connects included) gives :meth:`queue_delay` its refused share.
         """
-        before, self._counters, self._after_connect = self._counters, (now, refused, aborted, connects), after_connect
+        before, self._counters = self._counters, (now, refused, aborted, connects)
         if before is not None and now - before[0] > FRESH:
             before = None  # too old to say anything about now: this reading is a baseline
         if before is not None and connects is not None and before[3] is not None and connects > before[3]:
             self.refused_share = (now, min(1.0, max(refused - before[1], aborted - before[2]) / (connects - before[3])))
         if waited:
             grew = busy
-        elif before is None:
-            return False
-        else:
+        elif before is not None:
             grew = refused > before[1] or (busy and aborted > before[2])
+        else:
+            grew = busy and first is not None and connects is not None and connects > first
         if grew:
             self.pressure_until = max(self.pressure_until, now + WINDOW)
         return grew
@@ -327,13 +335,13 @@ class Pressure:
     def counters_due(self, now: float, *, waited: bool) -> bool:
         """Whether a busy ``end()`` should read the counters (at most once a second, unless the client waited).
 
-        The first busy ``end()`` on a new connection reads them, against the reading taken right after connecting:
-        were others refused meanwhile (a herd's newcomers learn it at once)? So does the ``end()`` of an invocation
-        that had to wait for its slot. Otherwise a client reads them at most every :data:`COUNTER_INTERVAL` seconds:
+        A client that never read them reads them, and so does the ``end()`` of an invocation that had to wait for its
+        slot (the first ``end()`` of a new connection reads them anyway). Otherwise a client reads them at most every
+        :data:`COUNTER_INTERVAL` seconds:
         enough to join the rotation within a second while the server stays full, without a statement on every
         invocation of a busy server.
         """
-        return waited or self._after_connect or self._counters is None or now - self._counters[0] >= COUNTER_INTERVAL
+        return waited or self._counters is None or now - self._counters[0] >= COUNTER_INTERVAL
 
     def account_full(self, now: float) -> None:
         """The account is at its ``max_user_connections``: its own next connects are refused (1203)."""

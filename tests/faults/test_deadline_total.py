@@ -201,11 +201,12 @@ def test_host_name_resolution_is_bounded(bound: str, fault_user: AppUser, slow_r
 def test_the_deadline_reached_reading_the_counters_of_a_new_connection_skips_no_on_connect(
     fault_user: AppUser,
 ) -> None:
-    """A new connection's ``on_connect`` runs whatever the optional housekeeping read after the connect does.
+    """A new connection's ``on_connect`` runs whatever finds the deadline spent once the connection is in place.
 
-    The client's clock jumps past the deadline the moment the new connection is in place, so the refusal counters'
-    baseline read (the first thing after the handshake) finds no time left. Before the fix that skipped
-    ``on_connect`` for a connection that stayed in use: its session never got the settings ``on_connect`` gives."""
+    The client's clock jumps past the deadline the moment the new connection is in place. An optional read right
+    after the handshake (the refusal counters' baseline, read there until 2026-12) once found no time left and
+    skipped ``on_connect`` for a connection that stayed in use: its session never got the settings ``on_connect``
+    gives."""
     connected: list[int] = []
     holder: list[ServerlessMySQL] = []
 

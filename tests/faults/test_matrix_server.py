@@ -359,8 +359,9 @@ def test_saturation(operation: str, full_target: Target, matrix: Matrix, leaks: 
         warm(db)
         filler = fill(full_target.server, leaks)
         if operation == "end":
-            # fill() ended with a refused connect: someone was refused since this client read the failed-connect
-            # counters after connecting, so end() gives the slot back (the policy: serverless_mysql.pressure).
+            # fill() ended with a refused connect: others connected after this client into the full server, which its
+            # first reading of the failed-connect counters, with no earlier one to compare with, takes for a queue, so
+            # end() gives the slot back (the policy: serverless_mysql.pressure).
             assert not _open_one(full_target.server, filler)
         if operation == "transaction":
             with deadline(db):

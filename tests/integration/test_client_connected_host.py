@@ -74,19 +74,20 @@ def test_proxy_endpoint_from_the_provider_means_no_housekeeping(app_user: AppUse
         # The secret now names the instance itself: the next connection is direct, and housekeeping runs.
         provider.host = app_user.host
         db.quit()
-        assert housekeeping_statements(db) == 2  # the failed-connect counters after connecting, the measurement
+        assert housekeeping_statements(db) == 1  # the measurement (used_conns_freq=0: no first reading of counters)
         assert connected == [PROXY, app_user.host]
         # And back to the proxy: decided again for each connection.
         provider.host = PROXY
         db.quit()
-        assert housekeeping_statements(db) == 2  # nothing more: used_conns_freq=0 would have measured again
+        assert housekeeping_statements(db) == 1  # nothing more: used_conns_freq=0 would have measured again
     finally:
         db.terminate()
 
 
 @pytest.mark.usefixtures("proxy_name_resolves_to_loopback")
 def test_explicit_rds_proxy_option_beats_the_providers_host(app_user: AppUser) -> None:
-    for rds_proxy, host, expected in ((False, PROXY, 2), (True, app_user.host, 0)):
+    # Direct: a new client's first end() reads the limits, the counters, and scans (a small server).
+    for rds_proxy, host, expected in ((False, PROXY, 3), (True, app_user.host, 0)):
         db = ServerlessMySQL(credentials=Provider(app_user, host=host), rds_proxy=rds_proxy)
         try:
             assert housekeeping_statements(db) == expected

@@ -16,7 +16,6 @@ import pytest
 
 from harness.mariadb import MariaDBServer
 from serverless_mysql import ServerlessMySQL
-from serverless_mysql import _housekeeping_io as housekeeping_io
 from serverless_mysql.housekeeping import REFUSALS_SQL, Housekeeper
 from serverless_mysql.results import Stats
 from tests.conftest import ServerFactory, UserFactory
@@ -73,29 +72,18 @@ def test_a_newcomer_far_below_the_threshold_counts_instead_of_scanning(
     crowded: MariaDBServer, make_user: UserFactory, client_factory: ClientFactory
 ) -> None:
     stats, ran, _ = newcomer(crowded, make_user, client_factory, draw=0.99)
-    # SELECT 1 and the server's limits (a cold start); the count is the one read right after connecting (with the
-    # counters' baseline): no scan, so the expired zombie is still there for a later one. ~CROWD + 3 connections of
-    # 4 * CROWD.
+    # SELECT 1 and the server's limits (a cold start); the count is the one read with the counters at end(): no
+    # scan, so the expired zombie is still there for a later one. ~CROWD + 3 connections of 4 * CROWD.
     assert ran == 2
     assert (stats.housekeeping_runs, stats.housekeeping_statements, stats.zombies_killed) == (1, 2, 0)
     assert stats.last_utilization is not None and 0.24 <= stats.last_utilization <= 0.3
 
 
-def test_a_count_read_long_before_the_first_end_is_read_again(
-    crowded: MariaDBServer, make_user: UserFactory, client_factory: ClientFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # An invocation longer than CONNECT_COUNT_FRESH: the count read at connect no longer stands for now.
-    monkeypatch.setattr(housekeeping_io, "CONNECT_COUNT_FRESH", -1.0)
-    stats, ran, _ = newcomer(crowded, make_user, client_factory, draw=0.99)
-    assert ran == 2  # SELECT 1 and the limits; then the count again (SHOW STATUS), still no scan
-    assert (stats.housekeeping_runs, stats.housekeeping_statements, stats.zombies_killed) == (1, 3, 0)
-
-
 def test_a_writer_newcomer_sends_nothing_at_its_first_end(
     crowded: MariaDBServer, make_user: UserFactory, client_factory: ClientFactory
 ) -> None:
-    # The writability check brings the limits along, and the count came with the baseline: in a herd of newcomers
-    # (the drain after a failover) the first end() costs the server no statement at all.
+    # The writability check brings the limits along, and the count comes with the counters: in a herd of newcomers
+    # (the drain after a failover) the first end() costs the server one SHOW STATUS and no SELECT.
     app = make_user(crowded)
     crowded.open_zombies(make_user(crowded), CROWD)
     db = client_factory(app, random=Draws(0.99), server_role="writer")
@@ -106,13 +94,13 @@ def test_a_writer_newcomer_sends_nothing_at_its_first_end(
     stats = db.get_stats()
     assert after_query - before == 2  # the writability check (with the limits) and SELECT 1
     assert selects(crowded) == after_query  # end(): no limits, no scan
-    assert (stats.housekeeping_runs, stats.housekeeping_statements) == (1, 1)  # the baseline (SHOW) only
+    assert (stats.housekeeping_runs, stats.housekeeping_statements) == (1, 1)  # the counters (SHOW) only
     assert stats.last_utilization is not None and 0.24 <= stats.last_utilization <= 0.3
 
 
 def test_a_newcomer_scans_by_lot(crowded: MariaDBServer, make_user: UserFactory, client_factory: ClientFactory) -> None:
     stats, ran, _ = newcomer(crowded, make_user, client_factory, draw=0.0)
-    assert ran == 2  # SELECT 1 and the scan (which reads the limits too)
+    assert ran == 3  # SELECT 1, the limits (before the counters: "busy" needs them) and the scan
     assert (stats.housekeeping_runs, stats.zombies_killed) == (1, 1)
 
 
@@ -126,25 +114,10 @@ def test_a_newcomer_near_the_threshold_scans(
     assert stats.last_utilization is not None and stats.last_utilization > 0.8
 
 
-def test_the_count_read_at_connect_decides_one_end_only(
-    crowded: MariaDBServer, make_user: UserFactory, client_factory: ClientFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The first end() fails before it measures; the next one must not decide on the count read at connect, which
-    # may be minutes old by then: it scans.
-    monkeypatch.setattr(housekeeping_io, "LIMITS_SQL", "SELECT no_such_column_xyz")
-    stats, _, db = newcomer(crowded, make_user, client_factory, draw=0.99)
-    assert (stats.housekeeping_errors, stats.housekeeping_runs) == (1, 0)
-    monkeypatch.undo()
-    db.query("SELECT 1")
-    db.end()
-    after = db.get_stats()
-    assert (after.housekeeping_runs, after.zombies_killed) == (1, 1)
-
-
 def test_the_counters_read_in_session_scope_are_the_servers(
     crowded: MariaDBServer, make_user: UserFactory, client_factory: ClientFactory
 ) -> None:
-    # The baseline reads SESSION scope (no sum over every connection): these four have only a global value.
+    # The counters are read in SESSION scope (no sum over every connection): these four have only a global value.
     assert "SHOW SESSION STATUS" in REFUSALS_SQL
     app = make_user(crowded)
     with pytest.raises(pymysql.err.OperationalError):
@@ -175,9 +148,11 @@ def test_a_rotating_end_under_pressure_scans_by_lot(
     with pytest.raises(pymysql.err.OperationalError, match="Too many connections"):
         other.connect()
     held.pop().close()
-    db.end()  # the first end() scans whatever the lot: it learns the pressure from the counters it reads there
+    # Its first end(): no earlier reading to compare with, but the server is busy and others connected after it: a
+    # queue. Under pressure from the start, it scans by lot too.
+    db.end()
     first = db.get_stats()
-    assert first.pressure_quits == 1 and first.housekeeping_runs == 1
+    assert first.pressure_quits == 1 and first.housekeeping_runs == (1 if draw < 0.25 else 0)
     zombie = server.open_zombies(app, 1)
     held += [other.connect() for _ in range(limit - server.connection_count())]
     threading.Timer(2.0, held.pop().close).start()  # after its wait before a first attempt (<= 1.125 s)
@@ -193,7 +168,7 @@ def test_a_rotating_end_under_pressure_scans_by_lot(
         assert server.wait_listed(zombie, set()) == set()
         assert db.get_client() is not None
     else:  # gave its slot back unscanned: the query was the only SELECT
-        assert (stats.housekeeping_runs, stats.zombies_killed, stats.pressure_quits) == (1, 0, 2)
+        assert (stats.housekeeping_runs, stats.zombies_killed, stats.pressure_quits) == (0, 0, 2)
         assert selects(server) - before == 1
         assert server.wait_listed(zombie, set(zombie)) == set(zombie)
         assert db.get_client() is None
@@ -222,6 +197,32 @@ def test_a_cold_start_that_waited_reads_the_limits_not_a_scan(
     assert (stats.housekeeping_runs, stats.zombies_killed, stats.pressure_quits) == (0, 0, 1)
     assert selects(server) - before == 2  # the query and the limits
     assert server.wait_listed(zombie, set(zombie)) == set(zombie)  # not scanned: the zombie waits for a lot
+    assert db.get_client() is None
+    for conn in held:
+        conn.close()
+
+
+def test_a_newcomer_that_others_queue_behind_gives_its_slot_back(
+    server_factory: ServerFactory, make_user: UserFactory, client_factory: ClientFactory
+) -> None:
+    # A cold environment of a herd gets its slot at once, and the herd connects after it into the full server. Its
+    # first end() has no earlier reading of the counters to compare with (none is read right after connecting), but
+    # the server is busy and others connected after it (the server's Connections counter is past its own connection
+    # id): a queue, so it gives its slot back (scanning only by lot) instead of keeping it while they wait. Nobody
+    # connecting after it: it keeps its slot (test_a_newcomer_near_the_threshold_scans).
+    limit = 40
+    server = server_factory(max_connections=limit)
+    other, app = make_user(server), make_user(server, process=True)
+    db = client_factory(app, random=Draws(0.9), conn_utilization=0.5)
+    db.query("SELECT 1")
+    held = [other.connect() for _ in range(limit - server.connection_count())]
+    with pytest.raises(pymysql.err.OperationalError, match="Too many connections"):
+        other.connect()
+    before = selects(server)
+    db.end()
+    stats = db.get_stats()
+    assert (stats.housekeeping_runs, stats.pressure_quits) == (0, 1)
+    assert selects(server) - before == 1  # the limits (the counters are a SHOW): no scan
     assert db.get_client() is None
     for conn in held:
         conn.close()

@@ -95,8 +95,8 @@ def test_mariadb_reads_information_schema_at_no_extra_cost(
     assert int(server.get_global("performance_schema")) == (performance_schema == "ON")
     db = measure_and_kill(server, make_user(server, max_user_connections=10), client_factory)
     assert (
-        db.get_stats().housekeeping_statements == 1 + 1 + 3
-    )  # the counters after connecting, the measurement and 3 KILLs: no probe
+        db.get_stats().housekeeping_statements == 1 + 3
+    )  # the measurement and 3 KILLs: no probe (used_conns_freq=0: no first reading of the counters)
     assert statements_of_next_end(db) == 1
     assert sources == [False, False]
 
@@ -123,9 +123,7 @@ def test_falls_back_to_information_schema_once_where_performance_schema_has_no_p
     with caplog.at_level(logging.DEBUG, logger="serverless_mysql"):
         db = measure_and_kill(server, app, client_factory)
     assert [r.__dict__.get("errno") for r in caplog.records if "processlist unusable" in r.getMessage()] == [errno]
-    assert (
-        db.get_stats().housekeeping_statements == 1 + 2 + 3
-    )  # the counters after connecting; one failed attempt, once
+    assert db.get_stats().housekeeping_statements == 2 + 3  # one failed attempt, once
     assert db.get_stats().housekeeping_errors == 0
     assert statements_of_next_end(db) == 1
     assert statements_of_next_end(db) == 1
@@ -158,7 +156,7 @@ def test_reads_performance_schema_processlist_where_it_works(
     monkeypatch.setattr(housekeeping, "PERFORMANCE_SCHEMA_PROCESSLIST", table)
     monkeypatch.setattr(housekeeping_io, "has_performance_schema_processlist", lambda version: True)
     db = measure_and_kill(server, make_user(server, max_user_connections=10), client_factory)
-    assert db.get_stats().housekeeping_statements == 1 + 1 + 3  # the counters after connecting; no fallback, no probe
+    assert db.get_stats().housekeeping_statements == 1 + 3  # no fallback, no probe
     assert statements_of_next_end(db) == 1
     assert sources == [True, True]
 
@@ -181,6 +179,6 @@ def test_falls_back_when_performance_schema_processlist_is_empty(
     monkeypatch.setattr(housekeeping, "PERFORMANCE_SCHEMA_PROCESSLIST", table)
     monkeypatch.setattr(housekeeping_io, "has_performance_schema_processlist", lambda version: True)
     db = measure_and_kill(server, make_user(server, max_user_connections=10), client_factory)
-    assert db.get_stats().housekeeping_statements == 1 + 2 + 3  # the counters after connecting, one failed attempt
+    assert db.get_stats().housekeeping_statements == 2 + 3  # one failed attempt
     assert statements_of_next_end(db) == 1
     assert sources == [True, False, False]

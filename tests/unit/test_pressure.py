@@ -167,8 +167,6 @@ def test_a_waiter_reads_the_counters_at_its_end_others_once_a_second() -> None:
     p.counters(0.0, 0, 0, busy=True)
     assert not p.counters_due(0.5, waited=False) and p.counters_due(1.0, waited=False)
     assert p.counters_due(0.01, waited=True)  # it connected after refusals: were others refused since?
-    p.counters(2.0, 0, 0, busy=False, after_connect=True)  # the reading right after a new connection
-    assert p.counters_due(2.01, waited=False)  # the first busy end() on it compares with that one
 
 
 def test_the_account_at_its_limit_means_pressure() -> None:
@@ -227,14 +225,30 @@ def test_a_learned_wait_is_bounded_and_forgotten() -> None:
     assert 0.7 < statistics.mean(p.delay(FULL, 1, 0.0, waited=0.0) for _ in range(4000)) < 0.8
 
 
-def test_a_reading_at_end_on_a_quiet_server_is_not_taken_for_the_one_after_connecting() -> None:
-    # After a wait, end() reads the counters before any scan and judges "busy" from their connection count; a quiet
-    # answer must not make the next end() read them again within the second, as the connect-time reading does.
+def test_a_reading_of_a_previous_connection_is_the_baseline_while_fresh() -> None:
+    # The first end() of a new connection reads the counters (no reading right after connecting): a reading the
+    # client took on its previous connection, at most FRESH seconds before, tells whether others were refused since.
     p = paced()
-    p.counters(0.0, 0, 0, busy=False)
-    assert not p.counters_due(0.5, waited=False)
-    p.counters(1.0, 0, 0, busy=False, after_connect=True)  # the reading right after connecting
-    assert p.counters_due(1.5, waited=False)  # the first busy end() of the connection compares against it
+    p.counters(0.0, 3, 0, busy=True)  # the end() before it gave its connection back
+    assert p.counters(FRESH, 4, 0, busy=True) and p.under_pressure(FRESH)
+    q = paced()
+    q.counters(0.0, 3, 0, busy=True)
+    assert not q.counters(FRESH + 0.1, 4, 0, busy=True)  # too old: only a baseline for the next one
+
+
+def test_a_first_reading_without_a_fresh_one_takes_connects_after_its_own_into_a_busy_server_for_a_queue() -> None:
+    # The first end() of a new connection has no baseline of its own (none is read right after connecting). Its
+    # connection id is the server's connection counter at its connect: a cold start that finds the server busy and
+    # the counter past its id is a herd's newcomer that got in at once, the others refused behind it.
+    q = paced()
+    assert q.counters(0.0, 3, 0, busy=True, first=40, connects=41) and q.under_pressure(0.0)
+    for busy, connects in ((True, 40), (False, 90)):  # nobody connected after it, or the server is not busy
+        p = paced()
+        assert not p.counters(0.0, 3, 0, busy=busy, first=40, connects=connects) and not p.under_pressure(0.0)
+    r = paced()
+    r.counters(0.0, 3, 0, busy=True)  # a fresh reading of its previous connection: compared with, as usual
+    assert not r.counters(1.0, 3, 0, busy=True, first=40, connects=90) and not r.under_pressure(1.0)
+    assert r.counters(2.0, 4, 0, busy=True, first=95, connects=95)
 
 
 def test_after_a_wait_for_its_slot_the_server_still_busy_is_the_sign_whatever_the_counters_did() -> None:
