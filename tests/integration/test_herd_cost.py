@@ -14,7 +14,7 @@ import time
 import pymysql
 import pytest
 
-from harness.mariadb import MariaDBServer
+from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ServerlessMySQL
 from serverless_mysql.housekeeping import REFUSALS_SQL, Housekeeper
 from serverless_mysql.results import Stats
@@ -61,6 +61,14 @@ def newcomer(
     db.query("SELECT 1")
     db.end()
     return db.get_stats(), selects(server) - before, db
+
+
+def small_server(
+    server_factory: ServerFactory, make_user: UserFactory, limit: int = 40
+) -> tuple[MariaDBServer, AppUser, AppUser]:
+    """A server of ``limit`` connections, another user to fill it, and the client's user (with PROCESS)."""
+    server = server_factory(max_connections=limit)
+    return server, make_user(server), make_user(server, process=True)
 
 
 @pytest.fixture
@@ -183,8 +191,7 @@ def test_a_cold_start_that_waited_reads_the_limits_not_a_scan(
     # server that stays full: its first end() reads the limits (a SELECT of two variables), then the counters, and
     # gives its slot back unscanned when the lot says so. It used to scan for the limits: a fifth of the spike's scans.
     limit = 40
-    server = server_factory(max_connections=limit)
-    other, app = make_user(server), make_user(server, process=True)
+    server, other, app = small_server(server_factory, make_user, limit)
     zombie = server.open_zombies(app, 1)
     held = [other.connect() for _ in range(limit - server.connection_count())]
     db = client_factory(app, random=Draws(0.9), conn_utilization=0.5, zombie_min_timeout=0)
@@ -211,8 +218,7 @@ def test_a_newcomer_that_others_queue_behind_gives_its_slot_back(
     # id): a queue, so it gives its slot back (scanning only by lot) instead of keeping it while they wait. Nobody
     # connecting after it: it keeps its slot (test_a_newcomer_near_the_threshold_scans).
     limit = 40
-    server = server_factory(max_connections=limit)
-    other, app = make_user(server), make_user(server, process=True)
+    server, other, app = small_server(server_factory, make_user, limit)
     db = client_factory(app, random=Draws(0.9), conn_utilization=0.5)
     db.query("SELECT 1")
     held = [other.connect() for _ in range(limit - server.connection_count())]
