@@ -51,10 +51,10 @@ for both kinds.
   and the client has no reading of the last :data:`FRESH` seconds to compare with (a cold start, or a client idle
   for a while): a herd's newcomers that got in at once see the server full behind them. The counters used to be
   read right after connecting as a baseline for that ``end()``: a statement per connection, a fifth of the
-  statements in the benchmark's pressured scenarios; without either sign those newcomers kept their slots (the
-  spike's p99 4.3-4.7 s instead of 1.8-2.8). Where connection ids do not follow that counter (MySQL may number
-  its own threads too), the sign fires more or less often than it should; the next reading, a second later at
-  most, corrects it;
+  statements in the benchmark's pressured scenarios; without either sign those newcomers kept their slots (in
+  interleaved runs the spike's p99 was 4.3-4.7 s without this sign, 2.3-2.4 s with it). Where connection ids do
+  not follow that counter (MySQL may number its own threads too), the sign fires more or less often than it
+  should; the next reading, a second later at most, corrects it;
 - the ``end()`` of an invocation whose connect was refused a slot finds the server (the connection count read
   with the counters) at ``conn_utilization`` or above: the queue it waited in is still there. Its own refusals
   alone are no sign (by the time it gets a slot the burst that refused it may be over), and the counters are
@@ -336,10 +336,9 @@ class Pressure:
         """Whether a busy ``end()`` should read the counters (at most once a second, unless the client waited).
 
         A client that never read them reads them, and so does the ``end()`` of an invocation that had to wait for its
-        slot (the first ``end()`` of a new connection reads them anyway). Otherwise a client reads them at most every
-        :data:`COUNTER_INTERVAL` seconds:
-        enough to join the rotation within a second while the server stays full, without a statement on every
-        invocation of a busy server.
+        slot (with the adaptive ``used_conns_freq``, the first ``end()`` of a new connection reads them in any case).
+        Otherwise a client reads them at most every :data:`COUNTER_INTERVAL` seconds: enough to join the rotation
+        within a second while the server stays full, without a statement on every invocation of a busy server.
         """
         return waited or self._counters is None or now - self._counters[0] >= COUNTER_INTERVAL
 
