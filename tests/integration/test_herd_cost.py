@@ -87,7 +87,7 @@ def test_a_newcomer_far_below_the_threshold_counts_instead_of_scanning(
     assert stats.last_utilization is not None and 0.24 <= stats.last_utilization <= 0.3
 
 
-def test_a_writer_newcomer_sends_nothing_at_its_first_end(
+def test_a_writer_newcomer_sends_no_select_at_its_first_end(
     crowded: MariaDBServer, make_user: UserFactory, client_factory: ClientFactory
 ) -> None:
     # The writability check brings the limits along, and the count comes with the counters: in a herd of newcomers
