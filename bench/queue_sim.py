@@ -189,7 +189,7 @@ def simulate(case: Case, make: MakePolicy, seed: int = 1) -> Result:
                 # _housekeeping_io: the counters are read at the first end() of a connection, after a wait for the
                 # slot, else at most once a second while the server is busy; a refusal since the last fresh reading
                 # means pressure, and so does the server still busy after a wait for the slot (here it always is),
-                # or at a first end() without a fresh reading, with connects after its own (here there always are).
+                # or at a first end() without a fresh reading, with a herd after its own (here there always is one).
                 if env.first or p.counters_due(now, waited=env.waited):
                     p.counters(
                         now,
@@ -197,7 +197,7 @@ def simulate(case: Case, make: MakePolicy, seed: int = 1) -> Result:
                         refusals,
                         busy=True,
                         waited=env.waited,
-                        first=0 if env.first else None,
+                        herd=env.first,
                         connects=tries,
                     )
                 env.waited = env.first = False

@@ -35,7 +35,7 @@ from .housekeeping import (
     plan,
     usage_sql,
 )
-from .pressure import Pressure
+from .pressure import Pressure, herd_behind
 from .results import Stats
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
@@ -79,6 +79,7 @@ class HousekeepingIO:
         self.short_idle = False  # the session's wait_timeout is pressure_idle_timeout
         self.measured = False  # housekeeping measured on the current connection
         self._read_on_conn = False  # the refusal counters were read on the current connection
+        self._connected_at = 0.0  # when the current connection was made
 
     def connected(self, conn: DriverConnection) -> None:
         """A new connection: its session has the server's idle timeout, and it is not measured yet."""
@@ -86,6 +87,7 @@ class HousekeepingIO:
         _siblings.record(id(self), conn.connection_id, _server(conn))
         self.measured = False
         self._read_on_conn = False
+        self._connected_at = self._clock()
 
     def run(self, conn: DriverConnection, now: float, *, waited: bool, first: bool = False) -> tuple[int, bool]:
         """Measure, decide and kill: how many slots the kills freed, and whether the connection was lost doing it.
@@ -173,7 +175,7 @@ class HousekeepingIO:
         """The first ``end()`` of a new connection reads the counters; whether their connection count suffices.
 
         The reading feeds the pressure policy (against this client's previous reading, if fresh: were others refused
-        since? Without one, the server busy with connects after this one's is the sign:
+        since? Without one, the server busy and taking connects at a herd's rate since this one's is the sign:
         :meth:`~serverless_mysql.pressure.Pressure.counters`) and carries the server's connection count. Under
         pressure :meth:`run` goes on as for any pressed ``end()``. A scan walks every connection, and a herd of
         newcomers (the fleet after a failover: ~1,000 environments at ~2,000 connections) made one each: O(N^2) on
@@ -222,10 +224,11 @@ class HousekeepingIO:
         """Feed the server's failed-connect counters to the pressure policy; the server's connection count.
 
         ``busy``: whether the server was just measured at ``conn_utilization`` or above; ``None``: judged from the
-        connection count read with the counters (not busy while the limits are unknown). ``waited``: see
-        :meth:`~serverless_mysql.pressure.Pressure.counters`; the first reading on a connection passes its id as
-        ``first`` there.
-        Nothing is fed, and ``None`` returned, when the counters are unreadable.
+        connection count read with the counters (not busy while the limits are unknown, nor for an account with a
+        connection limit of its own). ``waited``: see :meth:`~serverless_mysql.pressure.Pressure.counters`. The first
+        reading on a connection also tells it whether a herd connected after this one
+        (:func:`~serverless_mysql.pressure.herd_behind`). Nothing is fed, and ``None`` returned, when the counters are
+        unreadable.
         """
         self._prepare(conn)
         try:
@@ -238,23 +241,18 @@ class HousekeepingIO:
             return None
         finally:
             self._stats.housekeeping_statements += 1
-        first = None if self._read_on_conn else conn.connection_id
-        self._read_on_conn = True
         refused, aborted = values.get("connection_errors_max_connections"), values.get("aborted_connects")
-        count = values.get("threads_connected")
-        if busy is None:
-            limits = self._housekeeper.limits
-            busy = count is not None and limits is not None and count >= self._cfg.conn_utilization * limits[0]
+        count, connects = values.get("threads_connected"), values.get("connections")
+        now, limits, first = self._clock(), self._housekeeper.limits, not self._read_on_conn
+        self._read_on_conn = True
+        herd = False
+        if limits is not None:
+            if busy is None:  # with an account limit of its own only a scan counts its usage
+                busy = count is not None and limits[1] == 0 and count >= self._cfg.conn_utilization * limits[0]
+            herd = first and herd_behind(conn.connection_id, self._connected_at, now, connects, limits[0])
+        busy = bool(busy)
         if refused is not None and aborted is not None:
-            self._pressure.counters(
-                self._clock(),
-                refused,
-                aborted,
-                busy=busy,
-                waited=waited,
-                first=first,
-                connects=values.get("connections"),
-            )
+            self._pressure.counters(now, refused, aborted, busy=busy, waited=waited, herd=herd, connects=connects)
         return count
 
     def _set_idle_timeout(self, conn: DriverConnection, value: str) -> None:

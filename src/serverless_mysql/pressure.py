@@ -46,15 +46,13 @@ for both kinds.
 - two of its own readings of the server's failed-connect counters, at most :data:`FRESH` seconds apart, show a
   refusal in between (:meth:`Pressure.counters`; read at the first ``end()`` of a connection, and at ``end()``
   while the server is at ``conn_utilization`` or above at most once a second, :meth:`Pressure.counters_due`);
-- the first ``end()`` of a connection finds the server at ``conn_utilization`` or above, others connected after
-  it (the server's ``Connections`` counter is past its own connection id, which MariaDB draws from that counter),
-  and the client has no reading of the last :data:`FRESH` seconds to compare with (a cold start, or a client idle
-  for a while): a herd's newcomers that got in at once see the server full behind them. The counters used to be
-  read right after connecting as a baseline for that ``end()``: a statement per connection, a fifth of the
-  statements in the benchmark's pressured scenarios; without either sign those newcomers kept their slots (in
-  interleaved runs the spike's p99 was 4.3-4.7 s without this sign, 2.3-2.4 s with it). Where connection ids do
-  not follow that counter (MySQL may number its own threads too), the sign fires more or less often than it
-  should; the next reading, a second later at most, corrects it;
+- the first reading on a connection finds the server at ``conn_utilization`` or above and taking connects at a
+  herd's rate since this connection's own (:func:`herd_behind`), and the client has no reading of the last
+  :data:`FRESH` seconds to compare with (a cold start, or a client idle for a while): a herd's newcomers that got
+  in at once see the server full behind them. The counters used to be read right after connecting as a baseline
+  for that ``end()``: a statement per connection, a fifth of the statements in the benchmark's pressured
+  scenarios; without either sign those newcomers kept their slots (in interleaved runs the spike's p99 was
+  4.3-4.7 s without this sign, 2.3-2.4 s with it);
 - the ``end()`` of an invocation whose connect was refused a slot finds the server (the connection count read
   with the counters) at ``conn_utilization`` or above: the queue it waited in is still there. Its own refusals
   alone are no sign (by the time it gets a slot the burst that refused it may be over), and the counters are
@@ -104,6 +102,8 @@ __all__ = [
     "FULL",
     "FULL_MEAN",
     "GROWTH",
+    "HERD_RATE",
+    "HERD_WINDOW_MIN",
     "LEARNED_FRESH",
     "LEARNED_MAX_MEAN",
     "LEARNED_RETRIES",
@@ -115,6 +115,7 @@ __all__ = [
     "SHORTEST_MEAN",
     "WINDOW",
     "Pressure",
+    "herd_behind",
 ]
 
 if TYPE_CHECKING:  # an alias for type checkers only (not in __all__): no typing at runtime
@@ -158,6 +159,32 @@ each waiter notices at its next attempt; evenly spread waits turn the waiters in
 ``waiters / READ_ONLY_SPREAD`` reconnects a second after the switch instead of a herd within half a second (in the
 failover drill the first second after the switch then completed 200-430 invocations, the herd's 0-13:
 docs/aurora.md)."""
+
+
+HERD_RATE = 1.0
+"""Connects a second, in units of ``max_connections``, that a server must have taken since a cold client's own connect
+for that client's first reading to take the server busy for a queue (:func:`herd_behind`)."""
+HERD_WINDOW_MIN = 0.1
+"""Seconds: the shortest time since the connect over which that rate is judged (a handful of connects within a few
+milliseconds of one's own is no herd)."""
+
+
+def herd_behind(own_id: int, connected_at: float, now: float, connects: int | None, max_connections: int) -> bool:
+    """Whether the server took connects at a herd's rate since the connect that got connection id ``own_id``.
+
+    MariaDB numbers connections from its ``Connections`` counter (refused connects included), so a connection's id is
+    that counter at its handshake, and ``connects - own_id`` is how many connects came after it, for free. At
+    :data:`HERD_RATE` ``* max_connections`` a second or more that is a herd, not the churn of a busy server (other
+    applications, monitoring: those must not make a cold client give its slot back) nor the count of a connection
+    read long after its connect. Ids numbered otherwise (the handshake carries 32 bits; a proxy numbers its own
+    connections) give a difference out of range or no herd's rate: no sign, as without one.
+    """
+    if connects is None:
+        return False
+    since = connects - own_id
+    if not 0 < since < 1 << 32:
+        return False
+    return since >= HERD_RATE * max_connections * max(now - connected_at, HERD_WINDOW_MIN)
 
 
 class Pressure:
@@ -300,7 +327,7 @@ class Pressure:
         *,
         busy: bool,
         waited: bool = False,
-        first: int | None = None,
+        herd: bool = False,
         connects: int | None = None,
     ) -> bool:
         """A reading of the server's failed-connect counters; True when it shows a refusal since a fresh previous one.
@@ -311,10 +338,9 @@ class Pressure:
         in the latter, which also counts bad passwords, TLS probes and health checks: growth of ``aborted`` is only
         taken as a refusal while the server is busy, where that noise costs at most one needless reconnect.
         ``waited``: the ``end()`` reading of a connection that was refused a slot before it got one: ``busy`` is the
-        sign then, whatever the counters did (the module docstring says why). ``first``: the first ``end()`` reading
-        of a new connection, whose connect was the server's connection number ``first`` (its connection id): without
-        a fresh reading to compare with, ``busy`` with ``connects`` past that number is the sign (the module
-        docstring).
+        sign then, whatever the counters did (the module docstring says why). ``herd``: the first reading on a
+        connection found a herd's rate of connects since its own (:func:`herd_behind`); without a fresh reading to
+        compare with, ``busy`` with ``herd`` is the sign (the module docstring).
         ``connects`` (``Connections``, refused connects included) gives :meth:`queue_delay` its refused share.
         """
         before, self._counters = self._counters, (now, refused, aborted, connects)
@@ -327,7 +353,7 @@ class Pressure:
         elif before is not None:
             grew = refused > before[1] or (busy and aborted > before[2])
         else:
-            grew = busy and first is not None and connects is not None and connects > first
+            grew = busy and herd
         if grew:
             self.pressure_until = max(self.pressure_until, now + WINDOW)
         return grew

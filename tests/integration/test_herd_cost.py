@@ -15,7 +15,7 @@ import pymysql
 import pytest
 
 from harness.mariadb import AppUser, MariaDBServer
-from serverless_mysql import ServerlessMySQL
+from serverless_mysql import ServerlessMySQL, pressure
 from serverless_mysql.housekeeping import REFUSALS_SQL, Housekeeper
 from serverless_mysql.results import Stats
 from tests.conftest import ServerFactory, UserFactory
@@ -138,6 +138,14 @@ def test_the_counters_read_in_session_scope_are_the_servers(
     assert session == glob and session["Aborted_connects"] > 0 and session["Threads_connected"] >= 6
 
 
+@pytest.fixture
+def quick_herd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests' herds connect one by one from one thread (slower on a loaded machine than a herd of environments):
+    the rate that makes a herd (pressure.HERD_RATE, unit-tested on its own) is scaled down for them."""
+    monkeypatch.setattr(pressure, "HERD_RATE", 0.01)
+
+
+@pytest.mark.usefixtures("quick_herd")
 @pytest.mark.parametrize("draw", [0.1, 0.9])
 def test_a_rotating_end_under_pressure_scans_by_lot(
     server_factory: ServerFactory, make_user: UserFactory, client_factory: ClientFactory, draw: float
@@ -156,7 +164,7 @@ def test_a_rotating_end_under_pressure_scans_by_lot(
     with pytest.raises(pymysql.err.OperationalError, match="Too many connections"):
         other.connect()
     held.pop().close()
-    # Its first end(): no earlier reading to compare with, but the server is busy and others connected after it: a
+    # Its first end(): no earlier reading to compare with, but the server is busy and a herd connected after it: a
     # queue. Under pressure from the start, it scans by lot too.
     db.end()
     first = db.get_stats()
@@ -209,14 +217,15 @@ def test_a_cold_start_that_waited_reads_the_limits_not_a_scan(
         conn.close()
 
 
-def test_a_newcomer_that_others_queue_behind_gives_its_slot_back(
+@pytest.mark.usefixtures("quick_herd")
+def test_a_newcomer_that_a_herd_queues_behind_gives_its_slot_back(
     server_factory: ServerFactory, make_user: UserFactory, client_factory: ClientFactory
 ) -> None:
     # A cold environment of a herd gets its slot at once, and the herd connects after it into the full server. Its
     # first end() has no earlier reading of the counters to compare with (none is read right after connecting), but
-    # the server is busy and others connected after it (the server's Connections counter is past its own connection
-    # id): a queue, so it gives its slot back (scanning only by lot) instead of keeping it while they wait. Nobody
-    # connecting after it: it keeps its slot (test_a_newcomer_near_the_threshold_scans).
+    # the server is busy and the herd connected after it (the server's Connections counter is past its own
+    # connection id): a queue, so it gives its slot back (scanning only by lot) instead of keeping it while they
+    # wait. A busy server's churn after it: it keeps its slot (the next test).
     limit = 40
     server, other, app = small_server(server_factory, make_user, limit)
     db = client_factory(app, random=Draws(0.9), conn_utilization=0.5)
@@ -230,5 +239,26 @@ def test_a_newcomer_that_others_queue_behind_gives_its_slot_back(
     assert (stats.housekeeping_runs, stats.pressure_quits) == (0, 1)
     assert selects(server) - before == 1  # the limits (the counters are a SHOW): no scan
     assert db.get_client() is None
+    for conn in held:
+        conn.close()
+
+
+def test_a_newcomer_on_a_busy_server_keeps_its_slot_through_a_few_connects_after_its_own(
+    server_factory: ServerFactory, make_user: UserFactory, client_factory: ClientFactory
+) -> None:
+    # The server is busy (other users' connections), and a couple of connects come after the newcomer's own: the
+    # churn of a busy server (other applications, monitoring), not a herd (pressure.HERD_RATE: 40 connects a second
+    # on this server). Nobody is refused, so it keeps its slot and scans as a newcomer does on a small server.
+    limit = 40
+    server, other, app = small_server(server_factory, make_user, limit)
+    held = [other.connect() for _ in range(limit - 5 - server.connection_count())]
+    db = client_factory(app, random=Draws(0.9), conn_utilization=0.5)
+    db.query("SELECT 1")
+    held += [other.connect() for _ in range(2)]
+    time.sleep(0.2)  # two connects in 0.2 s and more: under 0.2 * 40
+    db.end()
+    stats = db.get_stats()
+    assert (stats.housekeeping_runs, stats.pressure_quits) == (1, 0)
+    assert db.get_client() is not None
     for conn in held:
         conn.close()

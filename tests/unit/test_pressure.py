@@ -26,6 +26,7 @@ from serverless_mysql.pressure import (
     SHORTEST_MEAN,
     WINDOW,
     Pressure,
+    herd_behind,
 )
 
 
@@ -236,19 +237,30 @@ def test_a_reading_of_a_previous_connection_is_the_baseline_while_fresh() -> Non
     assert not q.counters(FRESH + 0.1, 4, 0, busy=True)  # too old: only a baseline for the next one
 
 
-def test_a_first_reading_without_a_fresh_one_takes_connects_after_its_own_into_a_busy_server_for_a_queue() -> None:
-    # The first end() of a new connection has no baseline of its own (none is read right after connecting). Its
-    # connection id is the server's connection counter at its connect: a cold start that finds the server busy and
-    # the counter past its id is a herd's newcomer that got in at once, the others refused behind it.
+def test_a_first_reading_without_a_fresh_one_takes_a_herd_into_a_busy_server_for_a_queue() -> None:
+    # The first end() of a new connection has no baseline of its own (none is read right after connecting): a cold
+    # start that finds the server busy with a herd connecting after it got in at once, the others refused behind it.
     q = paced()
-    assert q.counters(0.0, 3, 0, busy=True, first=40, connects=41) and q.under_pressure(0.0)
-    for busy, connects in ((True, 40), (False, 90)):  # nobody connected after it, or the server is not busy
+    assert q.counters(0.0, 3, 0, busy=True, herd=True) and q.under_pressure(0.0)
+    for busy, herd in ((True, False), (False, True)):
         p = paced()
-        assert not p.counters(0.0, 3, 0, busy=busy, first=40, connects=connects) and not p.under_pressure(0.0)
+        assert not p.counters(0.0, 3, 0, busy=busy, herd=herd) and not p.under_pressure(0.0)
     r = paced()
     r.counters(0.0, 3, 0, busy=True)  # a fresh reading of its previous connection: compared with, as usual
-    assert not r.counters(1.0, 3, 0, busy=True, first=40, connects=90) and not r.under_pressure(1.0)
-    assert r.counters(2.0, 4, 0, busy=True, first=95, connects=95)
+    assert not r.counters(1.0, 3, 0, busy=True, herd=True) and not r.under_pressure(1.0)
+    assert r.counters(2.0, 4, 0, busy=True)
+
+
+def test_a_herd_is_connects_at_max_connections_a_second_since_ones_own() -> None:
+    # Connection id 1,000 (the Connections counter at its handshake) on a 100-connection server.
+    assert herd_behind(1000, 0.0, 0.5, 1000 + 50, 100)  # 100 a second over half a second
+    assert not herd_behind(1000, 0.0, 0.5, 1000 + 49, 100)  # a busy server's churn
+    assert herd_behind(1000, 0.0, 0.01, 1000 + 10, 100)  # within 10 ms: judged over HERD_WINDOW_MIN
+    assert not herd_behind(1000, 0.0, 0.01, 1000 + 9, 100)
+    assert not herd_behind(1000, 0.0, 60.0, 1000 + 5000, 100)  # a connection read a minute after its connect
+    assert not herd_behind(1000, 0.0, 0.5, None, 100)
+    assert not herd_behind(1000, 0.0, 0.5, 900, 100)  # ids numbered otherwise (a proxy's own)
+    assert not herd_behind(5, 0.0, 0.5, (1 << 32) + 5000, 100)  # the handshake's id is 32 bits wide
 
 
 def test_after_a_wait_for_its_slot_the_server_still_busy_is_the_sign_whatever_the_counters_did() -> None:
