@@ -243,14 +243,16 @@ class HousekeepingIO:
             self._stats.housekeeping_statements += 1
         refused, aborted = values.get("connection_errors_max_connections"), values.get("aborted_connects")
         count, connects = values.get("threads_connected"), values.get("connections")
-        now, limits, first = self._clock(), self._housekeeper.limits, not self._read_on_conn
-        self._read_on_conn = True
-        herd = False
-        if limits is not None:
-            if busy is None:  # with an account limit of its own only a scan counts its usage
-                busy = count is not None and limits[1] == 0 and count >= self._cfg.conn_utilization * limits[0]
-            herd = first and herd_behind(conn.connection_id, self._connected_at, now, connects, limits[0])
-        busy = bool(busy)
+        now, limits = self._clock(), self._housekeeper.limits
+        first, self._read_on_conn = not self._read_on_conn, True
+        if busy is None:  # unknown without the limits; with an account limit of its own only a scan counts its usage
+            busy_at = None if limits is None or limits[1] > 0 else self._cfg.conn_utilization * limits[0]
+            busy = busy_at is not None and count is not None and count >= busy_at
+        herd = (
+            first
+            and limits is not None
+            and herd_behind(conn.connection_id, self._connected_at, now, connects, limits[0])
+        )
         if refused is not None and aborted is not None:
             self._pressure.counters(now, refused, aborted, busy=busy, waited=waited, herd=herd, connects=connects)
         return count
