@@ -154,8 +154,7 @@ def test_a_rotating_end_under_pressure_scans_by_lot(
     # that scans finds the zombie and kills it in place of its own slot; the other gives its slot back unscanned.
     limit = 40
     assert Housekeeper.PRESSURE_SCAN_ROWS / limit == 0.25
-    server = server_factory(max_connections=limit)
-    other, app = make_user(server), make_user(server, process=True)
+    server, other, app = small_server(server_factory, make_user, limit)
     held = [other.connect() for _ in range(limit - 3)]
     db = client_factory(app, random=Draws(draw), conn_utilization=0.5, zombie_min_timeout=0)
     db.query("SELECT 1")
