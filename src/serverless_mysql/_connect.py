@@ -35,6 +35,7 @@ from .errors import (
     ServerlessMySQLError,
     error_number,
     is_read_only_refusal,
+    is_timeout,
 )
 from .pressure import FULL, WINDOW, Pressure
 from .results import Stats
@@ -90,6 +91,7 @@ class Connector:
         self.errors = 0  # failed connect attempts (the client's error count includes them)
         self._no_super_read_only: set[str] = set()  # server versions that claimed super_read_only and lacked it
         self._limits: tuple[int, int] | None = None  # read by the last attempt's writability check
+        self._cut_short = False  # the last attempt had less than connect_timeout: the deadline was near
 
     # ------------------------------------------------------------------------------------------ bookkeeping
     def open(self, deadline: float | None, *, gave_back_at: float, waiting_since: float | None = None) -> Connected:
@@ -151,7 +153,10 @@ class Connector:
             try:
                 return self._attempt(kwargs, deadline, started, last_exc), kwargs, attempt, full_refusals
             except pymysql.MySQLError as exc:
-                last_exc = exc
+                # An attempt the deadline cut short that timed out says nothing about the server: the refusal before
+                # it does (a full server's waiter on a loaded host otherwise reported "can't connect", 2003).
+                cut = self._cut_short and is_timeout(exc) and last_exc is not None
+                last_exc = last_exc if cut else exc
                 self.errors += 1
                 code = error_number(exc)
                 logger.debug(
@@ -180,7 +185,9 @@ class Connector:
                 # Over before the next delay is drawn: a backoff callable is asked once per retry that is made.
                 if pressure.wait_over(attempt=attempt, max_retries=cfg.max_retries, now=now, wait_end=wait_end):
                     self._events.connect_error(exc)
-                    raise self._retry_failure(attempt, started, exc, deadline, wait_end) from exc
+                    assert last_exc is not None
+                    # The error it names is its __cause__ (and errno); a cut-short final attempt stays its __context__.
+                    raise self._retry_failure(attempt, started, last_exc, deadline, wait_end, cut=cut) from last_exc
                 left = None if wait_end is None else wait_end - now
                 wanted = pressure.delay(kind, attempt + 1, previous, now - started, read_only=read_only, left=left)
                 delay = pressure.next_wait(
@@ -195,13 +202,22 @@ class Connector:
                 self._sleep(delay)
 
     def _retry_failure(
-        self, attempt: int, started: float, exc: BaseException, deadline: float | None, wait_end: float | None
+        self,
+        attempt: int,
+        started: float,
+        exc: BaseException,
+        deadline: float | None,
+        wait_end: float | None,
+        *,
+        cut: bool = False,
     ) -> ServerlessMySQLError:
+        """The error of a wait that is over, naming ``exc``; ``cut``: its final attempt ran out of time."""
         waited = self._clock() - started
         if attempt < self._cfg.max_retries:
             within = "deadline" if deadline is not None and wait_end == deadline else "max_connect_wait"
+            final = " (the final attempt ran out of time)" if cut else ""
             return DeadlineExceededError(
-                f"{within} reached after {waited:.3f}s and {attempt + 1} connect attempts; {_last(exc)}",
+                f"{within} reached after {waited:.3f}s and {attempt + 1} connect attempts; {_last(exc)}{final}",
                 waited=waited,
                 last_error=exc,
             )
@@ -222,6 +238,7 @@ class Connector:
             if left <= 0.001:
                 self._deadline_spent(started, last_exc)
             timeout = min(timeout, left)
+        self._cut_short = timeout < self._cfg.connect_timeout
         self._stats.connect_attempts += 1
         self._limits = None
         conn = _driver.connect(kwargs, timeout=timeout, deadline=deadline, clock=self._clock)

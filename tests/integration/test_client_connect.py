@@ -9,6 +9,7 @@ from typing import Any
 import pymysql
 import pytest
 
+from harness.faultproxy import FaultProxy
 from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ConnectError, DeadlineExceededError, RetriesExhaustedError, ServerlessMySQL
 from tests.integration.conftest import ClientFactory, FullServer, later
@@ -116,6 +117,25 @@ def test_deadline_bounds_connect_retries(full_server: FullServer, client_factory
     assert info.value.errno == 1040
     assert isinstance(info.value.last_error, pymysql.err.OperationalError)
     assert "deadline reached" in str(info.value) and "Too many connections" in str(info.value)
+
+
+def test_a_final_attempt_the_deadline_cut_short_does_not_hide_the_full_server(
+    full_server: FullServer, client_factory: ClientFactory
+) -> None:
+    # Refused as full for 0.3 s, then connects get no greeting (as on a host too loaded to finish a handshake in the
+    # few milliseconds the deadline leaves): the attempt that runs into the deadline times out.
+    with FaultProxy(full_server.server.host, full_server.server.port) as proxy:
+        db = client_factory(full_server.app, host=proxy.host, port=proxy.port, base=0.002, cap=0.05)
+        db.set_deadline(0.6)
+        later(0.3, proxy.blackhole)
+        with pytest.raises(DeadlineExceededError) as info:
+            db.query("SELECT 1")
+    error = info.value
+    assert error.errno == 1040 and "Too many connections" in str(error)  # what made it wait, not "can't connect"
+    assert "the final attempt ran out of time" in str(error)
+    assert error.__cause__ is error.last_error
+    final = error.__context__  # the attempt that timed out, kept
+    assert isinstance(final, pymysql.err.OperationalError) and "timed out" in str(final)
 
 
 def test_concurrent_cold_calls_on_a_full_server_all_finish(
