@@ -41,6 +41,10 @@ from .pressure import FULL, WINDOW, Pressure
 from .results import Stats
 from .retry import RetryPolicy
 
+CUT_SHORT = 0.25
+"""Seconds: an attempt the deadline left less time than this (and than ``connect_timeout``) that times out says nothing
+about the server (a loaded host may not finish a handshake that fast); the error before it is the one named."""
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
 if TYPE_CHECKING:
     from typing import Any, NoReturn
@@ -91,7 +95,7 @@ class Connector:
         self.errors = 0  # failed connect attempts (the client's error count includes them)
         self._no_super_read_only: set[str] = set()  # server versions that claimed super_read_only and lacked it
         self._limits: tuple[int, int] | None = None  # read by the last attempt's writability check
-        self._cut_short = False  # the last attempt had less than connect_timeout: the deadline was near
+        self._cut_short = False  # the deadline left the last attempt less than CUT_SHORT
 
     # ------------------------------------------------------------------------------------------ bookkeeping
     def open(self, deadline: float | None, *, gave_back_at: float, waiting_since: float | None = None) -> Connected:
@@ -238,7 +242,7 @@ class Connector:
             if left <= 0.001:
                 self._deadline_spent(started, last_exc)
             timeout = min(timeout, left)
-        self._cut_short = timeout < self._cfg.connect_timeout
+        self._cut_short = timeout < min(self._cfg.connect_timeout, CUT_SHORT)
         self._stats.connect_attempts += 1
         self._limits = None
         conn = _driver.connect(kwargs, timeout=timeout, deadline=deadline, clock=self._clock)
