@@ -14,7 +14,7 @@ def test_defaults_match_the_documented_table() -> None:
     assert cfg.manage_conns is True
     assert cfg.conn_utilization == 0.8
     assert (cfg.max_conns_freq, cfg.used_conns_freq) == (15.0, None)
-    assert (cfg.zombie_min_timeout, cfg.zombie_max_timeout, cfg.max_kills) == (3.0, 900.0, 10)
+    assert (cfg.zombie_min_timeout, cfg.zombie_max_timeout, cfg.max_kills) == (1.0, 900.0, 10)
     assert cfg.rds_proxy is None
     assert (cfg.backoff, cfg.base, cfg.cap, cfg.max_retries) == ("paced", 0.05, 1.0, 10_000)
     assert (cfg.max_connect_wait, cfg.pressure_idle_timeout) == (None, 3.0)
