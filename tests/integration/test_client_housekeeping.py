@@ -55,6 +55,26 @@ def test_pressure_kills_only_the_users_own_oldest_zombies(
     assert stats.housekeeping_statements == 1 + 1 + (used - target) + 1 + 1
 
 
+def test_by_default_a_connection_of_the_user_idle_for_a_second_dies_on_a_busy_server(
+    server_factory: Factory, make_user: Factory, client_factory: ClientFactory
+) -> None:
+    # zombie_min_timeout is 1 s (it was 3): an environment that the routing no longer invokes gives its slot to
+    # the others within about a second (docs/overload.md, "Idle slots to the waiters").
+    server = server_factory(max_connections=10)
+    hog, app = make_user(server), make_user(server, process=True)
+    held = fill(server, hog, 7)
+    zombie = server.open_zombies(app, 1)
+    time.sleep(1.1)  # idle for a whole second (the processlist counts whole seconds)
+    killed: list[int] = []
+    db = client_factory(app, on_kill=lambda t, idle: killed.append(t))
+    db.query("SELECT 1")
+    db.end()  # 9 or 10 of 10 connections: over 75% of conn_utilization, so the idle ones die, oldest first
+    assert killed == zombie
+    assert server.wait_listed(zombie, set()) == set()
+    for conn in held:
+        conn.close()
+
+
 def test_utilization_without_process_counts_only_what_the_user_sees(
     server_factory: Factory, make_user: Factory, client_factory: ClientFactory
 ) -> None:
