@@ -11,6 +11,7 @@ import pytest
 
 from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ServerlessMySQL
+from tests.conftest import ServerFactory, UserFactory
 
 ClientFactory = Callable[..., ServerlessMySQL]
 Factory = Callable[..., Any]
@@ -45,6 +46,14 @@ def table(mariadb: MariaDBServer) -> Iterator[str]:
 def fill(server: MariaDBServer, user: AppUser, n: int) -> list[Any]:
     """Open ``n`` plain connections as ``user`` and keep them (the caller closes them)."""
     return [user.connect() for _ in range(n)]
+
+
+def small_server(
+    server_factory: ServerFactory, make_user: UserFactory, limit: int = 40
+) -> tuple[MariaDBServer, AppUser, AppUser]:
+    """A server of ``limit`` connections, another user to fill it, and the client's user (with PROCESS)."""
+    server = server_factory(max_connections=limit)
+    return server, make_user(server), make_user(server, process=True)
 
 
 def later(seconds: float, fn: Callable[[], object]) -> threading.Thread:

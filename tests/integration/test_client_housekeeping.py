@@ -15,7 +15,7 @@ from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ServerlessMySQL
 from serverless_mysql import _housekeeping_io as housekeeping_io
 from serverless_mysql.housekeeping import HEADROOM, Housekeeper
-from tests.integration.conftest import ClientFactory, fill
+from tests.integration.conftest import ClientFactory, fill, small_server
 
 pytestmark = pytest.mark.integration
 Factory = Any
@@ -60,8 +60,7 @@ def test_by_default_a_connection_of_the_user_idle_for_a_second_dies_on_a_busy_se
 ) -> None:
     # zombie_min_timeout is 1 s (it was 3): an environment that the routing no longer invokes gives its slot to
     # the others within about a second (docs/overload.md, "Idle slots to the waiters").
-    server = server_factory(max_connections=10)
-    hog, app = make_user(server), make_user(server, process=True)
+    server, hog, app = small_server(server_factory, make_user, 10)
     held = fill(server, hog, 7)
     zombie = server.open_zombies(app, 1)
     time.sleep(1.1)  # idle for a whole second (the processlist counts whole seconds)
@@ -108,8 +107,7 @@ def test_account_limit_is_the_effective_limit(
 def test_quits_its_own_connection_when_over_with_nothing_to_kill_and_someone_is_refused(
     server_factory: Factory, make_user: Factory, client_factory: ClientFactory
 ) -> None:
-    server = server_factory(max_connections=10)
-    other, app = make_user(server), make_user(server, process=True)
+    server, other, app = small_server(server_factory, make_user, 10)
     held = fill(server, other, 6)
     closed: list[bool] = []
     db = client_factory(app, conn_utilization=0.5, zombie_min_timeout=0, on_close=lambda: closed.append(True))

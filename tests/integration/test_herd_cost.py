@@ -14,12 +14,12 @@ import time
 import pymysql
 import pytest
 
-from harness.mariadb import AppUser, MariaDBServer
+from harness.mariadb import MariaDBServer
 from serverless_mysql import ServerlessMySQL, pressure
 from serverless_mysql.housekeeping import REFUSALS_SQL, Housekeeper
 from serverless_mysql.results import Stats
 from tests.conftest import ServerFactory, UserFactory
-from tests.integration.conftest import ClientFactory
+from tests.integration.conftest import ClientFactory, small_server
 
 pytestmark = pytest.mark.integration
 
@@ -61,14 +61,6 @@ def newcomer(
     db.query("SELECT 1")
     db.end()
     return db.get_stats(), selects(server) - before, db
-
-
-def small_server(
-    server_factory: ServerFactory, make_user: UserFactory, limit: int = 40
-) -> tuple[MariaDBServer, AppUser, AppUser]:
-    """A server of ``limit`` connections, another user to fill it, and the client's user (with PROCESS)."""
-    server = server_factory(max_connections=limit)
-    return server, make_user(server), make_user(server, process=True)
 
 
 @pytest.fixture
