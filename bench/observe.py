@@ -80,6 +80,7 @@ class Sample:
     sleeping: int | None
     oldest_sleep: int | None
     threads_connected: int | None
+    idle_1s: int | None = None  # the user's connections asleep for a second or more: slots held that nobody uses
 
 
 @dataclass
@@ -173,6 +174,7 @@ class Sampler:
             row = self._query(
                 "SELECT COUNT(*) AS n, COALESCE(SUM(COMMAND = 'Sleep'), 0) AS sleeping,"
                 " COALESCE(MAX(IF(COMMAND = 'Sleep', TIME, 0)), 0) AS oldest,"
+                " COALESCE(SUM(COMMAND = 'Sleep' AND TIME >= 1), 0) AS idle_1s,"
                 " (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS"
                 "   WHERE VARIABLE_NAME = 'THREADS_CONNECTED') AS threads"
                 " FROM information_schema.PROCESSLIST WHERE USER = %s",
@@ -180,7 +182,9 @@ class Sampler:
             )[0]
             # Timed when the answer came: after a restart the query waits for the server (the outage's end).
             t = time.monotonic() - self.t0
-            sample = Sample(t, int(row["n"]), int(row["sleeping"]), int(row["oldest"]), int(row["threads"]))
+            sample = Sample(
+                t, int(row["n"]), int(row["sleeping"]), int(row["oldest"]), int(row["threads"]), int(row["idle_1s"])
+            )
         except pymysql.err.Error:
             self.sample_errors += 1
             sample = Sample(now - self.t0, None, None, None, None)

@@ -595,7 +595,11 @@ def write_overload_charts(out_dir: Path, results: Sequence[RunResult], scenarios
     panels = [
         Panel("ok", "ok invocations / s"),
         Panel("errors_by_arrival", "errors / s (by arrival)"),
-        Panel("connections_max", "connections (max in the second)"),
+        Panel(
+            "connections_max",
+            "connections (max in the second;\ndotted: asleep 1 s or more)",
+            dotted="connections_idle_1s_max",
+        ),
         Panel(
             "server_attempts", "connect attempts / s", dotted="client_attempts", label_suffix=" (server)", symlog=True
         ),

@@ -827,6 +827,7 @@ def _overload_summary(
     errors = bucket(error_times, seconds)
     errors_by_arrival = bucket(error_arrivals, seconds)
     conns = max_per_second(((smp.t, smp.app_conns) for smp in sampler.samples), seconds)
+    idle = max_per_second(((smp.t, smp.idle_1s) for smp in sampler.samples), seconds)
     busy = max_per_second(watch.busy, seconds)
     log = sampler.counter_log
     logins = counter_per_second([(t, v.get("TOTAL_CONNECTIONS", 0.0)) for t, v in log], seconds)
@@ -865,6 +866,7 @@ def _overload_summary(
             "errors": errors,
             "errors_by_arrival": errors_by_arrival,
             "connections_max": conns,
+            "connections_idle_1s_max": idle,
             "busy_envs_max": busy,
             "server_logins": logins,
             "server_refused": refused,
