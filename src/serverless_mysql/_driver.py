@@ -305,15 +305,13 @@ class DriverConnection(_BaseConnection):
 
         source = None if self.bind_address is None else (self.bind_address, 0)
         try:
-            sock = open_tcp(self.host, self.port, left=left, source_address=source)
+            # server_address: the server itself, whatever name led there (a failover changes it).
+            sock, self.server_address = open_tcp(self.host, self.port, left=left, source_address=source)
         except OSError as exc:
             raise pymysql.err.OperationalError(
                 CR.CR_CONN_HOST_ERROR, f"Can't connect to MySQL server on {self.host!r} ({exc})"
             ) from exc
         self.host_info = f"socket {self.host}:{self.port}"
-        self.server_address = "{}:{}".format(*sock.getpeername()[:2])  # the server itself: a failover changes it
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         return sock
 
     def _get_server_information(self) -> None:

@@ -23,10 +23,11 @@ if TYPE_CHECKING:
 
 def open_tcp(
     host: str, port: int, *, left: Callable[[], float | None], source_address: tuple[str, int] | None = None
-) -> socket.socket:
-    """A connected TCP socket to ``host:port``; ``left()`` is the time the connect may still take (None: no bound).
+) -> tuple[socket.socket, str]:
+    """A connected TCP socket to ``host:port`` (``TCP_NODELAY``, keepalive) and its peer's ``"address:port"``.
 
-    Raises ``OSError`` (``TimeoutError`` when the resolution or the connect ran out of time).
+    ``left()`` is the time the connect may still take (None: no bound). Raises ``OSError`` (``TimeoutError`` when
+    the resolution or the connect ran out of time).
     """
     infos = _resolve(host, port, left())
     last: OSError | None = None
@@ -40,11 +41,16 @@ def open_tcp(
             if source_address is not None:
                 sock.bind(source_address)
             sock.connect(address)
+            # A peer that drops the connection just after accepting it (a forwarder whose target died) fails these
+            # with ENOTCONN: a connect that failed like any other (a bare OSError reached a failover drill's handler).
+            peer = "{}:{}".format(*sock.getpeername()[:2])
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         except OSError as exc:
             sock.close()
             last = exc
             continue
-        return sock
+        return sock, peer
     raise last if last is not None else OSError(f"no address for {host!r}")
 
 

@@ -134,6 +134,46 @@ def test_a_name_lookup_without_a_time_bound_starts_no_thread(monkeypatch: pytest
 
     monkeypatch.setattr(threading, "Thread", no_thread)
     try:
-        _tcp.open_tcp("localhost", port, left=lambda: None).close()
+        _tcp.open_tcp("localhost", port, left=lambda: None)[0].close()
     finally:
         listener.close()
+
+
+def test_a_peer_gone_right_after_accepting_is_a_failed_connect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forwarder whose target has just died accepts and then drops the connection: reading the peer's address fails
+    with ENOTCONN. That is a failed connect (2003, which the client waits out as a server down), not a bare OSError
+    for the handler: a failover drill in CI got ``OSError(107)`` from an invocation right after the writer crashed."""
+    import errno
+
+    from serverless_mysql.errors import connect_failure_kind
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    closed: list[socket.socket] = []
+    real_close = socket.socket.close
+
+    def gone(self: socket.socket) -> object:
+        raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+
+    def close(self: socket.socket) -> None:
+        closed.append(self)
+        real_close(self)
+
+    monkeypatch.setattr(socket.socket, "getpeername", gone)
+    monkeypatch.setattr(socket.socket, "close", close)
+    try:
+        with pytest.raises(pymysql.err.OperationalError) as info:
+            connect(
+                {"host": "127.0.0.1", "port": listener.getsockname()[1], "user": "app"},
+                timeout=2.0,
+                deadline=None,
+                clock=time.monotonic,
+            )
+    finally:
+        monkeypatch.undo()
+        listener.close()
+    assert info.value.args[0] == 2003
+    assert isinstance(info.value.__cause__, OSError) and info.value.__cause__.errno == errno.ENOTCONN
+    assert connect_failure_kind(info.value) == "down"
+    assert closed and closed[0].fileno() == -1  # the half-open socket was closed, not leaked
