@@ -69,6 +69,7 @@ class Connected:
     host: str
     waited_for_slot: bool  # refused as "full" at least once: its end() reads the counters, may kill zombies
     limits: tuple[int, int] | None = None  # (max_connections, max_user_connections), read by the writability check
+    member: bool = False  # the rotation's: refused (full or down), or its environment gave a slot back just before
 
 
 class Connector:
@@ -106,7 +107,8 @@ class Connector:
         started = self._clock()
         wait_end = self.wait_end(started if waiting_since is None else waiting_since, deadline)
         self._pressure.start_wait(started)
-        if started - gave_back_at < WINDOW:
+        queued = started - gave_back_at < WINDOW
+        if queued:
             # It gave its slot back a moment ago because others were refused one: it queues behind them (one paced
             # wait before its first attempt) instead of taking the slot straight back, which would keep the waiters
             # waiting and fatten the tail.
@@ -127,7 +129,7 @@ class Connector:
             "connected",
             extra={"event": "connect", "thread_id": conn.connection_id, "attempts": attempt + 1, "full": full_refusals},
         )
-        return Connected(conn, str(kwargs["host"]), full_refusals > 0, self._limits)
+        return Connected(conn, str(kwargs["host"]), full_refusals > 0, self._limits, queued or attempt > 0)
 
     def wait_end(self, started: float, deadline: float | None) -> float | None:
         """When a connect that began at ``started`` stops waiting: the deadline or ``max_connect_wait``."""

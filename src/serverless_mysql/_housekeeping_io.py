@@ -89,15 +89,20 @@ class HousekeepingIO:
         self._read_on_conn = False
         self._connected_at = self._clock()
 
-    def run(self, conn: DriverConnection, now: float, *, waited: bool, first: bool = False) -> tuple[int, bool]:
-        """Measure, decide and kill: how many slots the kills freed, and whether the connection was lost doing it.
+    def run(
+        self, conn: DriverConnection, now: float, *, waited: bool, first: bool = False, member: bool = True
+    ) -> tuple[int, bool, bool]:
+        """Measure, decide and kill: slots freed by kills, whether the connection was lost, whether it keeps its slot.
 
-        ``first``: the first measurement of a new connection, neither under pressure nor after a wait.
+        ``first``: the first measurement of a new connection, neither under pressure nor after a wait. ``member``:
+        the connection is one of the rotation's (it waited for its slot, or its environment gave one back just
+        before): under pressure it gives its slot back unless it freed others; a connection that is not keeps it
+        while the user's slots are not all in use (:meth:`Housekeeper.keeps_slot`).
         """
         cfg, hk, stats, pressure = self._cfg, self._housekeeper, self._stats, self._pressure
         counted = first
         if first and self._first_reading(conn, now):
-            return 0, False
+            return 0, False, False
         # After a wait for its slot, or under pressure: are others refused (the counters), and then, unless zombies
         # or a lot call for a scan, give the slot back without one (Housekeeper.pressure_scan). Only where the
         # server's connection count is the account's usage: with an account limit of its own, only a scan counts.
@@ -111,7 +116,10 @@ class HousekeepingIO:
                 self._read_refusals(conn, waited=waited)
                 counted = True
             if pressure.under_pressure(now) and not hk.pressure_scan(now):
-                return 0, False  # the caller gives the connection back
+                if member or not hk.keeps_slot(now):
+                    return 0, False, False  # the caller gives the connection back
+                self._short_idle(conn)  # kept while others wait: the server frees it if its environment stays idle
+                return 0, False, True
         with_limits = hk.limits_stale(now)
         # Never zombies: this connection, and those of this environment's other worker processes (busy or not).
         own_ids = frozenset({conn.connection_id}) | _siblings.thread_ids(_server(conn))
@@ -126,6 +134,7 @@ class HousekeepingIO:
             total=int(row["total"]),
             user_total=int(row["user_total"]),
             zombies=parse_zombies(row["zombies"], own_ids),
+            user_running=int(row["user_running"]),
         )
         hk.record(now, usage)
         hk.scanned(now, len(usage.zombies))
@@ -156,20 +165,24 @@ class HousekeepingIO:
             },
         )
         freed, lost = self._kill(conn, decision.kill)
-        if lost or (pressed and not freed):
-            return freed, lost  # lost during a KILL, or about to be given back: its idle timeout does not matter
-        idle = cfg.pressure_idle_timeout
-        if idle is not None:
-            # Not only "busy now": a slot it got after being refused, or kept while others are refused, is one
-            # that waiters want, even if this reading caught the server between a few closes and their refills
-            # (issue 19: sessions measured just under the threshold kept the server's 8-hour timeout, and the
-            # last waiters of a load starved behind them once nobody invoked their environments again).
-            contended = busy or pressed or waited
-            if contended and not self.short_idle:
-                self._set_idle_timeout(conn, f"{math.ceil(idle)}")
-            elif not contended and usage.utilization < HEADROOM * cfg.conn_utilization and self.short_idle:
-                self._set_idle_timeout(conn, "@@GLOBAL.wait_timeout")
-        return freed, False
+        keep = pressed and not freed and not member and hk.keeps_slot(now)
+        if lost or (pressed and not freed and not keep):
+            return freed, lost, False  # lost during a KILL, or about to be given back: its idle timeout does not matter
+        # Not only "busy now": a slot it got after being refused, or kept while others are refused, is one that
+        # waiters want, even if this reading caught the server between a few closes and their refills (issue 19:
+        # sessions measured just under the threshold kept the server's 8-hour timeout, and the last waiters of a
+        # load starved behind them once nobody invoked their environments again).
+        if busy or pressed or waited:
+            self._short_idle(conn)
+        elif usage.utilization < HEADROOM * cfg.conn_utilization and self.short_idle:
+            self._set_idle_timeout(conn, "@@GLOBAL.wait_timeout")
+        return freed, False, keep
+
+    def _short_idle(self, conn: DriverConnection) -> None:
+        """Lower the session's ``wait_timeout`` to ``pressure_idle_timeout`` (one statement, only on a change)."""
+        idle = self._cfg.pressure_idle_timeout
+        if idle is not None and not self.short_idle:
+            self._set_idle_timeout(conn, f"{math.ceil(idle)}")
 
     def _first_reading(self, conn: DriverConnection, now: float) -> bool:
         """The first ``end()`` of a new connection reads the counters; whether their connection count suffices.

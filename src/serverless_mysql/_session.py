@@ -98,6 +98,7 @@ class Session:
         self._lost_transaction = False
         self._budget: RetryBudget | None = None  # the retry budget of the statement running (built on its first error)
         self._waited = False  # the current connection was refused a slot before it got one
+        self._member = False  # the current connection is the rotation's: it waited, or queued behind a give-back
         self._gave_back_at = -math.inf  # when end() last gave the connection back because others were refused
         self._waiting_since: float | None = None  # a statement re-run after read-only refusals: when it began waiting
 
@@ -175,6 +176,7 @@ class Session:
         if self._max_age is not None:
             self._retire_at = connection_retire_at(self._last_used, self._max_age, self._rng)
         self._waited = connected.waited_for_slot  # then its end() reads the counters and may kill zombies
+        self._member = connected.member
         self._on_connected(conn, connected.limits)
         self._events.connect(conn)
         return conn

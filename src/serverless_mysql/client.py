@@ -295,17 +295,20 @@ class ServerlessMySQL(TransactionControl):
         first = self._config.used_conns_freq is None and not self._housekeeping.measured
         if not (pressed or waited or first or self._housekeeper.due(now)) or not self._alive_at_end(conn):
             return
-        freed = 0
+        freed, keep = 0, False
         try:
-            freed, _ = self._housekeeping.run(conn, now, waited=waited, first=first and not (pressed or waited))
+            freed, _, keep = self._housekeeping.run(
+                conn, now, waited=waited, first=first and not (pressed or waited), member=self._member
+            )
         except Exception as exc:
             self._stats.housekeeping_errors += 1
             logger.warning("housekeeping failed: %s", describe(exc), extra={"event": "housekeeping_error"})
             self._events.error(exc)
         finally:
             self._stats.housekeeping_seconds += self._clock() - now
-        # Someone is refused a slot: the zombies it killed are theirs; if it killed none, its own is.
-        if conn is self._conn and not freed and self._pressure.under_pressure(self._clock()):
+        # Someone is refused a slot: the zombies it killed are theirs; if it killed none, its own is, unless it keeps
+        # it (it got it without waiting, and the user's slots are not all in use: idle holders will be killed).
+        if conn is self._conn and not freed and not keep and self._pressure.under_pressure(self._clock()):
             logger.debug("giving the connection back under pressure", extra={"event": "pressure_quit"})
             self._stats.pressure_quits += 1
             self._gave_back_at = self._clock()

@@ -68,9 +68,14 @@ kills the zombies it finds, scanning for them by lot unless its own recent scan 
 (:meth:`Housekeeper.pressure_scan`).
 
 After an invocation under pressure, ``end()`` kills every zombie it sees and, if that freed nothing, gives its
-own connection back (COM_QUIT) so a waiting environment gets the slot. Giving back cannot lock itself in: it
-lasts only while the server counts refusals or stays full behind a wait, and an environment that sees neither,
-or gets its next slot at once, keeps its connection again.
+own connection back (COM_QUIT) so a waiting environment gets the slot, if the connection is the rotation's: it
+was refused before it got its slot, or its environment had just given one back. A connection that got its slot at
+once keeps it unless this client's scans found its user's other connections all busy running statements for a
+second, or found none (:meth:`Housekeeper.keeps_slot`): the waiters' slots then come from holders that go idle,
+killed as zombies, and giving back a slot that the environment's next invocation wants at once only moves the wait
+to that invocation (in the seed's bursts every warm holder rotating tipped the fleet to its cap). Giving back
+cannot lock itself in: it lasts only while the server counts refusals or stays full behind a wait, and an
+environment that sees neither, or gets its next slot at once, keeps its connection again.
 
 **Slots held by idle or destroyed environments.** ``end()`` only runs in an invoked environment, so it cannot
 free slots that frozen or destroyed environments hold when no environment with a connection is invoked. When an

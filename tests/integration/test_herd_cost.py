@@ -143,7 +143,9 @@ def test_a_rotating_end_under_pressure_scans_by_lot(
     server_factory: ServerFactory, make_user: UserFactory, client_factory: ClientFactory, draw: float
 ) -> None:
     # 40 connections: an end() under pressure scans with probability PRESSURE_SCAN_ROWS / 40 = 0.25. The lot
-    # that scans finds the zombie and kills it in place of its own slot; the other gives its slot back unscanned.
+    # that scans finds the zombie and kills it in place of its own slot; the other gives its slot back unscanned
+    # when its connection is the rotation's (it waited for it), and keeps it otherwise (nothing it saw says that
+    # the user's slots are all in use).
     limit = 40
     assert Housekeeper.PRESSURE_SCAN_ROWS / limit == 0.25
     server, other, app = small_server(server_factory, make_user, limit)
@@ -156,10 +158,15 @@ def test_a_rotating_end_under_pressure_scans_by_lot(
         other.connect()
     held.pop().close()
     # Its first end(): no earlier reading to compare with, but the server is busy and a herd connected after it: a
-    # queue. Under pressure from the start, it scans by lot too.
+    # queue. Under pressure from the start, it scans by lot too. The scan finds the user has no other connection
+    # (nothing to kill for a waiter): it gives its slot back. Unscanned, it got its slot at once and keeps it.
     db.end()
     first = db.get_stats()
-    assert first.pressure_quits == 1 and first.housekeeping_runs == (1 if draw < 0.25 else 0)
+    scanned = draw < 0.25
+    assert (first.pressure_quits, first.housekeeping_runs) == ((1, 1) if scanned else (0, 0))
+    if not scanned:
+        assert db.get_client() is not None
+        db.quit()  # for the rest: a connection of the rotation
     zombie = server.open_zombies(app, 1)
     held += [other.connect() for _ in range(limit - server.connection_count())]
     threading.Timer(2.0, held.pop().close).start()  # after its wait before a first attempt (<= 1.125 s)
@@ -175,7 +182,7 @@ def test_a_rotating_end_under_pressure_scans_by_lot(
         assert server.wait_listed(zombie, set()) == set()
         assert db.get_client() is not None
     else:  # gave its slot back unscanned: the query was the only SELECT
-        assert (stats.housekeeping_runs, stats.zombies_killed, stats.pressure_quits) == (0, 0, 2)
+        assert (stats.housekeeping_runs, stats.zombies_killed, stats.pressure_quits) == (0, 0, 1)
         assert selects(server) - before == 1
         assert server.wait_listed(zombie, set(zombie)) == set(zombie)
         assert db.get_client() is None
@@ -209,17 +216,20 @@ def test_a_cold_start_that_waited_reads_the_limits_not_a_scan(
 
 
 @pytest.mark.usefixtures("quick_herd")
-def test_a_newcomer_that_a_herd_queues_behind_gives_its_slot_back(
-    server_factory: ServerFactory, make_user: UserFactory, client_factory: ClientFactory
+@pytest.mark.parametrize("draw", [0.1, 0.9])
+def test_a_newcomer_that_a_herd_queues_behind_is_under_pressure(
+    server_factory: ServerFactory, make_user: UserFactory, client_factory: ClientFactory, draw: float
 ) -> None:
     # A cold environment of a herd gets its slot at once, and the herd connects after it into the full server. Its
     # first end() has no earlier reading of the counters to compare with (none is read right after connecting), but
     # the server is busy and the herd connected after it (the server's Connections counter is past its own
-    # connection id): a queue, so it gives its slot back (scanning only by lot) instead of keeping it while they
-    # wait. A busy server's churn after it: it keeps its slot (the next test).
+    # connection id): a queue, so it is under pressure. It scans only by lot: the scan finds no other connection of
+    # its user (nothing a waiter could get by a kill) and it gives its slot back; unscanned, it got its slot without
+    # waiting and nothing says its user's slots are all in use, so it keeps it, with the short idle timeout. A busy
+    # server's churn after it is no pressure (the next test).
     limit = 40
     server, other, app = small_server(server_factory, make_user, limit)
-    db = client_factory(app, random=Draws(0.9), conn_utilization=0.5)
+    db = client_factory(app, random=Draws(draw), conn_utilization=0.5)
     db.query("SELECT 1")
     held = [other.connect() for _ in range(limit - server.connection_count())]
     with pytest.raises(pymysql.err.OperationalError, match="Too many connections"):
@@ -227,9 +237,15 @@ def test_a_newcomer_that_a_herd_queues_behind_gives_its_slot_back(
     before = selects(server)
     db.end()
     stats = db.get_stats()
-    assert (stats.housekeeping_runs, stats.pressure_quits) == (0, 1)
-    assert selects(server) - before == 1  # the limits (the counters are a SHOW): no scan
-    assert db.get_client() is None
+    assert db._pressure.under_pressure(time.monotonic())
+    if draw < 0.25:
+        assert (stats.housekeeping_runs, stats.pressure_quits) == (1, 1)
+        assert selects(server) - before == 2  # the limits and the scan (the counters are a SHOW)
+        assert db.get_client() is None
+    else:
+        assert (stats.housekeeping_runs, stats.pressure_quits) == (0, 0)
+        assert selects(server) - before == 1  # the limits: no scan
+        assert db.query("SELECT @@SESSION.wait_timeout AS t")[0]["t"] == 3
     for conn in held:
         conn.close()
 

@@ -172,3 +172,34 @@ def test_a_newcomer_scans_every_time_on_a_small_server_and_by_lot_on_a_large_one
     for connections in (2 * Housekeeper.FIRST_SCAN_ALL, 20 * Housekeeper.FIRST_SCAN_ALL):
         scans = sum(hk.first_scan(connections) for _ in range(20_000))
         assert abs(scans * connections / 20_000 - rows) < 0.1 * rows
+
+
+def test_a_holder_keeps_its_slot_unless_its_scans_find_the_users_other_connections_all_in_use() -> None:
+    hk = Housekeeper(conn_utilization=0.8, used_conns_freq=None, max_conns_freq=60, rng=random.Random(5))
+
+    def scan(now: float, running: int, total: int = 90) -> None:  # running: this connection included
+        usage = Usage(max_connections=90, max_user_connections=0, total=total, user_total=total, user_running=running)
+        hk.record(now, usage)
+        hk.scanned(now, zombies=0)
+
+    assert hk.keeps_slot(0.0)  # nothing says the slots are all in use
+    scan(0.0, running=40)  # 39 of the 89 others run a statement: the rest are idle holders, the waiters' slots
+    assert hk.keeps_slot(0.5)
+    # All in use (80% or more of the others running): a closed loop, whose waiters only get slots given back. One
+    # scan may catch a burst's onset: it keeps for SATURATED_FOR seconds of such scans, then gives back.
+    scan(1.0, running=80)
+    assert hk.keeps_slot(1.5)
+    scan(1.9, running=90)
+    assert not hk.keeps_slot(2.0)
+    assert hk.keeps_slot(1.9 + Housekeeper.SCAN_GAP + 0.1)  # that scan is stale: it says nothing about now
+    scan(4.5, running=30)  # a scan finds idle holders again: it keeps
+    assert hk.keeps_slot(4.6)
+    scan(5.0, running=85)
+    scan(5.0 + Housekeeper.SCAN_GAP + 0.5, running=85)  # scans too far apart: each starts the count again
+    assert hk.keeps_slot(5.0 + Housekeeper.SCAN_GAP + 0.6)
+    # Alone on the server (no other connection of the user): nothing to kill for a waiter, so it gives back.
+    scan(10.0, running=1, total=1)
+    assert not hk.keeps_slot(10.1)
+    # A count without a scan (a newcomer's first end() on a quiet server) tells nothing about running statements.
+    hk.record(10.2, Usage(max_connections=90, max_user_connections=0, total=10, user_total=0))
+    assert not hk.keeps_slot(10.3)
