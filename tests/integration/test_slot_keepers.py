@@ -30,6 +30,13 @@ OTHERS = 4  # the user's other connections (other environments of the same funct
 OPTIONS: dict[str, Any] = {"conn_utilization": 0.5, "zombie_min_timeout": 60}
 
 
+def crowded(server_factory: ServerFactory, make_user: UserFactory) -> tuple[MariaDBServer, AppUser, AppUser, list[Any]]:
+    """A small server, another user to fill it, the client's user, and OTHERS idle connections of that user."""
+    server = server_factory(max_connections=LIMIT)
+    hog, app = make_user(server), make_user(server, process=True)
+    return server, hog, app, fill(server, app, OTHERS)
+
+
 def refuse(user: AppUser) -> None:
     """A waiter is refused a slot (the server counts it)."""
     with pytest.raises(pymysql.err.OperationalError, match="Too many connections"):
@@ -53,9 +60,7 @@ def close_all(conns: list[Any]) -> None:
 def test_a_holder_that_got_its_slot_at_once_keeps_it_while_the_users_others_are_idle(
     server_factory: ServerFactory, make_user: UserFactory, client_factory: ClientFactory
 ) -> None:
-    server = server_factory(max_connections=LIMIT)
-    hog, app = make_user(server), make_user(server, process=True)
-    others = fill(server, app, OTHERS)  # idle, not zombies yet: the waiters' slots once they are
+    server, hog, app, others = crowded(server_factory, make_user)  # the user's others: idle, not zombies yet
     db = client_factory(app, **OPTIONS)
     held = pressed(server, hog, db)
     db.end()
@@ -70,9 +75,7 @@ def test_a_holder_that_got_its_slot_at_once_keeps_it_while_the_users_others_are_
 def test_once_the_users_connections_all_run_statements_for_a_second_a_holder_gives_back(
     server_factory: ServerFactory, make_user: UserFactory, client_factory: ClientFactory
 ) -> None:
-    server = server_factory(max_connections=LIMIT)
-    hog, app = make_user(server), make_user(server, process=True)
-    others = fill(server, app, OTHERS)
+    server, hog, app, others = crowded(server_factory, make_user)  # the user's others: idle, not zombies yet
 
     def run_long(conn: Any) -> None:
         with contextlib.suppress(pymysql.MySQLError):  # killed at the end of the test
@@ -100,9 +103,7 @@ def test_once_the_users_connections_all_run_statements_for_a_second_a_holder_giv
 def test_a_connection_that_waited_for_its_slot_gives_it_back(
     server_factory: ServerFactory, make_user: UserFactory, client_factory: ClientFactory
 ) -> None:
-    server = server_factory(max_connections=LIMIT)
-    hog, app = make_user(server), make_user(server, process=True)
-    others = fill(server, app, OTHERS)
+    server, hog, app, others = crowded(server_factory, make_user)  # the user's others: idle, not zombies yet
     held = fill(server, hog, LIMIT - server.connection_count())
     db = client_factory(app, **OPTIONS)
     later(0.5, held.pop().close)  # a slot frees while it waits
