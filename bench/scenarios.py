@@ -8,6 +8,7 @@ timeout, 2-6 s idle lifetime) are still available with ``--scenarios legacy`` or
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import os
 import random
@@ -401,6 +402,11 @@ def run_one(
         from bench.failover import run_failover  # late: bench.failover imports this module
 
         return run_failover(strategy_name, scenario, progress=progress, run=run)
+    # The scheduler's heap holds every earlier run's records: without this, its collections during a run grew with
+    # what ran before, and a pause in the seed's first burst dispatched the arrivals in a herd (the seed reached the
+    # fleet's cap after the stall in every run, alone in none).
+    gc.collect()
+    gc.freeze()
     server = MariaDBServer(max_connections=scenario.max_connections)
     result = RunResult(strategy_name, scenario.key, run=run)
     strategy: Any = None
