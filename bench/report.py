@@ -360,6 +360,12 @@ def _run_summary(r: RunResult) -> str:
     )
 
 
+def _offered(runs: Sequence[dict[str, Any]]) -> str:
+    """The worst run's p99 over every offered invocation, or "failed" when failures reach into its slowest 1%."""
+    values = [d["latency_ms"].get("p99_offered") for d in runs]
+    return "failed" if any(v is None for v in values) else fmt(max(values))
+
+
 def server_cpu_ms(d: dict[str, Any]) -> float | None:
     """mariadbd's own CPU time (user + system, from /proc) over the run, in ms per successful invocation."""
     cpu = d.get("cpu_s", {}).get("mariadbd_s")
@@ -487,6 +493,8 @@ def check_overload_targets(results: Sequence[RunResult]) -> list[tuple[str, bool
             )
             versus = (
                 f"per-invocation PyMySQL p50 {fmt(peer['latency_ms']['p50'])} / p99 {fmt(peer['latency_ms']['p99'])}"
+                f", {peer['errors']} errors; p99 of all offered (a failure slower than any served): "
+                f"{_offered(runs)} / PyMySQL {_offered([peer])} ms"
             )
         out.append(
             (

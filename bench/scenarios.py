@@ -398,15 +398,15 @@ def run_one(
     run: int = 1,
 ) -> RunResult:
     """Run ``strategy_name`` through ``scenario`` against a fresh server; everything started here is stopped."""
-    if scenario.failover is not None:
-        from bench.failover import run_failover  # late: bench.failover imports this module
-
-        return run_failover(strategy_name, scenario, progress=progress, run=run)
     # The scheduler's heap holds every earlier run's records: without this, its collections during a run grew with
     # what ran before, and a pause in the seed's first burst dispatched the arrivals in a herd (the seed reached the
     # fleet's cap after the stall in every run, alone in none).
     gc.collect()
     gc.freeze()
+    if scenario.failover is not None:
+        from bench.failover import run_failover  # late: bench.failover imports this module
+
+        return run_failover(strategy_name, scenario, progress=progress, run=run)
     server = MariaDBServer(max_connections=scenario.max_connections)
     result = RunResult(strategy_name, scenario.key, run=run)
     strategy: Any = None
@@ -735,6 +735,9 @@ def _summarise(
             "p95": percentile(lat, 95) if lat else None,
             "p99": percentile(lat, 99) if lat else None,
             "max": lat[-1] if lat else None,
+            # Over every invocation offered, a failed or unfinished one counted as slower than any served: a
+            # strategy that refuses its slowest invocations cannot look quicker for it. None: the p99 is a failure.
+            "p99_offered": _p99_offered(lat, len(fleet.invocations) - len(ok)),
         },
         "peak_connections": peak,
         "peak_threads_connected": peak_threads,
@@ -774,6 +777,11 @@ def _summarise(
     result.data = data
     result.series = series
     result.latencies_ms = lat
+
+
+def _p99_offered(served_ms: list[float], failed: int) -> float | None:
+    p = percentile(served_ms + [math.inf] * failed, 99)
+    return None if math.isinf(p) or math.isnan(p) else p
 
 
 def _load_windows(sc: Scenario) -> list[Window]:

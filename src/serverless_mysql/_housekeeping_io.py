@@ -90,7 +90,7 @@ class HousekeepingIO:
         self._connected_at = self._clock()
 
     def run(
-        self, conn: DriverConnection, now: float, *, waited: bool, first: bool = False, member: bool = True
+        self, conn: DriverConnection, now: float, *, waited: bool, member: bool, first: bool = False
     ) -> tuple[int, bool, bool]:
         """Measure, decide and kill: slots freed by kills, whether the connection was lost, whether it keeps its slot.
 

@@ -227,3 +227,22 @@ def test_targets_use_the_worst_of_the_runs_for_numbers_outside_the_worst_run_key
     assert server[0] is False
     assert "bursts 4.00" in server[1]
     assert targets["bursts: not metastable (0 errors and the offered load served from 2 s after the trigger ends)"][0]
+
+
+def test_p99_offered_counts_a_failure_as_slower_than_any_served_invocation() -> None:
+    from bench.report import _offered
+    from bench.scenarios import _p99_offered
+
+    served = [float(ms) for ms in range(1, 991)]  # 990 served, 1 ms .. 990 ms
+    assert _p99_offered(served, 0) == 981.0  # nearest rank: the 981st of 990
+    # 10 failures of 1,000 fill exactly the slowest 1%: the p99 is the slowest served one.
+    assert _p99_offered(served, 10) == 990.0
+    # One more failure reaches into the p99 itself: it is a failure, whatever the served ones did.
+    assert _p99_offered(served[:-1], 11) is None
+    assert _p99_offered([], 3) is None
+
+    def run(p99_offered: float | None) -> dict[str, Any]:
+        return {"latency_ms": {"p99_offered": p99_offered}}
+
+    assert _offered([run(120.0), run(310.0)]) == "310"
+    assert _offered([run(120.0), run(None)]) == "failed"
