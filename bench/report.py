@@ -366,6 +366,25 @@ def _offered(runs: Sequence[dict[str, Any]]) -> str:
     return "failed" if any(v is None for v in values) else fmt(max(values))
 
 
+def between_bursts(d: dict[str, Any]) -> int | None:
+    """The most connections held in the last second before any burst (None: no burst in the timeline).
+
+    What a bursty load's fleet has settled to when the next burst comes: a fleet stuck at the limit shows it here. A
+    second is a burst's when more than 1.5x the run's median offered load arrived in it.
+    """
+    timeline = d.get("overload", {}).get("timeline") or {}
+    offered, held = timeline.get("offered") or [], timeline.get("connections_max") or []
+    if len(offered) < 3:
+        return None
+    calm = 1.5 * sorted(offered)[len(offered) // 2]
+    values = [
+        held[s]
+        for s in range(min(len(offered) - 1, len(held)))
+        if held[s] is not None and 0 < offered[s] <= calm < offered[s + 1]
+    ]
+    return int(max(values)) if values else None
+
+
 def server_cpu_ms(d: dict[str, Any]) -> float | None:
     """mariadbd's own CPU time (user + system, from /proc) over the run, in ms per successful invocation."""
     cpu = d.get("cpu_s", {}).get("mariadbd_s")
@@ -493,15 +512,17 @@ def check_overload_targets(results: Sequence[RunResult]) -> list[tuple[str, bool
             )
             versus = (
                 f"per-invocation PyMySQL p50 {fmt(peer['latency_ms']['p50'])} / p99 {fmt(peer['latency_ms']['p99'])}"
-                f", {peer['errors']} errors; p99 of all offered (a failure slower than any served): "
-                f"{_offered(runs)} / PyMySQL {_offered([peer])} ms"
+                f", {peer['errors']} errors, {fmt(between_bursts(peer))} connections held between bursts; p99 of "
+                f"all offered (a failure slower than any served): {_offered(runs)} / PyMySQL {_offered([peer])} ms"
             )
         out.append(
             (
                 "seed: 0 errors, >= 95% of the offered load served, p50 and p99 no worse than per-invocation PyMySQL",
                 met,
                 f"{errors} errors, {served:.0%} served, p50 {fmt(p50)} / p99 {fmt(p99)} ms (worst of "
-                f"{len(runs)}); {versus}",
+                f"{len(runs)}); per run, connections held between bursts "
+                f"{' / '.join(fmt(between_bursts(d)) for d in runs)} of {runs[0]['max_connections']} and busy "
+                f"environments at most {' / '.join(fmt(d['fleet']['peak_busy']) for d in runs)}; {versus}",
             )
         )
     if "lastwait" in lib:
