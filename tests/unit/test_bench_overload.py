@@ -254,7 +254,7 @@ def test_between_bursts_reads_the_connections_held_in_the_second_before_each_bur
     def run(offered: list[float], held: list[float | None]) -> dict[str, Any]:
         return {"overload": {"timeline": {"offered": offered, "connections_max": held}}}
 
-    offered = [500, 510, 1500, 1490, 505, 495, 500, 1510, 1500, 498]
+    offered: list[float] = [500, 510, 1500, 1490, 505, 495, 500, 1510, 1500, 498]
     # Before the first burst 41 connections, then the fleet stays at the limit: 88 before the second burst.
     held: list[float | None] = [41, 41, 90, 90, 90, 89, 88, 90, 90, 60]
     assert between_bursts(run(offered, held)) == 88
