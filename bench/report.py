@@ -367,21 +367,15 @@ def _offered(runs: Sequence[dict[str, Any]]) -> str:
 
 
 def between_bursts(d: dict[str, Any]) -> int | None:
-    """The most connections held in the last second before any burst (None: no burst in the timeline).
+    """The most connections held in the second before any of the load's bursts (None: the load has none).
 
-    What a bursty load's fleet has settled to when the next burst comes: a fleet stuck at the limit shows it here. A
-    second is a burst's when more than 1.5x the run's median offered load arrived in it.
+    What a bursty load's fleet has settled to when the next burst comes: a fleet stuck at the limit shows it here.
+    The bursts are the run's own trigger windows (``overload.windows``, labelled "burst").
     """
-    timeline = d.get("overload", {}).get("timeline") or {}
-    offered, held = timeline.get("offered") or [], timeline.get("connections_max") or []
-    if len(offered) < 3:
-        return None
-    calm = 1.5 * sorted(offered)[len(offered) // 2]
-    values = [
-        held[s]
-        for s in range(min(len(offered) - 1, len(held)))
-        if held[s] is not None and 0 < offered[s] <= calm < offered[s + 1]
-    ]
+    overload = d.get("overload", {})
+    held = (overload.get("timeline") or {}).get("connections_max") or []
+    before = [int(w["start"]) - 1 for w in overload.get("windows") or [] if w.get("label") == "burst"]
+    values = [held[s] for s in before if 0 <= s < len(held) and held[s] is not None]
     return int(max(values)) if values else None
 
 

@@ -251,13 +251,14 @@ def test_p99_offered_counts_a_failure_as_slower_than_any_served_invocation() -> 
 def test_between_bursts_reads_the_connections_held_in_the_second_before_each_burst() -> None:
     from bench.report import between_bursts
 
-    def run(offered: list[float], held: list[float | None]) -> dict[str, Any]:
-        return {"overload": {"timeline": {"offered": offered, "connections_max": held}}}
+    bursts = [{"start": 2.0, "end": 4.0, "label": "burst"}, {"start": 7.0, "end": 9.0, "label": "burst"}]
 
-    offered: list[float] = [500, 510, 1500, 1490, 505, 495, 500, 1510, 1500, 498]
+    def run(held: list[float | None], windows: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"overload": {"timeline": {"connections_max": held}, "windows": windows}}
+
     # Before the first burst 41 connections, then the fleet stays at the limit: 88 before the second burst.
-    held: list[float | None] = [41, 41, 90, 90, 90, 89, 88, 90, 90, 60]
-    assert between_bursts(run(offered, held)) == 88
-    assert between_bursts(run(offered, [41, 41, 90, 90, 70, 50, 45, 90, 90, 60])) == 45
-    assert between_bursts(run([500.0] * 10, [40.0] * 10)) is None  # no burst, nothing between bursts
+    assert between_bursts(run([41, 41, 90, 90, 90, 89, 88, 90, 90, 60], bursts)) == 88
+    assert between_bursts(run([41, 41, 90, 90, 70, 50, 45, 90, 90, 60], bursts)) == 45
+    spike = [{"start": 7.0, "end": 8.0, "label": "spike"}]
+    assert between_bursts(run([40.0] * 10, spike)) is None  # no burst, nothing between bursts
     assert between_bursts({"overload": {}}) is None
