@@ -78,7 +78,8 @@ The handler runs one statement, `SELECT SLEEP(hold)`, then `end()` (libraries) o
   attempts (logins + `Aborted_connects`: refused with 1040 or abandoned handshakes) per invocation.
 - *Statements per inv*: `SELECT_COMMANDS + UPDATE_COMMANDS + OTHER_COMMANDS` of the application user per
   invocation: the handler's query, the clients' session setup (PyMySQL sends `SET NAMES`/`SET AUTOCOMMIT`),
-  housekeeping and KILLs. Pings and COM_QUIT do not count.
+  housekeeping and KILLs, plus the server's `Com_show_status` and `Com_show_processlist` (USER_STATISTICS counts no
+  SHOW command). Pings and COM_QUIT do not count.
 - *CPU s*: the client process (`py` = the benchmark process, which runs the Python strategies' environments
   and the scheduler; `node` = the Node process) and mariadbd, over the run. ⚠ marks a client process above
   {int(0.85 * 100)}% of one core: on this 2-core machine hundreds of environments share one process, whereas on

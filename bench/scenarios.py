@@ -711,6 +711,10 @@ def _summarise(
     user, status = sampler.deltas()
     n = max(1, len(invs))
     statements = sum(user.get(k, 0.0) for k in ("SELECT_COMMANDS", "UPDATE_COMMANDS", "OTHER_COMMANDS"))
+    # USER_STATISTICS counts no SHOW command (the library's SHOW STATUS and SHOW PROCESSLIST): the server's own
+    # counts of those are added (server-wide, but nothing else sends them during a run: the observer reads
+    # information_schema).
+    statements += sum(status.get(k, 0.0) for k in ("COM_SHOW_STATUS", "COM_SHOW_PROCESSLIST"))
     # A refused or abandoned handshake never reaches USER_STATISTICS but always counts in Aborted_connects.
     attempts = user.get("TOTAL_CONNECTIONS", 0.0) + status.get("ABORTED_CONNECTS", 0.0)
     series = [(s.t, s.app_conns) for s in sampler.samples]
