@@ -86,12 +86,14 @@ def main() -> None:
                     run(usage_sql(with_limits=False), (3,)),
                     500,
                 ),
+                _cost(server, f"the scan as `SHOW PROCESSLIST` ({count} connections)", run("SHOW PROCESSLIST"), 500),
             ]
 
         rows = [
             "| Operation | Server CPU per operation | Operations | Wall |",
             "|---|---:|---:|---:|",
             _cost(server, "`SELECT 1`", run("SELECT 1"), 3000),
+            _cost(server, "`SELECT SLEEP(0.02)` (the benchmark's handler statement)", run("SELECT SLEEP(0.02)"), 200),
             _cost(server, "`SET SESSION wait_timeout = 3`", run("SET SESSION wait_timeout = 3"), 2000),
             _cost(server, "the server's limits (`SELECT @@max_connections, ...`)", run(LIMITS_SQL), 2000),
             *statements(HELD + 1),

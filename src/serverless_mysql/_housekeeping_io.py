@@ -27,12 +27,14 @@ from .housekeeping import (
     LIMITS_SQL,
     PROCESSLIST_FALLBACK_ERRORS,
     REFUSALS_SQL,
+    SHOW_PROCESSLIST_MAX,
     Housekeeper,
     Usage,
     Zombie,
     has_performance_schema_processlist,
     parse_zombies,
     plan,
+    usage_row,
     usage_sql,
 )
 from .pressure import Pressure, herd_behind
@@ -282,13 +284,17 @@ class HousekeepingIO:
     def _measure(self, conn: DriverConnection, with_limits: bool) -> dict[str, Any]:
         """Run the housekeeping statement on the server's best processlist source and return its row.
 
-        ``performance_schema.processlist`` where the server has one that works, else ``information_schema``. The
-        choice is remembered per server version, so finding out costs at most one statement per client (per
-        server upgrade), and only on servers whose version says they may have the table.
+        ``performance_schema.processlist`` where the server has one that works, else ``information_schema``, or on a
+        server of up to :data:`~serverless_mysql.housekeeping.SHOW_PROCESSLIST_MAX` connections ``SHOW PROCESSLIST``,
+        counted here. The choice is remembered per server version, so finding out costs at most one statement per
+        client (per server upgrade), and only on servers whose version says they may have the table.
         """
         version = conn.version  # from the handshake: no round trip
         known = self._processlist
         perf = known[1] if known is not None and known[0] == version else has_performance_schema_processlist(version)
+        limits = self._housekeeper.limits
+        if not perf and not with_limits and limits is not None and limits[0] <= SHOW_PROCESSLIST_MAX:
+            return self._show_processlist(conn)  # a small server: a seventh of the statement's server CPU
         row = self._usage_row(conn, with_limits, performance_schema=perf)
         if perf and (row is None or not int(row["self_seen"])):
             # No such table, no access, or an empty table (the Performance Schema is off): never this connection.
@@ -317,6 +323,15 @@ class HousekeepingIO:
             return None
         finally:
             self._stats.housekeeping_statements += 1
+
+    def _show_processlist(self, conn: DriverConnection) -> dict[str, Any]:
+        """The housekeeping statement's row, counted from ``SHOW PROCESSLIST`` (:func:`usage_row`)."""
+        self._prepare(conn)
+        try:
+            rows = conn.run("SHOW PROCESSLIST")
+        finally:
+            self._stats.housekeeping_statements += 1
+        return usage_row(rows, conn.connection_id, int(self._cfg.zombie_min_timeout))
 
     def _kill(self, conn: DriverConnection, zombies: tuple[Zombie, ...]) -> tuple[int, bool]:
         stats, events = self._stats, self._events

@@ -3,7 +3,9 @@
 One statement measures everything (serverless-mysql needs up to three): the server's limits, the number of
 client connections, and the user's own sleeping connections older than ``zombie_min_timeout``, oldest first.
 It reads ``performance_schema.processlist`` where the server has a working one, else
-``information_schema.PROCESSLIST`` (:func:`usage_sql`, :func:`has_performance_schema_processlist`).
+``information_schema.PROCESSLIST`` (:func:`usage_sql`, :func:`has_performance_schema_processlist`); or, on a server of
+up to :data:`SHOW_PROCESSLIST_MAX` connections, ``SHOW PROCESSLIST``, counted in Python (:func:`usage_row`): a
+seventh of the server's CPU.
 What to do is then decided here, in plain Python (:func:`plan`), with the reference's defects fixed:
 
 - Utilization counts the connected user's connections against ``LEAST(max_user_connections, max_connections)``
@@ -34,6 +36,15 @@ import logging
 import math
 import random
 
+from ._processlist import (
+    INFORMATION_SCHEMA_PROCESSLIST,
+    PERFORMANCE_SCHEMA_PROCESSLIST,
+    PROCESSLIST_FALLBACK_ERRORS,
+    SHOW_PROCESSLIST_MAX,
+    has_performance_schema_processlist,
+    usage_row,
+    usage_sql,
+)
 from ._record import record
 
 __all__ = [
@@ -43,93 +54,18 @@ __all__ = [
     "PERFORMANCE_SCHEMA_PROCESSLIST",
     "PROCESSLIST_FALLBACK_ERRORS",
     "REFUSALS_SQL",
+    "SHOW_PROCESSLIST_MAX",
     "Housekeeper",
     "Plan",
     "Usage",
     "Zombie",
     "has_performance_schema_processlist",
     "plan",
+    "usage_row",
     "usage_sql",
 ]
 
 logger = logging.getLogger(__name__)
-
-# The user actually logged in as (even after rotation), as the processlist's USER column shows it. USER() is
-# 'name@client-host'; a host never contains '@' but a name may ('svc@corp'), so cut at the *last* '@'.
-# (CURRENT_USER() is the matched account instead: '' for an anonymous account, never what the processlist shows.)
-_USER = "LEFT(USER(), CHAR_LENGTH(USER()) - LOCATE('@', REVERSE(USER())))"
-_EXCLUDED = (
-    "p.COMMAND NOT IN ('Daemon', 'Binlog Dump', 'Binlog Dump GTID') "
-    "AND p.USER NOT IN ('system user', 'event_scheduler')"
-)
-# Literals are single-quoted: servers running ANSI_QUOTES reject double quotes (serverless-mysql #66).
-# ``self_seen`` is 1 when the table shows this very connection: 0 means the source is not usable (MySQL's
-# performance_schema.processlist exists but is empty while the Performance Schema is off).
-_USAGE_SQL = (
-    "SELECT {limits}COUNT(*) AS total, "
-    f"COALESCE(SUM(p.USER = {_USER}), 0) AS user_total, "
-    "COALESCE(SUM(p.ID = CONNECTION_ID()), 0) AS self_seen, "
-    f"COALESCE(SUM(p.USER = {_USER} AND p.COMMAND <> 'Sleep'), 0) AS user_running, "
-    f"GROUP_CONCAT(IF(p.USER = {_USER} AND p.COMMAND = 'Sleep' AND p.ID <> CONNECTION_ID() AND p.TIME >= %s, "
-    "CONCAT(p.ID, ':', p.TIME), NULL) ORDER BY p.TIME DESC SEPARATOR ',') AS zombies "
-    f"FROM {{processlist}} p WHERE {_EXCLUDED}"
-)
-_LIMITS = "@@max_connections AS max_connections, @@max_user_connections AS max_user_connections, "
-
-# Same columns (ID, USER, HOST, DB, COMMAND, TIME, STATE, INFO) and the same visibility rules (PROCESS shows every
-# user's threads). information_schema.PROCESSLIST is deprecated from MySQL 8.0.35 and walks all threads under a
-# global mutex, on a busy server exactly when the fleet is under pressure; performance_schema.processlist does not.
-INFORMATION_SCHEMA_PROCESSLIST = "information_schema.PROCESSLIST"
-PERFORMANCE_SCHEMA_PROCESSLIST = "performance_schema.processlist"
-
-PROCESSLIST_FALLBACK_ERRORS = frozenset({1044, 1054, 1142, 1146})
-"""Errors of the statement on performance_schema.processlist that mean "not usable here, read information_schema":
-access denied to the database (1044) or table (1142), unknown column (1054), no such table (1146)."""
-
-
-def usage_sql(*, with_limits: bool, performance_schema: bool = False) -> str:
-    """The housekeeping statement; its one parameter is ``zombie_min_timeout`` in whole seconds.
-
-    Parameters
-    ----------
-    with_limits
-        Also read ``@@max_connections`` and ``@@max_user_connections`` (when the cached limits are stale).
-    performance_schema
-        Read ``performance_schema.processlist`` instead of ``information_schema.PROCESSLIST``.
-
-    Returns
-    -------
-    str
-        One ``SELECT`` returning one row: ``total``, ``user_total``, ``self_seen``, ``zombies`` (and the limits).
-    """
-    source = PERFORMANCE_SCHEMA_PROCESSLIST if performance_schema else INFORMATION_SCHEMA_PROCESSLIST
-    return _USAGE_SQL.format(limits=_LIMITS if with_limits else "", processlist=source)
-
-
-def has_performance_schema_processlist(server_version: str) -> bool:
-    """Whether a server reporting ``server_version`` (the handshake's) has ``performance_schema.processlist``.
-
-    MySQL has it from 5.7.39 in the 5.7 series and from 8.0.22 on; MariaDB's performance_schema has none. Whether
-    it is *usable* (the Performance Schema on, the table readable) is told by the statement itself: see
-    :data:`PROCESSLIST_FALLBACK_ERRORS` and ``self_seen``.
-
-    Parameters
-    ----------
-    server_version
-        For example ``"8.0.35"``, ``"8.0.28-0ubuntu0.20.04.3"`` or ``"5.5.5-10.11.6-MariaDB"``.
-
-    Returns
-    -------
-    bool
-        False for MariaDB, older MySQL and anything unparsable.
-    """
-    if "mariadb" in server_version.lower():
-        return False
-    try:
-        version = tuple(int(part) for part in server_version.split("-", 1)[0].split(".")[:3])  # "8.0.28-log"
-    except ValueError:
-        return False
-    return len(version) == 3 and ((5, 7, 39) <= version < (8, 0, 0) or version >= (8, 0, 22))
 
 
 @record(frozen=True)  # not a NamedTuple: see _record

@@ -211,6 +211,7 @@ def test_housekeeping_failure_never_fails_the_caller(
     app_user: AppUser, client_factory: ClientFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(housekeeping_io, "usage_sql", lambda **_: "SELECT * FROM no_such_table_xyz WHERE 1 = %s")
+    monkeypatch.setattr(housekeeping_io, "SHOW_PROCESSLIST_MAX", 0)  # every scan runs the statement
     errors: list[BaseException] = []
     db = client_factory(app_user, on_error=errors.append)
     db.query("SELECT 1")

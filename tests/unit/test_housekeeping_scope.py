@@ -9,6 +9,7 @@ from serverless_mysql.housekeeping import (
     INFORMATION_SCHEMA_PROCESSLIST,
     PERFORMANCE_SCHEMA_PROCESSLIST,
     has_performance_schema_processlist,
+    usage_row,
     usage_sql,
 )
 
@@ -54,3 +55,38 @@ def test_performance_schema_processlist_is_tried_only_where_the_version_has_it()
     assert not has("8.0.21") and not has("5.7.38") and not has("5.7.12")  # 5.7.12: Aurora MySQL 2
     assert not has("5.5.5-10.11.19-MariaDB-0+deb12u1") and not has("10.11.6-MariaDB") and not has("11.4.2-MariaDB")
     assert not has("") and not has("8.0") and not has("unknown")
+
+
+def row(thread_id: int, user: str, command: str = "Sleep", idle: int | None = 0) -> dict[str, object]:
+    """A ``SHOW PROCESSLIST`` row (the columns that count)."""
+    return {"Id": thread_id, "User": user, "Host": "127.0.0.1:1", "db": "app", "Command": command, "Time": idle}
+
+
+def test_show_processlist_rows_count_as_the_statement_does() -> None:
+    rows = [
+        row(1, "system user", "Daemon", None),  # system threads never count
+        row(2, "event_scheduler", "Daemon", 5),
+        row(3, "repl", "Binlog Dump GTID", 900),
+        row(10, "app", "Query", 0),  # this connection
+        row(11, "app", "Sleep", 7),
+        row(12, "app", "Sleep", 2),  # not idle long enough
+        row(13, "app", "Query", 30),  # running: no zombie however long
+        row(14, "app", "Sleep", 40),
+        row(15, "other", "Sleep", 50),  # another user's
+        row(16, "app@corp", "Sleep", 60),  # another user whose name starts alike
+    ]
+    assert usage_row(rows, 10, 3) == {
+        "total": 7,
+        "user_total": 5,
+        "self_seen": 1,
+        "user_running": 2,
+        "zombies": "14:40,11:7",  # oldest first, as the statement's ORDER BY
+    }
+    assert usage_row(rows, 10, 100)["zombies"] is None
+    assert usage_row(rows, 99, 3) == {  # this connection not shown: no user, nothing of its own
+        "total": 7,
+        "user_total": 0,
+        "self_seen": 0,
+        "user_running": 0,
+        "zombies": None,
+    }
