@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from typing import Any
 
@@ -189,3 +190,34 @@ def test_falls_back_when_performance_schema_processlist_is_empty(
     assert db.get_stats().housekeeping_statements == 2 + 3  # one failed attempt
     assert shows_of_next_end(server, db) == 1
     assert sources == [True, False]
+
+
+def test_show_processlist_counts_what_the_statement_counts(server_factory: Factory, make_user: Factory) -> None:
+    # A small server's scan is SHOW PROCESSLIST, counted in Python: the same numbers as the statement, on one server.
+    server = server_factory(max_connections=30)
+    app, other = make_user(server, process=True), make_user(server)
+    server.open_zombies(app, 3)
+    server.open_zombies(other, 2)
+    busy = app.connect()  # runs a statement meanwhile: the user's, running, never a zombie
+    running = threading.Thread(target=lambda: busy.cursor().execute("DO SLEEP(3)"))
+    running.start()
+    time.sleep(1.1)  # TIME counts whole seconds
+    conn = app.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(housekeeping.usage_sql(with_limits=False), (1,))
+            statement = cur.fetchone()
+            cur.execute("SHOW PROCESSLIST")
+            counted = housekeeping.usage_row(list(cur.fetchall()), conn.thread_id(), 1)
+    finally:
+        conn.close()
+        running.join()
+        busy.close()
+    assert statement is not None
+    numbers = ("total", "user_total", "self_seen", "user_running")
+    assert {key: int(statement[key]) for key in numbers} == {key: counted[key] for key in numbers}
+    assert counted["user_total"] == 5 and counted["user_running"] == 2  # 3 zombies, the sleeper, this one
+    text = statement["zombies"]
+    text = text.decode() if isinstance(text, bytes) else text
+    assert set(text.split(",")) == set(counted["zombies"].split(","))  # equal idle times may come in either order
+    assert len(text.split(",")) == 3  # not the other user's two
