@@ -23,9 +23,12 @@ __all__ = [
 # 'name@client-host'; a host never contains '@' but a name may ('svc@corp'), so cut at the *last* '@'.
 # (CURRENT_USER() is the matched account instead: '' for an anonymous account, never what the processlist shows.)
 _USER = "LEFT(USER(), CHAR_LENGTH(USER()) - LOCATE('@', REVERSE(USER())))"
+# Threads that are no client's connection, whichever way the processlist is read: never counted.
+_SYSTEM_COMMANDS = ("Daemon", "Binlog Dump", "Binlog Dump GTID")
+_SYSTEM_USERS = ("system user", "event_scheduler")
 _EXCLUDED = (
-    "p.COMMAND NOT IN ('Daemon', 'Binlog Dump', 'Binlog Dump GTID') "
-    "AND p.USER NOT IN ('system user', 'event_scheduler')"
+    f"p.COMMAND NOT IN ({', '.join(repr(c) for c in _SYSTEM_COMMANDS)}) "
+    f"AND p.USER NOT IN ({', '.join(repr(u) for u in _SYSTEM_USERS)})"
 )
 # Literals are single-quoted: servers running ANSI_QUOTES reject double quotes (serverless-mysql #66).
 # ``self_seen`` is 1 when the table shows this very connection: 0 means the source is not usable (MySQL's
@@ -78,8 +81,6 @@ On MariaDB with 41 connections it costs the server 50 us where the statement on 
 costs 340-410 us (that one fills a temporary table first), and the client 280-320 us instead of 90 us; at 1,000
 connections 570-730 us against 2,100-2,500 on the server, but 4.3 ms on the client: larger servers get the statement.
 (``bench/server_cost.py``.)"""
-_SYSTEM_COMMANDS = frozenset({"Daemon", "Binlog Dump", "Binlog Dump GTID"})
-_SYSTEM_USERS = frozenset({"system user", "event_scheduler"})
 
 
 def usage_row(rows: list[dict[str, Any]], own_id: int, zombie_min_timeout: int) -> dict[str, Any]:
