@@ -27,6 +27,7 @@ from .housekeeping import (
     LIMITS_SQL,
     PROCESSLIST_FALLBACK_ERRORS,
     REFUSALS_SQL,
+    SHOW_PROCESSLIST_COLUMNS,
     SHOW_PROCESSLIST_MAX,
     Housekeeper,
     Usage,
@@ -328,7 +329,7 @@ class HousekeepingIO:
         """The housekeeping statement's row, counted from ``SHOW PROCESSLIST`` (:func:`usage_row`)."""
         self._prepare(conn)
         try:
-            rows = conn.run("SHOW PROCESSLIST")
+            rows = conn.columns("SHOW PROCESSLIST", SHOW_PROCESSLIST_COLUMNS)
         finally:
             self._stats.housekeeping_statements += 1
         return usage_row(rows, conn.connection_id, int(self._cfg.zombie_min_timeout))

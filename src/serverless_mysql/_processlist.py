@@ -7,12 +7,14 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Any
 
 __all__ = [
     "INFORMATION_SCHEMA_PROCESSLIST",
     "PERFORMANCE_SCHEMA_PROCESSLIST",
     "PROCESSLIST_FALLBACK_ERRORS",
+    "SHOW_PROCESSLIST_COLUMNS",
     "SHOW_PROCESSLIST_MAX",
     "has_performance_schema_processlist",
     "usage_row",
@@ -77,35 +79,44 @@ def usage_sql(*, with_limits: bool, performance_schema: bool = False) -> str:
 SHOW_PROCESSLIST_MAX = 200
 """Up to this ``max_connections`` a scan reads ``SHOW PROCESSLIST`` and counts here (:func:`usage_row`).
 
-On MariaDB with 41 connections it costs the server 50 us where the statement on ``information_schema.PROCESSLIST``
-costs 340-410 us (that one fills a temporary table first), and the client 280-320 us instead of 90 us; at 1,000
-connections 570-730 us against 2,100-2,500 on the server, but 4.3 ms on the client: larger servers get the statement.
-(``bench/server_cost.py``.)"""
+On MariaDB with 41 connections it costs the server 50-60 us where the statement on ``information_schema.PROCESSLIST``
+costs 340-650 us (that one fills a temporary table first), and the client 190-200 us instead of 110 us (the rows read
+by :meth:`~serverless_mysql._driver.DriverConnection.columns`: 320-350 us decoded by PyMySQL); at 151 connections the
+server 170 us against 1,300, the client 730 us against 160; at 1,000 connections the server 570-730 us against
+2,100-2,500, but the client 3.7 ms: larger servers get the statement. (``bench/server_cost.py``.)"""
 
 
-def usage_row(rows: list[dict[str, Any]], own_id: int, zombie_min_timeout: int) -> dict[str, Any]:
+SHOW_PROCESSLIST_COLUMNS = ("Id", "User", "Command", "Time")
+"""The columns of ``SHOW PROCESSLIST`` that :func:`usage_row` counts, in this order."""
+_SYSTEM_COMMAND_BYTES = frozenset(c.encode() for c in _SYSTEM_COMMANDS)
+_SYSTEM_USER_BYTES = frozenset(u.encode() for u in _SYSTEM_USERS)
+
+
+def usage_row(rows: Sequence[Sequence[bytes | None]], own_id: int, zombie_min_timeout: int) -> dict[str, Any]:
     """The housekeeping statement's row (without the limits), counted from ``SHOW PROCESSLIST``'s ``rows``.
 
-    The user is the one of this connection's own row (``own_id``), as ``USER()`` is in the statement; system
-    threads never count; zombies are the user's other ``Sleep`` connections idle ``zombie_min_timeout`` seconds or
-    more, oldest first.
+    Each row holds :data:`SHOW_PROCESSLIST_COLUMNS` as the server sent them (bytes, NULL as ``None``). The user is
+    the one of this connection's own row (``own_id``), as ``USER()`` is in the statement; system threads never
+    count, nor do rows without a user or a command (the statement's ``NOT IN`` drops a NULL); zombies are the
+    user's other ``Sleep`` connections idle ``zombie_min_timeout`` seconds or more, oldest first.
     """
-    user = next((row["User"] for row in rows if row["Id"] == own_id), None)
+    own = str(own_id).encode()
+    user = next((row[1] for row in rows if row[0] == own), None)
     total = user_total = running = 0
     zombies: list[tuple[int, int]] = []
-    for row in rows:
-        if row["Command"] in _SYSTEM_COMMANDS or row["User"] in _SYSTEM_USERS:
+    for thread_id, name, command, idle in rows:
+        if name is None or command is None or name in _SYSTEM_USER_BYTES or command in _SYSTEM_COMMAND_BYTES:
             continue
         total += 1
-        if user is None or row["User"] != user:
+        if user is None or name != user:
             continue
         user_total += 1
-        if row["Command"] != "Sleep":
+        if command != b"Sleep":
             running += 1
-        elif row["Id"] != own_id and (row["Time"] or 0) >= zombie_min_timeout:
-            zombies.append((int(row["Time"]), int(row["Id"])))
+        elif thread_id != own and int(idle or 0) >= zombie_min_timeout:
+            zombies.append((int(idle or 0), int(thread_id or 0)))
     zombies.sort(reverse=True)
-    text = ",".join(f"{thread_id}:{idle}" for idle, thread_id in zombies) or None
+    text = ",".join(f"{thread_id}:{seconds}" for seconds, thread_id in zombies) or None
     return {
         "total": total,
         "user_total": user_total,

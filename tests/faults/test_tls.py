@@ -27,7 +27,8 @@ from harness.faultproxy import FaultProxy
 from harness.mariadb import AppUser, MariaDBServer
 from harness.tls import CertPair, TestPKI
 from serverless_mysql import ServerlessMySQL, with_mysql
-from serverless_mysql._driver import DriverConnection, _DeadlineSocketIO
+from serverless_mysql._deadline_io import DeadlineSocketIO
+from serverless_mysql._driver import DriverConnection
 from serverless_mysql.errors import ConfigError, ConnectError, ServerlessMySQLError
 from serverless_mysql.iam import IamAuthCredentials
 from serverless_mysql.lambda_context import LocalLambdaContext
@@ -521,7 +522,7 @@ def test_tls_handshake_is_bounded_by_the_deadline(tls_user: AppUser, pki: TestPK
         db.connect()
         conn = db.get_client()
         assert isinstance(conn, DriverConnection) and conn._rfile is not None  # the reader made after the TLS upgrade
-        assert isinstance(conn._rfile.raw, _DeadlineSocketIO)
+        assert isinstance(conn._rfile.raw, DeadlineSocketIO)
         assert tls_version(db).startswith("TLS")
         db.set_deadline(None)
         db.quit()

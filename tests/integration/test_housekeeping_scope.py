@@ -13,6 +13,7 @@ import pytest
 from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ServerlessMySQL, _processlist, housekeeping
 from serverless_mysql import _housekeeping_io as housekeeping_io
+from serverless_mysql._driver import connect
 from tests.integration.conftest import ClientFactory
 
 pytestmark = pytest.mark.integration
@@ -202,13 +203,15 @@ def test_show_processlist_counts_what_the_statement_counts(server_factory: Facto
     running = threading.Thread(target=lambda: busy.cursor().execute("DO SLEEP(3)"))
     running.start()
     time.sleep(1.1)  # TIME counts whole seconds
-    conn = app.connect()
+    conn = connect(app.connect_kwargs(), timeout=5.0, deadline=None, clock=time.monotonic)  # the client's driver
     try:
-        with conn.cursor() as cur:
-            cur.execute(housekeeping.usage_sql(with_limits=False), (1,))
-            statement = cur.fetchone()
-            cur.execute("SHOW PROCESSLIST")
-            counted = housekeeping.usage_row(list(cur.fetchall()), conn.thread_id(), 1)
+        statement = conn.run(housekeeping.usage_sql(with_limits=False), (1,))[0]
+        rows = conn.columns("SHOW PROCESSLIST", housekeeping.SHOW_PROCESSLIST_COLUMNS)
+        counted = housekeeping.usage_row(rows, conn.connection_id, 1)
+        with pytest.raises(ValueError, match="returned no column 'Progress2'"):
+            conn.columns("SHOW PROCESSLIST", ("Id", "Progress2"))
+        assert conn.columns("DO 1", ("Id",)) == []  # no result set
+        assert conn.run("SELECT 1 AS one") == [{"one": 1}]  # each result read to its end: the connection goes on
     finally:
         conn.close()
         running.join()

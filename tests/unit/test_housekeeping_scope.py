@@ -57,9 +57,14 @@ def test_performance_schema_processlist_is_tried_only_where_the_version_has_it()
     assert not has("") and not has("8.0") and not has("unknown")
 
 
-def row(thread_id: int, user: str, command: str = "Sleep", idle: int | None = 0) -> dict[str, object]:
-    """A ``SHOW PROCESSLIST`` row (the columns that count)."""
-    return {"Id": thread_id, "User": user, "Host": "127.0.0.1:1", "db": "app", "Command": command, "Time": idle}
+def row(thread_id: int, user: str | None, command: str = "Sleep", idle: int | None = 0) -> tuple[bytes | None, ...]:
+    """A ``SHOW PROCESSLIST`` row: the columns that count, as the server sends them."""
+    return (
+        str(thread_id).encode(),
+        None if user is None else user.encode(),
+        command.encode(),
+        None if idle is None else str(idle).encode(),
+    )
 
 
 def test_show_processlist_rows_count_as_the_statement_does() -> None:
@@ -74,6 +79,7 @@ def test_show_processlist_rows_count_as_the_statement_does() -> None:
         row(14, "app", "Sleep", 40),
         row(15, "other", "Sleep", 50),  # another user's
         row(16, "app@corp", "Sleep", 60),  # another user whose name starts alike
+        row(17, None, "Connect", 1),  # a row without a user: the statement's NOT IN drops it
     ]
     assert usage_row(rows, 10, 3) == {
         "total": 7,
