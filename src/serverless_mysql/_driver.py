@@ -31,6 +31,7 @@ import pymysql
 import pymysql.connections
 import pymysql.cursors
 from pymysql.constants import CLIENT, COMMAND, CR, SERVER_STATUS
+from pymysql.protocol import OKPacketWrapper
 
 from ._deadline_io import IO_SLACK, DeadlineReached, DeadlineSocketIO, IoLimits
 from ._escape import bind, escape_any_mode
@@ -183,28 +184,43 @@ class DriverConnection(_BaseConnection):
         return rows
 
     def columns(self, sql: str, names: tuple[str, ...]) -> list[tuple[bytes | None, ...]]:
-        """Run ``sql`` (one result set, no parameters) and return only the columns ``names`` of its rows, undecoded.
+        """Run ``sql`` (no parameters) and return only the columns ``names`` of its rows, undecoded (NULL: ``None``).
 
         For a statement whose rows are read in bulk and mostly thrown away (housekeeping's ``SHOW PROCESSLIST``):
         :meth:`run` decodes every column of every row, two and a half times the client's CPU (:mod:`._wire`).
-        NULL is ``None``. Raises as :meth:`run` does, and ``ValueError`` (the whole result read, the connection
-        usable) when a column is missing.
+        A statement without rows gives ``[]``; further result sets are read and dropped, as :meth:`run` does.
+        Raises as :meth:`run` does, and ``ValueError`` when a column is missing (the whole reply read: the
+        connection goes on) or the server asks for a LOCAL INFILE (the connection is closed).
         """
         self._execute_command(COMMAND.COM_QUERY, sql)
         read: Callable[[], Any] = self._read_packet  # PyMySQL's, untyped in its stubs
         first = read()
+        rows: list[tuple[bytes | None, ...]] = []
+        problem = ""
         if first.is_ok_packet():
-            return []
-        fields = [column_name(read().get_all_data()) for _ in range(first.read_length_encoded_integer())]
-        read()  # the EOF after the column definitions (PyMySQL never asks for CLIENT_DEPRECATE_EOF)
-        packets: list[bytes] = []
-        while not is_end_of_rows(data := read().get_all_data()):
-            packets.append(data)
-        missing = [name for name in names if name not in fields]
-        if missing:
-            raise ValueError(f"{sql!r} returned no column {missing[0]!r} (its columns: {', '.join(fields)})")
-        wanted = [fields.index(name) for name in names]
-        return [pick(data, wanted) for data in packets]
+            ok = OKPacketWrapper(first)
+            self.server_status, more = ok.server_status, ok.has_next
+        elif first.is_load_local_packet():
+            self._force_close()  # type: ignore[attr-defined]  # the server waits for the file's contents
+            raise ValueError(f"{sql!r} asked for a LOCAL INFILE; columns() reads rows only (connection closed)")
+        else:
+            fields = [column_name(read().get_all_data()) for _ in range(first.read_length_encoded_integer())]
+            read()  # the EOF after the column definitions (PyMySQL never asks for CLIENT_DEPRECATE_EOF)
+            packets: list[bytes] = []
+            while not is_end_of_rows(data := read().get_all_data()):
+                packets.append(data)
+            more = int.from_bytes(data[3:5], "little") & SERVER_STATUS.SERVER_MORE_RESULTS_EXISTS
+            if missing := [name for name in names if name not in fields]:
+                problem = f"{sql!r} returned no column {missing[0]!r} (its columns: {', '.join(fields)})"
+            else:
+                wanted = [fields.index(name) for name in names]
+                rows = [pick(data, wanted) for data in packets]
+        while more:  # a CALL's further result sets: read to the end, as run() does
+            self.next_result()
+            more = self._result.has_next
+        if problem:
+            raise ValueError(problem)
+        return rows
 
     def close_quietly(self) -> None:
         """COM_QUIT if the socket still takes it (the server frees the slot at once), then drop the socket."""

@@ -32,6 +32,8 @@ def pick(data: bytes, wanted: Sequence[int]) -> tuple[bytes | None, ...]:
 
     Raises ``ValueError`` when the row has fewer columns or is not a row.
     """
+    if not wanted:
+        return ()
     values: list[bytes | None] = []
     pos = 0
     try:

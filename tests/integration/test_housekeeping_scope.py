@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+from pymysql.constants import CLIENT
 
 from harness.mariadb import AppUser, MariaDBServer
 from serverless_mysql import ServerlessMySQL, _processlist, housekeeping
@@ -224,3 +225,23 @@ def test_show_processlist_counts_what_the_statement_counts(server_factory: Facto
     text = text.decode() if isinstance(text, bytes) else text
     assert set(text.split(",")) == set(counted["zombies"].split(","))  # equal idle times may come in either order
     assert len(text.split(",")) == 3  # not the other user's two
+
+
+def test_columns_reads_every_reply_to_its_end(server_factory: Factory, make_user: Factory) -> None:
+    # What columns() is not used for must still leave the connection in step: further result sets, replies
+    # without rows, the transaction status an OK packet carries, no column asked for.
+    app = make_user(server_factory(max_connections=10))
+    kwargs = {**app.connect_kwargs(), "client_flag": CLIENT.MULTI_STATEMENTS}
+    conn = connect(kwargs, timeout=5.0, deadline=None, clock=time.monotonic)
+    try:
+        assert conn.columns("SELECT 1 AS Id, NULL AS User; SELECT 2 AS Id", ("User", "Id")) == [(None, b"1")]
+        assert conn.columns("DO 1; SELECT 3 AS Id", ("Id",)) == []
+        assert conn.run("SELECT 4 AS x") == [{"x": 4}]
+        assert conn.columns("BEGIN", ()) == [] and conn.in_transaction
+        assert conn.columns("ROLLBACK", ()) == [] and not conn.in_transaction
+        assert conn.columns("SELECT 5 AS Id", ()) == [()]
+        with pytest.raises(ValueError, match="no column 'Nope'"):
+            conn.columns("SELECT 6 AS Id; SELECT 7 AS Id", ("Nope",))
+        assert conn.run("SELECT 8 AS x") == [{"x": 8}]
+    finally:
+        conn.close()
