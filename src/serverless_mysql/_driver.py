@@ -90,6 +90,7 @@ class DriverConnection(_BaseConnection):
     _current_timeout: float | None
     _result: Any
     server_capabilities: int
+    server_status: int
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._io = IoLimits(kwargs.get("read_timeout"), kwargs.get("write_timeout"))

@@ -75,7 +75,7 @@ def test_a_deadline_bounds_the_next_operation(
 def test_status_bits_and_connection_id(conn: DriverConnection) -> None:
     assert conn.connection_id == 0 and not conn.in_transaction
     # What the handshake and each OK packet set (not in PyMySQL's type stubs).
-    conn.server_status = SERVER_STATUS.SERVER_STATUS_IN_TRANS | SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT  # type: ignore[attr-defined]
+    conn.server_status = SERVER_STATUS.SERVER_STATUS_IN_TRANS | SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
     conn.server_thread_id = (42,)  # type: ignore[attr-defined]
     assert conn.in_transaction and conn.connection_id == 42
 
