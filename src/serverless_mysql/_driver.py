@@ -31,12 +31,12 @@ import pymysql
 import pymysql.connections
 import pymysql.cursors
 from pymysql.constants import CLIENT, COMMAND, CR, SERVER_STATUS
-from pymysql.protocol import OKPacketWrapper
+from pymysql.protocol import EOFPacketWrapper, OKPacketWrapper
 
 from ._deadline_io import IO_SLACK, DeadlineReached, DeadlineSocketIO, IoLimits
 from ._escape import bind, escape_any_mode
 from ._tcp import open_tcp
-from ._wire import column_name, is_end_of_rows, pick
+from ._wire import column_name, pick
 from .results import Rows
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
@@ -208,9 +208,9 @@ class DriverConnection(_BaseConnection):
             fields = [column_name(read().get_all_data()) for _ in range(first.read_length_encoded_integer())]
             read()  # the EOF after the column definitions (PyMySQL never asks for CLIENT_DEPRECATE_EOF)
             packets: list[bytes] = []
-            while not is_end_of_rows(data := read().get_all_data()):
-                packets.append(data)
-            more = int.from_bytes(data[3:5], "little") & SERVER_STATUS.SERVER_MORE_RESULTS_EXISTS
+            while not (packet := read()).is_eof_packet():
+                packets.append(packet.get_all_data())
+            more = EOFPacketWrapper(packet).has_next
             if missing := [name for name in names if name not in fields]:
                 problem = f"{sql!r} returned no column {missing[0]!r} (its columns: {', '.join(fields)})"
             else:

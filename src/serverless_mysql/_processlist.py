@@ -113,8 +113,8 @@ def usage_row(rows: Sequence[Sequence[bytes | None]], own_id: int, zombie_min_ti
         user_total += 1
         if command != b"Sleep":
             running += 1
-        elif thread_id != own and int(idle or 0) >= zombie_min_timeout:
-            zombies.append((int(idle or 0), int(thread_id or 0)))
+        elif thread_id != own and (seconds := int(idle or 0)) >= zombie_min_timeout:
+            zombies.append((seconds, int(thread_id or 0)))
     zombies.sort(reverse=True)
     text = ",".join(f"{thread_id}:{seconds}" for seconds, thread_id in zombies) or None
     return {

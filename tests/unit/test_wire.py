@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serverless_mysql._wire import column_name, is_end_of_rows, pick
+from serverless_mysql._wire import column_name, pick
 
 
 def lenenc(value: bytes | None) -> bytes:
@@ -45,9 +45,3 @@ def test_a_short_or_broken_row_is_an_error_not_a_wrong_count() -> None:
 def test_a_column_definition_gives_its_name() -> None:
     definition = b"".join(lenenc(v) for v in (b"def", b"", b"", b"", b"Command", b"COMMAND")) + b"\x0c" + bytes(12)
     assert column_name(definition) == "Command"
-
-
-def test_the_end_of_the_rows_is_the_short_eof_packet() -> None:
-    assert is_end_of_rows(b"\xfe\x00\x00\x02\x00")
-    assert not is_end_of_rows(lenenc(b"1") + lenenc(b"app"))
-    assert not is_end_of_rows(b"\xfe" + (2).to_bytes(8, "little") + b"ab")  # a row whose first value is 8-byte long
