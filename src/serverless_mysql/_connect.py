@@ -164,7 +164,7 @@ class Connector:
                 # error) go now, not at the next run of the cycle collector: this frame holds the error and the
                 # error's traceback holds this frame, and a host of 500 waiting environments paused 300-500 ms per
                 # collection of what a seed burst's waits left (issue 20). The traceback still prints.
-                traceback.clear_frames(exc.__traceback__)
+                _clear_frames(exc)
                 # An attempt the deadline cut short that timed out says nothing about the server: the refusal before
                 # it does (a full server's waiter on a loaded host otherwise reported "can't connect", 2003).
                 cut = self._cut_short and is_timeout(exc) and last_exc is not None
@@ -321,6 +321,16 @@ class Connector:
             values.update({k: v for k, v in supplied.items() if v is not None and k not in cfg.explicit})
             extra.update(creds.connect_args)
         return {"charset": "utf8mb4", "autocommit": True, **extra, **cfg.connect_args, **values}
+
+
+def _clear_frames(exc: BaseException) -> None:
+    """Clear the finished frames of ``exc``'s traceback and of the errors it was raised from or during."""
+    seen: set[int] = set()
+    err: BaseException | None = exc
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        traceback.clear_frames(err.__traceback__)
+        err = err.__cause__ or err.__context__
 
 
 def _endpoint(kwargs: dict[str, Any]) -> str:

@@ -51,7 +51,12 @@ def open_tcp(
             last = exc
             continue
         return sock, peer
-    raise last if last is not None else OSError(f"no address for {host!r}")
+    if last is None:
+        raise OSError(f"no address for {host!r}")
+    try:
+        raise last
+    finally:
+        last = None  # the error's traceback holds this frame: no cycle left for the collector (a wait makes many)
 
 
 def _resolve(host: str, port: int, timeout: float | None) -> _AddrInfo:

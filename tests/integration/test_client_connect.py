@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import socket
 import threading
 import time
 import traceback
@@ -84,6 +85,32 @@ def test_a_wait_for_a_slot_leaves_nothing_for_the_cycle_collector(
         quick.connect()
     printed = "".join(traceback.format_exception(info.value))
     assert "pymysql/connections.py" in printed and "Too many connections" in printed
+
+
+def test_a_wait_for_a_server_that_is_down_leaves_no_socket_for_the_cycle_collector() -> None:
+    """Refused TCP connects (nothing listens) are freed at once too, sockets included; the final error still chains."""
+    with socket.socket() as bound:  # bound, never listening: every connect is refused, and nobody else gets the port
+        bound.bind(("127.0.0.1", 0))
+        port = bound.getsockname()[1]
+        db = ServerlessMySQL(
+            host="127.0.0.1", port=port, user="u", password="p", max_connect_wait=0.3, base=0.01, cap=0.02
+        )
+        gc.collect()
+        gc.disable()
+        try:
+            with pytest.raises(DeadlineExceededError) as info:
+                db.query("SELECT 1")
+            assert db.get_stats().connect_attempts >= 5
+            assert isinstance(info.value.__cause__, pymysql.err.OperationalError)
+            del info  # the error raised is one chain the collector frees; the attempts before it must not be
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            gc.collect()
+            left = [o for o in gc.garbage if isinstance(o, (socket.socket, DriverConnection))]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+    assert left == []
 
 
 def test_exhausted_retries_chain_the_last_pymysql_error_and_every_connect_gets_a_full_budget(
