@@ -7,6 +7,8 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pymysql
@@ -55,6 +57,27 @@ def test_retries_too_many_connections_until_a_slot_frees(
     assert db.get_stats().connect_retries == len(retries)
 
 
+@contextmanager
+def collector_paused() -> Iterator[Callable[[], list[object]]]:
+    """Collect, then keep the cycle collector off for the block; ``unreachable()`` lists what it would free now."""
+    gc.collect()
+    gc.disable()
+
+    def unreachable() -> list[object]:
+        gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds unreachable is kept in gc.garbage to look at
+        gc.collect()
+        found = list(gc.garbage)
+        gc.garbage.clear()
+        return found
+
+    try:
+        yield unreachable
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+
+
 def test_a_wait_for_a_slot_leaves_nothing_for_the_cycle_collector(
     full_server: FullServer, client_factory: ClientFactory
 ) -> None:
@@ -66,18 +89,10 @@ def test_a_wait_for_a_slot_leaves_nothing_for_the_cycle_collector(
     """
     db = client_factory(full_server.app, backoff="full", base=0.002, cap=0.02)
     later(0.3, full_server.held.pop().close)
-    gc.collect()
-    gc.disable()
-    try:
+    with collector_paused() as unreachable:
         assert db.query("SELECT 1 AS one") == [{"one": 1}]
         assert db.get_stats().connect_retries >= 3
-        gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds unreachable is kept in gc.garbage to look at
-        gc.collect()
-        left = [type(o).__name__ for o in gc.garbage if isinstance(o, (DriverConnection, pymysql.MySQLError))]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
+        left = [type(o).__name__ for o in unreachable() if isinstance(o, (DriverConnection, pymysql.MySQLError))]
     assert left == []
     # A wait that ends in an error still names PyMySQL's own, with the traceback of where PyMySQL raised it.
     quick = client_factory(full_server.app, max_retries=1, backoff="full", base=0.001, cap=0.002)
@@ -95,21 +110,13 @@ def test_a_wait_for_a_server_that_is_down_leaves_no_socket_for_the_cycle_collect
         db = ServerlessMySQL(
             host="127.0.0.1", port=port, user="u", password="p", max_connect_wait=0.3, base=0.01, cap=0.02
         )
-        gc.collect()
-        gc.disable()
-        try:
+        with collector_paused() as unreachable:
             with pytest.raises(DeadlineExceededError) as info:
                 db.query("SELECT 1")
             assert db.get_stats().connect_attempts >= 5
             assert isinstance(info.value.__cause__, pymysql.err.OperationalError)
             del info  # the error raised is one chain the collector frees; the attempts before it must not be
-            gc.set_debug(gc.DEBUG_SAVEALL)
-            gc.collect()
-            left = [o for o in gc.garbage if isinstance(o, (socket.socket, DriverConnection))]
-        finally:
-            gc.set_debug(0)
-            gc.garbage.clear()
-            gc.enable()
+            left = [type(o).__name__ for o in unreachable() if isinstance(o, (socket.socket, DriverConnection))]
     assert left == []
 
 
