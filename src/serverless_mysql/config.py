@@ -157,7 +157,7 @@ class Config:
         env="Seconds between utilization measurements (`none` = adaptive)",
     )
     # 1 s, not serverless-mysql's 3 s: under pressure the slots the waiters need are mostly held by environments that
-    # are no longer invoked (docs/overload.md, "Idle slots to the waiters").
+    # are no longer invoked (docs/overload-log.md, "Idle slots to the waiters").
     zombie_min_timeout: float = option(
         1.0,
         "Under pressure, a sleeping connection of the same user idle this long may be killed (compared in "

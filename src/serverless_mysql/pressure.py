@@ -17,7 +17,7 @@ what it sees itself, at once.
   opposite (the mean shrank to ``0.4 * cap`` after 3 s, so that the earliest waiters tried most often): in a
   1,000-environment spike the waiters' polls then took the CPU that the environments holding the slots needed, half
   of the server's slots were held by handshakes their clients had no CPU to finish, and the fleet stayed in that
-  state until the load ended (7 of 13 benchmark runs on 2026-12-06; docs/overload.md). The price is fairness:
+  state until the load ended (7 of 13 benchmark runs on 2026-12-06; docs/overload-log.md). The price is fairness:
   newcomers poll more often than the longest waiters, whose gaps are bounded by ``LONGEST_MEAN * cap``. Close to
   the end of its wait (the deadline or ``max_connect_wait``) a waiter polls more often again: the mean is at most
   :data:`LEFT_SHARE` of the time left, but not below :data:`SHORTEST_MEAN` ``* cap`` (the policy before's

@@ -59,7 +59,7 @@ def test_by_default_a_connection_of_the_user_idle_for_a_second_dies_on_a_busy_se
     server_factory: Factory, make_user: Factory, client_factory: ClientFactory
 ) -> None:
     # zombie_min_timeout is 1 s (it was 3): an environment that the routing no longer invokes gives its slot to
-    # the others within about a second (docs/overload.md, "Idle slots to the waiters").
+    # the others within about a second (docs/overload-log.md, "Idle slots to the waiters").
     server, hog, app = small_server(server_factory, make_user, 10)
     held = fill(server, hog, 7)
     zombie = server.open_zombies(app, 1)

@@ -20,7 +20,7 @@ def test_the_model_drives_the_library_policy_and_shows_issue_20() -> None:
 
 
 def test_in_the_model_sleeping_until_its_turn_halves_the_attempts_and_the_tail() -> None:
-    # The idea tried: what the model promises (a real server did not confirm it: docs/overload.md, issue 20).
+    # The idea tried: what the model promises (a real server did not confirm it: docs/overload-log.md, issue 20).
     row = run("turn", "crowd-real")
     assert row["errors"] == 0 and row["util"] > 0.9, row
     assert row["att/inv"] < 2.2 and row["p99/mean"] < 2.0, row
