@@ -9,6 +9,7 @@ and all of them by the deadline) -> :meth:`Connector._credentials` (the provider
 from __future__ import annotations
 
 import logging
+import math
 import traceback
 from collections.abc import Callable
 
@@ -98,6 +99,7 @@ class Connector:
         self._no_super_read_only: set[str] = set()  # server versions that claimed super_read_only and lacked it
         self._limits: tuple[int, int] | None = None  # read by the last attempt's writability check
         self._cut_short = False  # the deadline left the last attempt less than CUT_SHORT
+        self._refused_at = -math.inf  # when a connect was last refused as "full"
 
     # ------------------------------------------------------------------------------------------ bookkeeping
     def open(self, deadline: float | None, *, gave_back_at: float, waiting_since: float | None = None) -> Connected:
@@ -123,7 +125,14 @@ class Connector:
         stats = self._stats
         stats.connects += 1
         now = self._clock()
-        self._pressure.learn(now, now - started, refused_full=full_refusals > 0)  # the next wait's queue length
+        # The next wait's queue length, and when this one was last refused (its end() may stand on that refusal).
+        self._pressure.learn(
+            now,
+            now - started,
+            refused_full=full_refusals > 0,
+            refused_at=self._refused_at,
+            own_share=full_refusals / (attempt + 1),
+        )
         if attempt:
             stats.connect_wait_seconds += now - started
         logger.debug(
@@ -189,6 +198,7 @@ class Connector:
                 read_only = kind != FULL and is_read_only_refusal(exc)
                 if kind == FULL:
                     full_refusals += 1
+                    self._refused_at = now
                     stats.refused_full += 1
                 elif read_only:
                     stats.refused_read_only += 1

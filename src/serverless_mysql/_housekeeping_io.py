@@ -116,7 +116,8 @@ class HousekeepingIO:
             self._read_limits(conn, now)  # stale ones stand until a scan refreshes them, as before
         if rotating and hk.limits is not None and hk.limits[1] == 0:
             if not counted and not pressure.under_pressure(now):
-                self._read_refusals(conn, waited=waited)
+                if not (waited and pressure.own_refusal(now)):
+                    self._read_refusals(conn, waited=waited)
                 counted = True
             if pressure.under_pressure(now) and not hk.pressure_scan(now):
                 if member or not hk.keeps_slot(now):

@@ -13,11 +13,9 @@ what it sees itself, at once.
   ``uniform(0.5, 1.5) * m``; the mean ``m`` is ``0.75 * cap`` at first and then *grows* with the time this
   invocation has waited (:data:`GROWTH` of it, up to :data:`LONGEST_MEAN` ``* cap``, reached after 3 s with the
   default ``cap``): a queue that lasts polls less, not more (a 30 s wait makes about 22 attempts with the default
-  ``cap``, 30 if it runs into its deadline, where the policy before made about 70). The policy before did the
-  opposite (the mean shrank to ``0.4 * cap`` after 3 s, so that the earliest waiters tried most often): in a
-  1,000-environment spike the waiters' polls then took the CPU that the environments holding the slots needed, half
-  of the server's slots were held by handshakes their clients had no CPU to finish, and the fleet stayed in that
-  state until the load ended (7 of 13 benchmark runs on 2026-12-06; docs/overload-log.md). The price is fairness:
+  ``cap``, 30 if it runs into its deadline). Waits that shrank instead (to ``0.4 * cap`` after 3 s) let the
+  waiters' polls take the CPU the slots' holders needed in a 1,000-environment spike, until the load ended
+  (docs/overload-log.md, *Waits that grow*). The price is fairness:
   newcomers poll more often than the longest waiters, whose gaps are bounded by ``LONGEST_MEAN * cap``. Close to
   the end of its wait (the deadline or ``max_connect_wait``) a waiter polls more often again: the mean is at most
   :data:`LEFT_SHARE` of the time left, but not below :data:`SHORTEST_MEAN` ``* cap`` (the policy before's
@@ -49,21 +47,18 @@ for both kinds.
 - the first reading on a connection finds the server at ``conn_utilization`` or above and taking connects at a
   herd's rate since this connection's own (:func:`herd_behind`), and the client has no reading of the last
   :data:`FRESH` seconds to compare with (a cold start, or a client idle for a while): a herd's newcomers that got
-  in at once see the server full behind them. The counters used to be read right after connecting as a baseline
-  for that ``end()``: a statement per connection, a fifth of the statements in the benchmark's pressured
-  scenarios; without either sign those newcomers kept their slots (in interleaved runs the spike's p99 was
-  4.3-4.7 s without this sign, 2.3-2.4 s with it);
-- the ``end()`` of an invocation whose connect was refused a slot finds the server (the connection count read
-  with the counters) at ``conn_utilization`` or above: the queue it waited in is still there. Its own refusals
-  alone are no sign (by the time it gets a slot the burst that refused it may be over), and the counters are
-  none either then (its own refusals grew them; a queue of a few slow pollers refuses nobody in the tenth of a
+  in at once see the server full behind them (no reading right after connecting: docs/overload-log.md);
+- the ``end()`` of an invocation whose connect was refused a slot less than :data:`WINDOW` seconds before
+  (:meth:`Pressure.own_refusal`: no statement; the sign lasts ``WINDOW`` from that refusal), or later, finds the
+  server (the connection count read with the counters) at ``conn_utilization`` or above: the queue it waited in is
+  still there. An older refusal of its own is no sign (the burst that refused it may be over), and the counters
+  are none either then (its own refusals grew them; a queue of a few slow pollers refuses nobody in the tenth of a
   second between a connect and its ``end()``, so when a closed loop's load ended its last waiters waited behind
   holders that saw no refusal and kept their slots idle);
 - the account is at its own ``max_user_connections`` limit (1203 refusals are not counted by the server).
 
-A connect that gets its slot without a refusal ends the pressure: nobody was ahead of it (a sign lasted the whole
-window before, and an environment invoked every few milliseconds reconnected on every one of its invocations
-meanwhile: hundreds of logins a second, without a refusal, between the seed's bursts). Under pressure ``end()``
+A connect that gets its slot without a refusal ends the pressure: nobody was ahead of it (else an environment
+invoked every few milliseconds reconnected on every invocation of a sign's window). Under pressure ``end()``
 kills the zombies it finds, scanning for them by lot unless its own recent scan found some
 (:meth:`Housekeeper.pressure_scan`).
 
@@ -214,7 +209,9 @@ class Pressure:
         "cap",
         "learned_at",
         "learned_wait",
+        "own_share",
         "pressure_until",
+        "refused_at",
         "refused_share",
         "rng",
     )
@@ -230,6 +227,8 @@ class Pressure:
         self.learned_wait = 0.0  # seconds its last connect waited for a full server's slot (0: it was not refused)
         self.learned_at = -math.inf  # when that connect ended
         self.refused_share = (-math.inf, 0.0)  # (when, share): refused connects / connects between two readings
+        self.refused_at = -math.inf  # when its last connect that waited for a full server was last refused
+        self.own_share = 0.0  # the share of that connect's attempts that a full server refused
 
     # ------------------------------------------------------------------------------------------ waiting
     def delay(
@@ -268,14 +267,17 @@ class Pressure:
         if now - self.learned_at > LEARNED_FRESH:
             self.learned_wait = 0.0
 
-    def learn(self, now: float, waited: float, *, refused_full: bool) -> None:
-        """A connect ended with a slot after ``waited`` seconds; remember it if a full server made it wait."""
+    def learn(
+        self, now: float, waited: float, *, refused_full: bool, refused_at: float = -math.inf, own_share: float = 0.0
+    ) -> None:
+        """A connect ended with a slot after ``waited`` s; if a full server refused it: how long, when, how often."""
         self.learned_wait = waited if refused_full else 0.0
         self.learned_at = now
-        if not refused_full:
-            # Nobody was ahead of it: the pressure that made it give its slot back is over (while a sign lasted its
-            # WINDOW seconds, a warm environment invoked every few milliseconds reconnected on every invocation:
-            # the seed's fleet did hundreds of logins a second between its bursts without a refusal).
+        if refused_full:
+            self.refused_at, self.own_share = refused_at, own_share
+        else:
+            # Nobody was ahead of it: the pressure is over (with a sign's whole WINDOW, the seed's fleet did hundreds
+            # of logins a second between its bursts, without a refusal).
             self.pressure_until = min(self.pressure_until, now)
 
     def queue_delay(self, now: float) -> float:
@@ -372,6 +374,21 @@ class Pressure:
         within a second while the server stays full, without a statement on every invocation of a busy server.
         """
         return waited or self._counters is None or now - self._counters[0] >= COUNTER_INTERVAL
+
+    def own_refusal(self, now: float) -> bool:
+        """The ``end()`` of a connection that waited for its slot: whether its own last refusal stands for a reading.
+
+        A refusal under :data:`WINDOW` s old says what the counters would (the queue is still there) without their
+        statement, dearer to the server than a login; the sign lasts ``WINDOW`` from it. With no share measured as
+        lately as :meth:`queue_delay` takes one, its own attempts' refused share stands in (else the wait after a
+        give-back fell to its least: 20x attempts 2.42-2.53 against 2.25-2.26). Older: the client reads them.
+        """
+        if now - self.refused_at >= WINDOW:
+            return False
+        self.pressure_until = max(self.pressure_until, self.refused_at + WINDOW)
+        if now - self.refused_share[0] > FRESH + WINDOW:
+            self.refused_share = (now, self.own_share)  # nothing measured lately: its own connect's share
+        return True
 
     def account_full(self, now: float) -> None:
         """The account is at its ``max_user_connections``: its own next connects are refused (1203)."""
