@@ -99,7 +99,6 @@ class Connector:
         self._no_super_read_only: set[str] = set()  # server versions that claimed super_read_only and lacked it
         self._limits: tuple[int, int] | None = None  # read by the last attempt's writability check
         self._cut_short = False  # the deadline left the last attempt less than CUT_SHORT
-        self._refused_at = -math.inf  # when a connect was last refused as "full"
 
     # ------------------------------------------------------------------------------------------ bookkeeping
     def open(self, deadline: float | None, *, gave_back_at: float, waiting_since: float | None = None) -> Connected:
@@ -121,7 +120,7 @@ class Connector:
             )
             if first is not None:
                 self._sleep(first)
-        conn, kwargs, attempt, full_refusals = self._wait_for_slot(started, wait_end, deadline)
+        conn, kwargs, attempt, full_refusals, refused_at = self._wait_for_slot(started, wait_end, deadline)
         stats = self._stats
         stats.connects += 1
         now = self._clock()
@@ -130,7 +129,7 @@ class Connector:
             now,
             now - started,
             refused_full=full_refusals > 0,
-            refused_at=self._refused_at,
+            refused_at=refused_at,
             own_share=full_refusals / (attempt + 1),
         )
         if attempt:
@@ -154,12 +153,16 @@ class Connector:
     # ------------------------------------------------------------------------------------------ retries
     def _wait_for_slot(
         self, started: float, wait_end: float | None, deadline: float | None
-    ) -> tuple[_driver.DriverConnection, dict[str, Any], int, int]:
-        """Attempt until connected; returns the connection, its arguments, the retries and the "full" refusals."""
+    ) -> tuple[_driver.DriverConnection, dict[str, Any], int, int, float]:
+        """Attempt until connected.
+
+        Returns the connection, its arguments, the retries, the "full" refusals and when the last of those came.
+        """
         cfg, policy, pressure, stats = self._cfg, self._policy, self._pressure, self._stats
         attempt = 0  # retries so far
         previous = 0.0
         full_refusals = 0
+        refused_at = -math.inf  # when it was last refused as "full"
         refresh = refreshed = False
         refreshable = cfg.credentials is not None and bool(getattr(cfg.credentials, "refreshable", False))
         last_exc: BaseException | None = None  # named by a deadline error, whichever check runs out of time
@@ -198,7 +201,7 @@ class Connector:
                 read_only = kind != FULL and is_read_only_refusal(exc)
                 if kind == FULL:
                     full_refusals += 1
-                    self._refused_at = now
+                    refused_at = now
                     stats.refused_full += 1
                 elif read_only:
                     stats.refused_read_only += 1
@@ -224,7 +227,7 @@ class Connector:
                 self._sleep(delay)
             else:
                 last_exc = None  # its traceback holds this frame: a cycle once this frame is done
-                return conn, kwargs, attempt, full_refusals
+                return conn, kwargs, attempt, full_refusals, refused_at
 
     def _retry_failure(
         self,
